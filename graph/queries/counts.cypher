@@ -1,0 +1,7 @@
+// Node and relationship counts, for status and the ingest tests.
+RETURN
+  COUNT { (:User) } AS users,
+  COUNT { (:Item) } AS items,
+  COUNT { (:Entity) } AS entities,
+  COUNT { ()-[:RATED]->() } AS interactions,
+  COUNT { (:Item)-[]->(:Entity) } AS triples

@@ -1,0 +1,3 @@
+// $key
+MATCH (m:Meta {key: $key})
+RETURN properties(m) AS meta

@@ -1,0 +1,139 @@
+"""The `rag-rec` command. Adapters only: each command calls the library and prints.
+
+Typed errors become one readable line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rag_rec.errors import DataError, GraphUnavailable, RagRecError, UnknownItem, UnknownUser
+from rag_rec.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, help="rag_rec: explained recommendations.")
+data_app = typer.Typer(no_args_is_help=True, help="The dataset.")
+graph_app = typer.Typer(no_args_is_help=True, help="The Neo4j knowledge graph.")
+app.add_typer(data_app, name="data")
+app.add_typer(graph_app, name="graph")
+console = Console()
+
+EXIT_CODES: dict[type[RagRecError], int] = {
+    DataError: 3, GraphUnavailable: 4, UnknownUser: 5, UnknownItem: 5,
+}
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SplitOption = Annotated[str | None, typer.Option(
+    help="Ingest only this split's train interactions (loo, kfold0..kfold4); "
+         "default: all interactions.")]
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RagRecError as exc:
+            code = next((c for t, c in EXIT_CODES.items() if isinstance(exc, t)), 1)
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(code) from None
+    return wrapper
+
+
+def _print_mapping(title: str, values: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(values, indent=2, default=str))
+        return
+    table = Table(title=title, show_header=False)
+    for key, value in values.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _dataset():
+    from rag_rec.data import load_dataset
+
+    s = get_settings()
+    return load_dataset(s.data, s.home)
+
+
+def _graph(autostart: bool = True):
+    from rag_rec.graph import GraphClient
+
+    s = get_settings()
+    return GraphClient(s.graph, s.home, autostart=autostart)
+
+
+@data_app.command("stats")
+@_handle_errors
+def data_stats(as_json: JsonFlag = False) -> None:
+    """Users, items, interactions, entities, triples, relations and sparsity."""
+    _print_mapping("dataset", _dataset().stats(), as_json)
+
+
+@graph_app.command("start")
+@_handle_errors
+def graph_start() -> None:
+    """Build (first time) and start the bundled Neo4j on 127.0.0.1."""
+    from rag_rec.graph import BundledNeo4j
+
+    s = get_settings()
+    if s.graph.uri:
+        print(f"NEO4J_URI is set ({s.graph.uri}): using that server, nothing to start")
+        return
+    server = BundledNeo4j(s.graph, s.home)
+    pid = server.start()
+    print(f"neo4j running at {server.uri} (pid {pid}, log {server.process.log_file})")
+
+
+@graph_app.command("stop")
+@_handle_errors
+def graph_stop() -> None:
+    """Stop the bundled Neo4j."""
+    from rag_rec.graph import BundledNeo4j
+
+    s = get_settings()
+    stopped = BundledNeo4j(s.graph, s.home).stop()
+    print("neo4j stopped" if stopped else "neo4j was not running")
+
+
+@graph_app.command("status")
+@_handle_errors
+def graph_status(as_json: JsonFlag = False) -> None:
+    """Whether the graph is reachable, what it holds, and the last ingest."""
+    with _graph(autostart=False) as graph:
+        _print_mapping("graph", {"uri": graph.uri, **graph.counts(),
+                                 **{f"ingest.{k}": v for k, v in graph.meta().items()}},
+                       as_json)
+
+
+@graph_app.command("ingest")
+@_handle_errors
+def graph_ingest(split: SplitOption = None) -> None:
+    """Load the dataset into Neo4j (idempotent; rerun to finish an interrupted ingest)."""
+    from rag_rec.data import make_split
+
+    ds = _dataset()
+    sp = make_split(ds, split, seed=get_settings().data.seed) if split else None
+    with _graph() as graph:
+        report = graph.ingest(ds, sp)
+    _print_mapping("ingested", {k: v for k, v in vars(report).items() if k != "seconds"}
+                   | {f"seconds.{k}": round(v, 2) for k, v in report.seconds.items()}, False)
+
+
+@app.command("build")
+@_handle_errors
+def build(split: SplitOption = None) -> None:
+    """Build every artifact the recommender serves from (data, graph, ...)."""
+    graph_ingest(split)
+
+
+if __name__ == "__main__":
+    app()

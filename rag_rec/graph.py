@@ -1,0 +1,289 @@
+"""The Neo4j knowledge graph: the bundled server, ingest, and named queries.
+
+Schema (constraints in `graph/queries/schema.cypher`):
+
+    (:User {id, age, gender, occupation})-[:RATED {rating, timestamp}]->(:Item)
+    (:Item {id, title, year, genres, abstract, popularity})-[:DIRECTED_BY|STARRING|...]->(:Entity {id, name, kind, degree})
+    (:Meta {key: 'ingest', dataset, fingerprint, split, complete})
+
+Every query lives in `graph/queries/NAME.cypher` and runs with parameters only
+(`GraphClient.query(NAME, **params)`); nothing is built from input strings.
+
+With no `NEO4J_URI`, the bundled Neo4j 5.26 Community (graph/server: embedded, Bolt on
+127.0.0.1) is built with Maven on first use and started in the background.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import neo4j
+import pandas as pd
+from neo4j.exceptions import AuthError, ServiceUnavailable
+from tqdm import tqdm
+
+from rag_rec.data import Dataset, Split
+from rag_rec.errors import GraphUnavailable
+from rag_rec.models import Fact
+from rag_rec.process import ManagedProcess
+from rag_rec.settings import PROJECT_ROOT, GraphSettings
+
+QUERY_DIR = PROJECT_ROOT / "graph" / "queries"
+SERVER_DIR = PROJECT_ROOT / "graph" / "server"
+LAUNCHER_CLASS = "rag_rec.graph.Launcher"
+
+
+def _load_queries() -> dict[str, str]:
+    return {p.stem: p.read_text() for p in sorted(QUERY_DIR.glob("*.cypher"))}
+
+
+QUERIES = _load_queries()
+
+
+# --------------------------------------------------------------------------- server
+
+
+class BundledNeo4j:
+    """The embedded Neo4j of graph/server, with its store, log and pid under `home/neo4j`."""
+
+    def __init__(self, settings: GraphSettings, home: Path):
+        self.settings = settings
+        self.folder = home / "neo4j"
+        self.process = ManagedProcess("neo4j", self.folder, marker=LAUNCHER_CLASS)
+
+    @property
+    def uri(self) -> str:
+        return f"bolt://127.0.0.1:{self.settings.bolt_port}"
+
+    def password(self) -> str:
+        """The configured password, else one generated on first use and kept (mode 600)."""
+        if self.settings.password is not None:
+            return self.settings.password.get_secret_value()
+        path = self.folder / "password"
+        if not path.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(18))
+        return path.read_text().strip()
+
+    def build(self) -> None:
+        """Resolve the Neo4j jars from Maven Central and compile the launcher (once)."""
+        jar = SERVER_DIR / "target" / "neo4j-launcher-0.1.0.jar"
+        if jar.exists() and (SERVER_DIR / "target" / "lib").is_dir():
+            return
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise GraphUnavailable("Maven (mvn) is needed to build the bundled Neo4j: "
+                                   "install it (apt-get install maven) or set NEO4J_URI")
+        subprocess.run([mvn, "-q", "-B", "-f", str(SERVER_DIR / "pom.xml"), "package"],
+                       check=True)
+
+    def start(self) -> int:
+        self.build()
+        java = shutil.which("java")
+        if java is None:
+            raise GraphUnavailable("Java 17+ is needed for the bundled Neo4j (apt-get install "
+                                   "openjdk-17-jre-headless), or set NEO4J_URI")
+        classpath = f"{SERVER_DIR / 'target' / 'neo4j-launcher-0.1.0.jar'}:{SERVER_DIR / 'target' / 'lib' / '*'}"
+        cmd = [java, f"-Xmx{self.settings.heap}", "-cp", classpath, LAUNCHER_CLASS,
+               str(self.folder / "store"), str(self.settings.bolt_port)]
+        env = {**os.environ, "NEO4J_PASSWORD": self.password()}
+        log_size = self.process.log_file.stat().st_size if self.process.log_file.exists() else 0
+
+        def ready() -> bool:
+            with open(self.process.log_file, "rb") as log:
+                log.seek(log_size)
+                return b"READY bolt://" in log.read()
+
+        try:
+            return self.process.start(cmd, env=env, ready=ready,
+                                      timeout_s=self.settings.start_timeout_s)
+        except RuntimeError as exc:
+            raise GraphUnavailable(f"the bundled Neo4j did not start: {exc}") from None
+
+    def stop(self) -> bool:
+        return self.process.stop()
+
+    def pid(self) -> int | None:
+        return self.process.pid()
+
+
+# --------------------------------------------------------------------------- client
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    users: int
+    items: int
+    entities: int
+    triples: int
+    interactions: int
+    seconds: dict[str, float]
+
+
+class GraphClient:
+    """A Bolt connection to the graph plus the named queries and the ingest."""
+
+    def __init__(self, settings: GraphSettings, home: Path, *, autostart: bool = True):
+        self.settings = settings
+        self.server = None if settings.uri else BundledNeo4j(settings, home)
+        if self.server is not None:
+            if autostart and self.server.pid() is None:
+                self.server.start()
+            self.uri, password = self.server.uri, self.server.password()
+        else:
+            self.uri = settings.uri
+            password = settings.password.get_secret_value() if settings.password else ""
+        self.driver = neo4j.GraphDatabase.driver(
+            self.uri, auth=(settings.user, password), connection_timeout=10.0,
+            connection_acquisition_timeout=30.0, max_transaction_retry_time=5.0,
+        )
+        try:
+            self.driver.verify_connectivity()
+        except (ServiceUnavailable, AuthError, OSError, ValueError) as exc:
+            self.driver.close()
+            hint = ("start the bundled server with `rag-rec graph start`" if self.server
+                    else "check NEO4J_URI/NEO4J_USER/NEO4J_PASSWORD, or unset NEO4J_URI to "
+                    "use the bundled server (`rag-rec graph start`)")
+            reason = " ".join(str(exc).split())
+            raise GraphUnavailable(
+                f"Neo4j is not reachable at {self.uri} ({reason}); {hint}") from None
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries
+
+    def query(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Run the named query of graph/queries with `params`; rows as dicts."""
+        try:
+            text = QUERIES[name]
+        except KeyError:
+            raise ValueError(f"unknown query {name!r}; valid: {', '.join(QUERIES)}") from None
+        try:
+            records, _, _ = self.driver.execute_query(
+                neo4j.Query(text, timeout=self.settings.query_timeout_s), params,
+                database_="neo4j",
+            )
+        except ServiceUnavailable as exc:
+            raise GraphUnavailable(f"Neo4j at {self.uri} went away: {exc}") from None
+        return [r.data() for r in records]
+
+    def _run_autocommit(self, name: str, **params: Any) -> None:
+        # `CALL { } IN TRANSACTIONS` needs an implicit (auto-commit) transaction.
+        with self.driver.session(database="neo4j") as session:
+            session.run(neo4j.Query(QUERIES[name]), params).consume()
+
+    def counts(self) -> dict[str, int]:
+        return self.query("counts")[0]
+
+    def meta(self) -> dict[str, Any]:
+        rows = self.query("get_meta", key="ingest")
+        return rows[0]["meta"] if rows else {}
+
+    def user_history(self, user_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        return self.query("user_history", user_id=user_id, limit=limit)
+
+    def candidate_facts(self, item_ids: Sequence[str], history: dict[str, float],
+                        per_candidate: int = 3) -> dict[str, list[Fact]]:
+        """Facts linking each candidate to the history items (id -> rating)."""
+        rows = self.query("candidate_facts", item_ids=list(item_ids),
+                          history_item_ids=list(history), ratings=history,
+                          per_candidate=per_candidate)
+        facts: dict[str, list[Fact]] = {i: [] for i in item_ids}
+        for row in rows:
+            facts[row["candidate_id"]].append(Fact(**row))
+        return facts
+
+    # -- ingest
+
+    def ensure_schema(self) -> None:
+        for statement in filter(str.strip, QUERIES["schema"].split(";")):
+            lines = [ln for ln in statement.splitlines() if not ln.strip().startswith("//")]
+            self.driver.execute_query("\n".join(lines), database_="neo4j")
+
+    def ingest(self, ds: Dataset, split: Split | None = None, *,
+               progress: bool = True) -> IngestReport:
+        """Load `ds` into the graph with batched `UNWIND ... MERGE`.
+
+        Idempotent: a second run leaves identical counts, and an interrupted run is
+        completed by running it again. With `split`, only its train interactions enter
+        the graph (held-out items must not leak into retrieval); switching split first
+        removes the interactions of the previous one.
+        """
+        import time
+
+        self.ensure_schema()
+        split_name = split.name if split is not None else "full"
+        previous = self.meta()
+        if previous and (previous.get("split") != split_name
+                         or previous.get("fingerprint") != ds.fingerprint):
+            self._run_autocommit("clear_interactions")
+        self.query("set_meta", key="ingest", props={
+            "dataset": ds.name, "fingerprint": ds.fingerprint, "split": split_name,
+            "complete": False})
+
+        interactions = split.train if split is not None else ds.interactions
+        users = ds.users.reindex(sorted(set(ds.interactions["user_id"])))
+        items = ds.items
+        stages: list[tuple[str, str, list[dict[str, Any]]]] = [
+            ("users", "ingest_users", [
+                {"id": uid, "age": _opt_int(r.age), "gender": _opt(r.gender),
+                 "occupation": _opt(r.occupation)} for uid, r in users.iterrows()]),
+            ("items", "ingest_items", [
+                {"id": iid, "title": r.title, "year": _opt_int(r.year),
+                 "genres": list(r.genres), "abstract": r.abstract}
+                for iid, r in items.iterrows()]),
+            ("entities", "ingest_entities", [
+                {"id": eid, "name": r["name"], "kind": r["kind"]}
+                for eid, r in ds.entities.iterrows()]),
+            ("triples", "ingest_triples", [
+                {"item_id": i, "type": rel.upper(), "entity_id": e}
+                for i, rel, e in ds.triples.itertuples(index=False)]),
+            ("interactions", "ingest_interactions", [
+                {"user_id": u, "item_id": i, "rating": float(r), "timestamp": int(t)}
+                for u, i, r, t in interactions[["user_id", "item_id", "rating",
+                                                "timestamp"]].itertuples(index=False)]),
+        ]
+        seconds: dict[str, float] = {}
+        for label, query, rows in stages:
+            start = time.perf_counter()
+            with tqdm(total=len(rows), desc=f"ingest {label}", unit="row",
+                      disable=not progress) as bar:
+                for batch in _batches(rows, self.settings.batch_size):
+                    self.query(query, rows=batch)
+                    bar.update(len(batch))
+            seconds[label] = time.perf_counter() - start
+        start = time.perf_counter()
+        self.query("update_degrees")
+        seconds["degrees"] = time.perf_counter() - start
+        self.query("set_meta", key="ingest", props={"complete": True})
+        return IngestReport(users=len(stages[0][2]), items=len(items),
+                            entities=len(ds.entities), triples=len(ds.triples),
+                            interactions=len(interactions), seconds=seconds)
+
+
+def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def _opt(value: object) -> object:
+    return None if value is None or pd.isna(value) else value
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)

@@ -1,0 +1,84 @@
+"""One typed settings object for every stage.
+
+Each stage reads only its own section. Values come from the environment
+(`RAG_REC_<SECTION>__<FIELD>`, e.g. `RAG_REC_GRAPH__BOLT_PORT=7688`), with the
+conventional `NEO4J_URI` / `NEO4J_USER` / `NEO4J_PASSWORD` and `RAG_REC_LLM_URL`
+accepted as well, so a user with their own servers sets only those.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository root: graph/, prompts/ and eval/ live beside the package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DataSettings(BaseModel):
+    """Where the dataset comes from and how it is split."""
+
+    source: Path | None = None
+    """A MovieLens-family folder (100K `u.*`, 1M `.dat`, latest-small CSV or RecBole atomic
+    files). None: MovieLens-100K from the PyPI wheel `recbole==1.2.0`, fetched at setup."""
+    kg_dir: Path = PROJECT_ROOT.parent / "shared" / "data" / "ml-100k-dbpedia"
+    """The readable-name DBpedia KG (`map.csv`, `enriched.csv`) joined to the items."""
+    seed: int = 42
+    """Seed of every split (42 is the published 5-fold protocol's)."""
+
+
+class GraphSettings(BaseModel):
+    """The Neo4j server: the bundled embedded one unless `NEO4J_URI` is set."""
+
+    uri: str | None = None
+    """Bolt URI of an existing server. None: start the bundled server in graph/server."""
+    user: str = "neo4j"
+    password: SecretStr | None = None
+    """None with the bundled server: a random one is generated once and kept (mode 600)
+    under the artifacts folder."""
+    bolt_port: int = Field(7687, ge=1024, le=65535)
+    """Loopback port of the bundled server."""
+    heap: str = "1g"
+    """JVM heap of the bundled server."""
+    start_timeout_s: float = Field(180.0, gt=0)
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    """Rows per `UNWIND` ingest transaction."""
+    query_timeout_s: float = Field(30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All of rag_rec's configuration. Build once with `get_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_REC_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path = PROJECT_ROOT / "artifacts"
+    """Artifacts folder: fetched data, server data and logs, models, indexes, checkpoints."""
+    data: DataSettings = DataSettings()
+    graph: GraphSettings = GraphSettings()
+
+    neo4j_uri: str | None = Field(None, validation_alias=AliasChoices("NEO4J_URI"))
+    neo4j_user: str | None = Field(None, validation_alias=AliasChoices("NEO4J_USER"))
+    neo4j_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("NEO4J_PASSWORD")
+    )
+
+    def model_post_init(self, _context: object) -> None:
+        # The conventional NEO4J_* variables win over the nested form: they are what
+        # every Neo4j tool and tutorial tells users to set.
+        if self.neo4j_uri:
+            self.graph.uri = self.neo4j_uri
+        if self.neo4j_user:
+            self.graph.user = self.neo4j_user
+        if self.neo4j_password:
+            self.graph.password = self.neo4j_password
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs everything rag_rec needs on a fresh machine: uv, the locked virtualenv (CPU vLLM
+# unless RAG_REC_EXTRA=gpu), the bundled Neo4j's jars from Maven Central, and the dataset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.local/bin:$PATH"
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install --quiet --user uv
+fi
+extra="${RAG_REC_EXTRA:-cpu}"
+uv sync --locked --extra "$extra"
+if [ -z "${NEO4J_URI:-}" ]; then
+  mvn -q -B -f graph/server/pom.xml package
+fi
+uv run --extra "$extra" rag-rec data stats

@@ -1,0 +1,29 @@
+"""Shared fixtures. The graph tests talk to the real Neo4j the settings point at:
+`NEO4J_URI` if set, else the bundled server (`rag-rec graph start`; .ci/run starts it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_rec.data import Dataset, load_dataset
+from rag_rec.graph import GraphClient
+from rag_rec.settings import Settings, get_settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def dataset(settings: Settings) -> Dataset:
+    return load_dataset(settings.data, settings.home)
+
+
+@pytest.fixture(scope="session")
+def graph(settings: Settings, dataset: Dataset):
+    """The real graph holding the full dataset (ingested here; idempotent)."""
+    client = GraphClient(settings.graph, settings.home)
+    client.ingest(dataset, progress=False)
+    yield client
+    client.close()

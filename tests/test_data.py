@@ -1,0 +1,163 @@
+"""The dataset loader on the real MovieLens-100K + DBpedia data and on small slices of it
+written in the other MovieLens formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rag_rec.data import Dataset, kfold_split, leave_last_out_split, load_dataset, make_split
+from rag_rec.errors import DataError, UnknownItem, UnknownUser
+from rag_rec.settings import DataSettings
+
+
+def test_real_dataset_counts(dataset: Dataset) -> None:
+    stats = dataset.stats()
+    assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1682, 100000)
+    assert stats["items_with_dbpedia"] == 1411
+    dbpedia = dataset.triples[~dataset.triples["relation"].isin(
+        ["has_genre", "released_in_decade"])]
+    assert len(dbpedia) == 36805  # the count the data README gives
+    assert 0.93 < stats["sparsity"] < 0.94
+
+
+def test_items_without_dbpedia_are_first_class(dataset: Dataset) -> None:
+    alien = dataset.item("183")
+    assert alien.title == "Alien" and alien.year == 1979 and alien.abstract is None
+    relations = set(dataset.triples[dataset.triples["item_id"] == "183"]["relation"])
+    assert relations == {"has_genre", "released_in_decade"}
+    # Every item has at least one KG relation.
+    assert set(dataset.triples["item_id"]) == set(dataset.items.index)
+
+
+def test_readable_entities(dataset: Dataset) -> None:
+    scott = dataset.entity("http://dbpedia.org/resource/Ridley_Scott")
+    assert scott.name == "Ridley Scott"
+    directed = dataset.triples[(dataset.triples["relation"] == "directed_by")
+                               & (dataset.triples["entity_id"] == scott.id)]
+    assert {"89", "326", "924"} <= set(directed["item_id"])
+
+
+def test_recbole_quirks_are_repaired(dataset: Dataset) -> None:
+    land = dataset.item("1412")  # year column "V", real year left in the title
+    assert land.year == 1995 and not land.title.endswith("(1995)")
+
+
+def test_unknown_ids(dataset: Dataset) -> None:
+    with pytest.raises(UnknownUser):
+        dataset.user("no-such-user")
+    with pytest.raises(UnknownItem):
+        dataset.item("99999")
+
+
+def test_kfold_split_is_deterministic_and_partitions(dataset: Dataset) -> None:
+    folds = [kfold_split(dataset, k) for k in range(5)]
+    test_keys = [set(zip(f.test.user_id, f.test.item_id)) for f in folds]
+    assert sum(len(k) for k in test_keys) == len(dataset.interactions)
+    assert set.union(*test_keys) == set(zip(dataset.interactions.user_id,
+                                            dataset.interactions.item_id))
+    for f in folds:  # 80/20 within every user
+        share = f.test.groupby("user_id").size() / dataset.interactions.groupby("user_id").size()
+        assert share.between(0.15, 0.25).all()
+    again = kfold_split(dataset, 0)
+    pd.testing.assert_frame_equal(again.test, folds[0].test)
+    other_seed = kfold_split(dataset, 0, seed=7)
+    assert not other_seed.test.equals(folds[0].test)
+
+
+def test_leave_last_out_split(dataset: Dataset) -> None:
+    split = leave_last_out_split(dataset)
+    assert len(split.test) == len(split.valid) == 943
+    last = dataset.interactions.sort_values(["timestamp", "item_id"]).groupby("user_id").tail(1)
+    merged = split.test.merge(last, on="user_id", suffixes=("", "_last"))
+    assert (merged.timestamp == merged.timestamp_last).all()
+    train_max = split.train.groupby("user_id").timestamp.max()
+    assert (split.valid.set_index("user_id").timestamp >= train_max).all()
+    assert len(split.train) + 2 * 943 == len(dataset.interactions)
+
+
+def test_make_split_rejects_unknown_names(dataset: Dataset) -> None:
+    with pytest.raises(ValueError, match="valid: loo"):
+        make_split(dataset, "kfold9")
+
+
+# ------------------------------------------------------------------ other formats
+
+def _slice(dataset: Dataset, n_users: int = 10):
+    users = sorted(dataset.interactions.user_id.unique(), key=int)[:n_users]
+    inter = dataset.interactions[dataset.interactions.user_id.isin(users)]
+    items = dataset.items.loc[sorted(inter.item_id.unique(), key=int)]
+    return inter, items, dataset.users.loc[users]
+
+
+def _write_ml100k(folder: Path, dataset: Dataset) -> None:
+    inter, items, users = _slice(dataset)
+    genres = sorted({g for gs in dataset.items.genres for g in gs})
+    (folder / "u.genre").write_text("".join(f"{g}|{i}\n" for i, g in enumerate(genres)))
+    (folder / "u.data").write_text("".join(
+        f"{u}\t{i}\t{int(r)}\t{t}\n" for u, i, r, t in inter.itertuples(index=False)))
+    (folder / "u.item").write_text("".join(
+        f"{iid}|{r.title} ({r.year})|01-Jan-{r.year}||http://x|"
+        + "|".join("1" if g in r.genres else "0" for g in genres) + "\n"
+        for iid, r in items.iterrows()), encoding="latin-1")
+    (folder / "u.user").write_text("".join(
+        f"{uid}|{r.age}|{r.gender}|{r.occupation}|00000\n" for uid, r in users.iterrows()))
+
+
+def _write_ml1m(folder: Path, dataset: Dataset) -> None:
+    inter, items, users = _slice(dataset)
+    (folder / "ratings.dat").write_text("".join(
+        f"{u}::{i}::{int(r)}::{t}\n" for u, i, r, t in inter.itertuples(index=False)))
+    (folder / "movies.dat").write_text("".join(
+        f"{iid}::{r.title} ({r.year})::{'|'.join(r.genres)}\n" for iid, r in items.iterrows()),
+        encoding="latin-1")
+    (folder / "users.dat").write_text("".join(
+        f"{uid}::{r.gender}::{r.age}::{r.occupation}::00000\n" for uid, r in users.iterrows()))
+
+
+def _write_latest(folder: Path, dataset: Dataset) -> None:
+    inter, items, _ = _slice(dataset)
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{i},{r},{t}\n" for u, i, r, t in inter.itertuples(index=False)))
+    (folder / "movies.csv").write_text("movieId,title,genres\n" + "".join(
+        f'{iid},"{r.title} ({r.year})",{"|".join(r.genres)}\n' for iid, r in items.iterrows()))
+
+
+@pytest.mark.parametrize("writer,name", [(_write_ml100k, "ml-100k"), (_write_ml1m, "ml-1m"),
+                                         (_write_latest, "ml-latest")])
+def test_other_movielens_formats(tmp_path: Path, dataset: Dataset, writer, name) -> None:
+    writer(tmp_path, dataset)
+    ds = load_dataset(DataSettings(source=tmp_path, kg_dir=tmp_path / "none"), tmp_path)
+    inter, items, _ = _slice(dataset)
+    assert ds.name == name
+    assert len(ds.interactions) == len(inter)
+    assert set(ds.items.index) == set(items.index)
+    first = items.index[0]
+    assert ds.item(first).title == items.loc[first, "title"]
+    assert ds.item(first).genres == items.loc[first, "genres"]
+    # Genre and decade relations exist for every item even without a DBpedia KG.
+    assert set(ds.triples.item_id) == set(ds.items.index)
+
+
+def test_bad_row_names_file_and_line(tmp_path: Path, dataset: Dataset) -> None:
+    _write_ml1m(tmp_path, dataset)
+    lines = (tmp_path / "ratings.dat").read_text().splitlines()
+    lines[6] = "1::2::five::881250949"
+    (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"ratings\.dat:7: bad rating 'five'"):
+        load_dataset(DataSettings(source=tmp_path), tmp_path)
+    lines[6] = "1::2"
+    (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"ratings\.dat:7: expected 4 fields"):
+        load_dataset(DataSettings(source=tmp_path), tmp_path)
+
+
+def test_missing_files(tmp_path: Path, dataset: Dataset) -> None:
+    with pytest.raises(DataError, match="no MovieLens files"):
+        load_dataset(DataSettings(source=tmp_path), tmp_path)
+    _write_ml1m(tmp_path, dataset)
+    (tmp_path / "movies.dat").unlink()
+    with pytest.raises(DataError, match=r"movies\.dat: file not found"):
+        load_dataset(DataSettings(source=tmp_path), tmp_path)

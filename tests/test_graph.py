@@ -1,0 +1,152 @@
+"""The knowledge graph in the real Neo4j: ingest counts, idempotency, splits, named
+queries on known users from the real data, injection-shaped ids, and the no-server error."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_rec.data import Dataset, leave_last_out_split
+from rag_rec.errors import GraphUnavailable
+from rag_rec.graph import QUERIES, GraphClient
+from rag_rec.settings import GraphSettings, Settings
+
+RIDLEY_SCOTT = "http://dbpedia.org/resource/Ridley_Scott"
+
+
+def expected_counts(ds: Dataset, interactions: int | None = None) -> dict[str, int]:
+    return {"users": ds.interactions.user_id.nunique(), "items": len(ds.items),
+            "entities": len(ds.entities), "triples": len(ds.triples),
+            "interactions": len(ds.interactions) if interactions is None else interactions}
+
+
+def test_counts_equal_the_dataset(graph: GraphClient, dataset: Dataset) -> None:
+    assert graph.counts() == expected_counts(dataset)
+    meta = graph.meta()
+    assert meta["complete"] is True and meta["split"] == "full"
+    assert meta["fingerprint"] == dataset.fingerprint
+
+
+def test_second_ingest_changes_nothing(graph: GraphClient, dataset: Dataset) -> None:
+    before = graph.counts()
+    graph.ingest(dataset, progress=False)
+    assert graph.counts() == before
+
+
+def test_interrupted_ingest_is_completed_by_a_rerun(graph: GraphClient, dataset: Dataset,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    graph._run_autocommit("clear_interactions")
+    real_query = GraphClient.query
+    calls = {"n": 0}
+
+    def failing(self, name, **params):
+        if name == "ingest_interactions":
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("simulated crash mid-ingest")
+        return real_query(self, name, **params)
+
+    monkeypatch.setattr(GraphClient, "query", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        graph.ingest(dataset, progress=False)
+    monkeypatch.undo()
+    partial = graph.counts()["interactions"]
+    assert 0 < partial < len(dataset.interactions)
+    assert graph.meta()["complete"] is False
+    graph.ingest(dataset, progress=False)
+    assert graph.counts() == expected_counts(dataset)
+    assert graph.meta()["complete"] is True
+
+
+def test_split_ingest_keeps_held_out_items_out(graph: GraphClient, dataset: Dataset) -> None:
+    split = leave_last_out_split(dataset)
+    try:
+        graph.ingest(dataset, split, progress=False)
+        assert graph.counts() == expected_counts(dataset, len(split.train))
+        assert graph.meta()["split"] == "loo"
+        for row in split.test.head(20).itertuples():
+            history = {h["item_id"] for h in graph.user_history(row.user_id)}
+            assert row.item_id not in history
+    finally:
+        graph.ingest(dataset, progress=False)
+    assert graph.counts() == expected_counts(dataset)
+
+
+def test_user_history(graph: GraphClient, dataset: Dataset) -> None:
+    rows = graph.user_history("1", limit=10_000)
+    expected = dataset.interactions[dataset.interactions.user_id == "1"]
+    assert len(rows) == len(expected) == 272
+    assert {r["item_id"] for r in rows} == set(expected.item_id)
+    stamps = [r["timestamp"] for r in rows]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+def test_kg_path_candidates(graph: GraphClient, dataset: Dataset) -> None:
+    seen = set(dataset.interactions[dataset.interactions.user_id == "1"].item_id)
+    rows = graph.query("kg_path_candidates", user_id="1", max_entity_degree=200, limit=50)
+    assert len(rows) == 50
+    assert not seen & {r["item_id"] for r in rows}
+    assert all(r["paths"] >= 1 and r["relations"] for r in rows)
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_collaborative_candidates(graph: GraphClient, dataset: Dataset) -> None:
+    seen = set(dataset.interactions[dataset.interactions.user_id == "1"].item_id)
+    rows = graph.query("collaborative_candidates", user_id="1", neighbours=30, limit=40)
+    assert len(rows) == 40 and not seen & {r["item_id"] for r in rows}
+    assert all(1 <= r["users"] <= 30 for r in rows)
+
+
+def test_popular_by_entity_for_cold_start(graph: GraphClient) -> None:
+    rows = graph.query("popular_by_entity", entity_ids=[RIDLEY_SCOTT],
+                       exclude_item_ids=["924"], limit=10)
+    ids = [r["item_id"] for r in rows]
+    assert {"89", "326"} <= set(ids) and "924" not in ids
+    assert ids.index("89") < ids.index("326")  # Blade Runner is the more popular
+
+
+def test_facts_are_readable_triples_with_stable_ids(graph: GraphClient) -> None:
+    facts = graph.candidate_facts(["326"], {"89": 5.0}, per_candidate=10)["326"]
+    texts = {f.text for f in facts}
+    assert ("(G.I. Jane)-[directed_by]->(Ridley Scott)<-[directed_by]-(Blade Runner)"
+            in texts)
+    again = graph.candidate_facts(["326"], {"89": 5.0}, per_candidate=10)["326"]
+    assert [f.id for f in facts] == [f.id for f in again]
+    assert len({f.id for f in facts}) == len(facts)
+
+
+def test_item_facts(graph: GraphClient) -> None:
+    rows = graph.query("item_facts", item_id="183")
+    assert rows[0]["title"] == "Alien"
+    assert {r["relation"] for r in rows} == {"has_genre", "released_in_decade"}
+    assert graph.query("item_facts", item_id="nope") == []
+
+
+@pytest.mark.parametrize("evil", [
+    "1' OR 1=1 //", '1"}) MATCH (n) DETACH DELETE n //', "1}) RETURN 1 UNION MATCH (n) RETURN n",
+    "$user_id", "`x`", "' ; DROP CONSTRAINT user_id ; //",
+])
+def test_injection_shaped_ids_are_harmless(graph: GraphClient, dataset: Dataset,
+                                           evil: str) -> None:
+    before = graph.counts()
+    assert graph.user_history(evil) == []
+    assert graph.query("kg_path_candidates", user_id=evil, max_entity_degree=200,
+                       limit=5) == []
+    assert graph.query("item_facts", item_id=evil) == []
+    assert graph.candidate_facts([evil], {evil: 5.0}) == {evil: []}
+    assert graph.counts() == before
+
+
+def test_unknown_query_name_lists_the_valid_ones(graph: GraphClient) -> None:
+    with pytest.raises(ValueError, match="valid: .*user_history"):
+        graph.query("drop_everything")
+    assert "user_history" in QUERIES
+
+
+def test_no_server_error_names_the_uri(settings: Settings) -> None:
+    remote = GraphSettings(uri="bolt://127.0.0.1:1", password="whatever")
+    with pytest.raises(GraphUnavailable, match=r"bolt://127\.0\.0\.1:1.*NEO4J_URI"):
+        GraphClient(remote, settings.home)
+    bundled = settings.graph.model_copy(update={"uri": None, "bolt_port": 2})
+    with pytest.raises(GraphUnavailable, match=r"bolt://127\.0\.0\.1:2.*rag-rec graph start"):
+        GraphClient(bundled, settings.home, autostart=False)
