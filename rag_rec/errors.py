@@ -26,3 +26,7 @@ class GraphUnavailable(RagRecError):
 
 class StaleArtifact(RagRecError):
     """A saved artifact was built from other data or settings than the current ones."""
+
+
+class LLMUnavailable(RagRecError):
+    """The LLM server cannot be reached, timed out, or could not be started."""

