@@ -178,9 +178,59 @@ def llm_stop() -> None:
 
 @app.command("build")
 @_handle_errors
-def build(split: SplitOption = None) -> None:
-    """Build every artifact the recommender serves from (data, graph, ...)."""
-    graph_ingest(split)
+def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
+    """Build every artifact the recommender serves from: graph, text and KG embeddings,
+    FAISS index. Finished steps are skipped; `--split` builds for evaluation."""
+    from rag_rec.build import build as run_build
+
+    artifacts = run_build(get_settings(), split)
+    _print_mapping("build", {
+        "split": artifacts.split_name, "folder": artifacts.folder,
+        "items_indexed": len(artifacts.index), "index_kind": artifacts.index.kind,
+        **{f"kg.{k}": v for k, v in artifacts.kg.report.items() if k != "triples"},
+    }, as_json)
+
+
+@app.command("recommend")
+@_handle_errors
+def recommend(
+    user: Annotated[str | None, typer.Option(help="A known user id.")] = None,
+    liked: Annotated[list[str] | None, typer.Option(
+        help="New user: an item id they like (repeatable).")] = None,
+    text: Annotated[str | None, typer.Option(help="New user: their taste in words.")] = None,
+    k: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    explain: Annotated[bool, typer.Option(help="Ask the LLM for explanations.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Explained recommendations for a user (or a new user's liked items / text)."""
+    from rag_rec.recommender import Recommender
+
+    if user is None and not liked and not text:
+        raise typer.BadParameter("give --user, or --liked/--text for a new user")
+    rec = Recommender()
+    try:
+        result = (rec.recommend(user, k, explain) if user is not None
+                  else rec.recommend_new_user(liked or [], text, k, explain))
+    finally:
+        rec.close()
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    who = f"user {user}" if user is not None else "a new user"
+    table = Table(title=f"Recommendations for {who}", show_lines=True)
+    for column in ("#", "title", "score", "why (cited KG facts)"):
+        table.add_column(column)
+    for r in result.items:
+        why = r.explanation.text if r.explanation else ""
+        if r.explanation and r.explanation.source != "llm":
+            why += f"\n[dim]({r.explanation.source}: {r.explanation.note})[/dim]"
+        why += "".join(f"\n[cyan]{f.id}[/cyan] {f.text}" for f in r.facts)
+        year = f" ({r.item.year})" if r.item.year else ""
+        table.add_row(str(r.rank), r.item.title + year, f"{r.score:.2f}", why)
+    console.print(table)
+    status = ", ".join(result.flags) if result.flags else "all stages ran"
+    console.print(f"cold start: {result.cold_start} · degraded: {result.degraded} ({status}) "
+                  f"· {result.timings_ms.get('total', 0):.0f} ms")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,10 @@ class Fact(_Frozen):
     """A KG path linking a candidate to an item in the user's history:
     `(candidate)-[relation]->(entity)<-[history_relation]-(history item)`."""
 
+    # `id` and `text` are derived, and serialised for readers; on input they are ignored
+    # and derived again, so a round trip through JSON works and an id cannot be forged.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
     candidate_id: str
     candidate_title: str
     relation: str
@@ -107,3 +111,28 @@ class ColdStartProfile(_Frozen):
     keywords: tuple[str, ...] = ()
     degraded: bool = False
     """True when the LLM was unavailable and genres were matched by keyword instead."""
+
+
+class Recommendation(BaseModel):
+    """One recommended item with its evidence."""
+
+    item: Item
+    rank: int = Field(ge=1)
+    score: float
+    """The ranking score (the LLM rerank score where available, else retrieval order)."""
+    probability: float | None = None
+    """Calibrated probability of a like, once a trained scorer is configured; None before."""
+    explanation: Explanation | None = None
+    facts: list[Fact] = Field(default_factory=list)
+    """The KG facts the explanation cites."""
+    sources: dict[str, float] = Field(default_factory=dict)
+
+
+class Recommendations(BaseModel):
+    user_id: str | None
+    items: list[Recommendation]
+    cold_start: bool = False
+    degraded: bool = False
+    """True when a stage fell back (LLM down, ...): `flags` says which."""
+    flags: list[str] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -8,6 +8,8 @@ accepted as well, so a user with their own servers sets only those.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -75,6 +77,9 @@ class LLMSettings(BaseModel):
     request_timeout_s: float = Field(60.0, gt=0)
     rerank_window: int = Field(20, ge=2, le=26)
     """Candidates per rerank prompt; each gets a single-letter label A..Z."""
+    rerank_top: int = Field(40, ge=2)
+    """Candidates (in retrieval order) the LLM scores per request; the rest keep their
+    retrieval order behind them. Bounded because each 20 cost one forward pass."""
     rerank_permutations: int = Field(3, ge=1)
     """Shuffled orders averaged to cancel position bias."""
     explain_max_tokens: int = Field(256, ge=32)
@@ -83,6 +88,53 @@ class LLMSettings(BaseModel):
     concurrency: int = Field(16, ge=1)
     """Requests in flight at once (vLLM batches them)."""
     seed: int = 0
+
+
+class EmbedSettings(BaseModel):
+    """Text and KG embeddings."""
+
+    text_encoder: Literal["minilm", "smollm2"] = "minilm"
+    """`minilm`: all-MiniLM-L6-v2 from PyPI; `smollm2`: the LLM's mean-pooled hidden states."""
+    batch_size: int = Field(32, ge=1)
+    kg_model: Literal["TransE", "RotatE", "ComplEx"] = "TransE"
+    kg_dim: int = Field(64, ge=8)
+    kg_epochs: int = Field(60, ge=1)
+    """Upper bound; early stopping on validation Hits@10 usually ends sooner."""
+    kg_batch_size: int = Field(2048, ge=32)
+    kg_lr: float = Field(0.01, gt=0)
+    kg_negatives: int = Field(4, ge=1)
+    kg_eval_triples: int = Field(500, ge=50)
+    """Validation triples watched by early stopping (twice as many are tested)."""
+    history_half_life: float = Field(20.0, gt=0)
+    """A history item this many items older than the newest counts half as much."""
+    seed: int = 42
+
+    def fingerprint(self) -> str:
+        # Every field changes the artifacts; batch_size only changes speed.
+        return _digest(self.model_dump(exclude={"batch_size"}))
+
+
+class RetrievalSettings(BaseModel):
+    """Candidate generation."""
+
+    budget: int = Field(100, ge=1, le=2000)
+    """Candidates per user."""
+    index_kind: Literal["auto", "flat", "hnsw"] = "auto"
+    """`auto`: exact inner product up to `exact_max_items`, HNSW beyond."""
+    exact_max_items: int = Field(100_000, ge=1)
+    hnsw_m: int = Field(32, ge=4)
+    max_entity_degree: int = Field(200, ge=1)
+    """KG-path candidates skip entities linked to more items than this (hubs)."""
+    neighbours: int = Field(50, ge=1)
+    """Co-rating neighbours behind collaborative candidates."""
+    rrf_k: int = Field(60, ge=1)
+    """Reciprocal-rank fusion constant: a candidate at rank r of a source adds 1/(rrf_k+r)."""
+    tail_share: float = Field(0.1, ge=0, le=1)
+    """Share of the budget kept for long-tail items (outside the head that makes up
+    `head_mass` of all interactions), so the tail is not crowded out."""
+    head_mass: float = Field(0.5, gt=0, lt=1)
+    cold_history: int = Field(5, ge=1)
+    """Users with at most this many interactions are treated as cold."""
 
 
 class Settings(BaseSettings):
@@ -97,6 +149,8 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     graph: GraphSettings = GraphSettings()
     llm: LLMSettings = LLMSettings()
+    embed: EmbedSettings = EmbedSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
 
     llm_url: str | None = Field(None, validation_alias=AliasChoices("RAG_REC_LLM_URL"))
     neo4j_uri: str | None = Field(None, validation_alias=AliasChoices("NEO4J_URI"))
@@ -116,6 +170,10 @@ class Settings(BaseSettings):
             self.graph.user = self.neo4j_user
         if self.neo4j_password:
             self.graph.password = self.neo4j_password
+
+
+def _digest(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 @lru_cache(maxsize=1)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The main job: set up, start the servers, build the graph and print explained
+# The main job: set up, start Neo4j and vLLM, build every artifact, and print explained
 # recommendations for a real MovieLens user (RAG_REC_DEMO_USER, default 42).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.local/bin:$PATH"
 extra="${RAG_REC_EXTRA:-cpu}"
-run() { uv run --extra "$extra" rag-rec "$@"; }
-run graph start
-run build
-run graph status
+rr() { uv run --extra "$extra" rag-rec "$@"; }
+rr graph start
+rr llm serve
+rr build
+rr recommend --user "${RAG_REC_DEMO_USER:-42}"
+echo "Servers keep running for more queries; stop them with: uv run --extra $extra rag-rec llm stop && uv run --extra $extra rag-rec graph stop"

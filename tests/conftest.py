@@ -38,3 +38,11 @@ def llm(settings: Settings):
     if settings.llm.backend == "vllm" and not settings.llm.url and settings.llm.model is None:
         prepare_model(settings.llm, settings.home)
     return make_backend(settings.llm, settings.home)
+
+
+@pytest.fixture(scope="session")
+def artifacts(settings: Settings, graph: GraphClient):
+    """The full-data build (text + PyKEEN embeddings, FAISS index); built if missing."""
+    from rag_rec.build import build
+
+    return build(settings, None, progress=False)

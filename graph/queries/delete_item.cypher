@@ -1,0 +1,9 @@
+// Removes an item and its relationships, keeping its entities' degrees right.
+// $item_id. Unknown item: no effect.
+MATCH (i:Item {id: $item_id})
+OPTIONAL MATCH (i)-[]->(e:Entity)
+WITH i, collect(e) AS entities
+DETACH DELETE i
+WITH entities
+UNWIND entities AS e
+SET e.degree = COUNT { (e)<-[]-(:Item) }

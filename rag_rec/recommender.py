@@ -1,0 +1,148 @@
+"""`Recommender`: the one place that knows the order of the online stages.
+
+    history (Neo4j) or cold-start input
+      -> retrieve: FAISS ∪ KG paths ∪ collaborative ∪ backfill      (retrieve.py)
+      -> llm score: label log-probs over the top candidates (vLLM)   [degradable]
+      -> rank -> facts for the top-k (Neo4j)
+      -> explain: structured output citing fact ids (vLLM)           [degradable]
+      -> Recommendations
+
+Until the trained scorer lands, items are ranked by the LLM score (candidates it did not
+score keep retrieval order behind those it did) and `probability` stays None. A stage that
+falls back says so in `flags` and sets `degraded`; nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from rag_rec.build import load_artifacts
+from rag_rec.errors import LLMUnavailable
+from rag_rec.graph import GraphClient
+from rag_rec.llm import LLMBackend, make_backend
+from rag_rec.models import Recommendation, Recommendations, User
+from rag_rec.rerank import cold_start_profile, explain_many, score_candidates
+from rag_rec.retrieve import CandidateGenerator, Retrieval
+from rag_rec.settings import Settings, get_settings
+
+MAX_K = 100
+
+
+class Recommender:
+    def __init__(self, settings: Settings | None = None, *, split: str | None = None,
+                 use_llm: bool = True):
+        self.settings = settings or get_settings()
+        self.graph = GraphClient(self.settings.graph, self.settings.home)
+        self.artifacts = load_artifacts(self.settings, split)
+        self.retriever = CandidateGenerator(self.artifacts, self.graph, self.settings)
+        self.llm: LLMBackend | None = None
+        self.llm_error: str | None = None
+        if use_llm:
+            try:
+                self.llm = make_backend(self.settings.llm, self.settings.home)
+            except LLMUnavailable as exc:
+                self.llm_error = str(exc)
+
+    def close(self) -> None:
+        self.graph.close()
+
+    # -- sync API
+
+    def recommend(self, user_id: str, k: int = 10, explain: bool = True) -> Recommendations:
+        return asyncio.run(self.arecommend(user_id, k, explain))
+
+    def recommend_new_user(self, liked_item_ids: Sequence[str] = (), text: str | None = None,
+                           k: int = 10, explain: bool = True) -> Recommendations:
+        return asyncio.run(self.arecommend_new_user(liked_item_ids, text, k, explain))
+
+    def recommend_batch(self, user_ids: Sequence[str], k: int = 10,
+                        explain: bool = True) -> list[Recommendations]:
+        """Several users at once: their LLM requests overlap, so vLLM batches them."""
+        async def run() -> list[Recommendations]:
+            return list(await asyncio.gather(*(self.arecommend(u, k, explain)
+                                               for u in user_ids)))
+        return asyncio.run(run())
+
+    # -- async API
+
+    async def arecommend(self, user_id: str, k: int = 10, explain: bool = True
+                         ) -> Recommendations:
+        _check_k(k)
+        start = time.perf_counter()
+        retrieval = await asyncio.to_thread(self.retriever.for_user, user_id)
+        return await self._finish(user_id, retrieval, k, explain, start)
+
+    async def arecommend_new_user(self, liked_item_ids: Sequence[str] = (),
+                                  text: str | None = None, k: int = 10,
+                                  explain: bool = True) -> Recommendations:
+        _check_k(k)
+        start = time.perf_counter()
+        profile = None
+        if text:
+            genres = sorted({g for gs in self.artifacts.ds.items.genres for g in gs})
+            profile = await cold_start_profile(self.llm, self.settings.llm, text, genres)
+        retrieval = await asyncio.to_thread(self.retriever.for_new_user, liked_item_ids, text,
+                                            profile=profile)
+        if profile is not None and profile.degraded:
+            retrieval.flags.append("profile_without_llm")
+        return await self._finish(None, retrieval, k, explain, start)
+
+    async def _finish(self, user_id: str | None, retrieval: Retrieval, k: int, explain: bool,
+                      start: float) -> Recommendations:
+        timings = {"retrieve": (time.perf_counter() - start) * 1000}
+        flags = list(retrieval.flags)
+        degraded = False
+        candidates = retrieval.candidates
+        ds = self.artifacts.ds
+        known = user_id is not None and user_id in ds.users.index
+        user = ds.user(user_id) if known else User(id=user_id or "new")
+        history = [(self.artifacts.items[i], None) for i, _ in retrieval.history
+                   if i in self.artifacts.items]
+        # Retrieval order as the prior: earlier candidates rank higher on ties.
+        scores = {c.item.id: -rank / len(candidates) for rank, c in enumerate(candidates)}
+        if self.llm is not None and len(candidates) > 1:
+            t0 = time.perf_counter()
+            top = [c.item for c in candidates[:self.settings.llm.rerank_top]]
+            result = await score_candidates(self.llm, self.settings.llm, user, history, top)
+            timings["llm_score"] = (time.perf_counter() - t0) * 1000
+            if result.degraded:
+                degraded = True
+                flags.append(f"llm_score_unavailable: {result.error}")
+            else:
+                for item_id, s in result.scores.items():
+                    scores[item_id] = 10.0 + s  # LLM-scored items rank above the rest
+        elif self.llm is None:
+            degraded = True
+            flags.append(f"llm_unavailable: {self.llm_error or 'disabled'}")
+        ranked = sorted(candidates, key=lambda c: -scores[c.item.id])[:k]
+        t0 = time.perf_counter()
+        ratings = dict(retrieval.history)
+        facts = await asyncio.to_thread(self.graph.candidate_facts,
+                                        [c.item.id for c in ranked], ratings)
+        timings["facts"] = (time.perf_counter() - t0) * 1000
+        explanations = [None] * len(ranked)
+        if explain:
+            t0 = time.perf_counter()
+            explanations = await explain_many(self.llm, self.settings.llm, user,
+                                              [c.item for c in candidates],
+                                              [c.item.id for c in ranked], facts)
+            timings["explain"] = (time.perf_counter() - t0) * 1000
+            if any(e.note and e.note.startswith("LLM unavailable") for e in explanations):
+                degraded = True
+                flags.append("explanations_from_templates")
+        items = []
+        for rank, (cand, ex) in enumerate(zip(ranked, explanations), start=1):
+            cited = [f for f in facts[cand.item.id] if ex and f.id in ex.fact_ids]
+            items.append(Recommendation(item=cand.item, rank=rank, score=scores[cand.item.id],
+                                        explanation=ex, facts=cited, sources=cand.sources))
+        timings["total"] = (time.perf_counter() - start) * 1000
+        return Recommendations(user_id=user_id, items=items, cold_start=retrieval.cold_start,
+                               degraded=degraded, flags=flags,
+                               timings_ms={k: round(v, 1) for k, v in timings.items()})
+
+
+def _check_k(k: int) -> None:
+    if not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
