@@ -26,6 +26,7 @@ from rag_rec.embed import (
     fuse,
     item_node,
     item_texts,
+    kg_triples,
     make_text_encoder,
     train_kg_embeddings,
 )
@@ -103,7 +104,7 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     try:
         kg = KGEmbeddings.load(folder / "kg", key)
     except StaleArtifact:
-        kg = train_kg_embeddings(ds, split, settings.embed, key)
+        kg = train_kg_embeddings(kg_triples(ds, split), settings.embed, key)
         kg.save(folder / "kg")
     try:
         ItemIndex.load(folder / "index", settings.retrieval, key)

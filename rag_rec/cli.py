@@ -233,5 +233,26 @@ def recommend(
                   f"· {result.timings_ms.get('total', 0):.0f} ms")
 
 
+@app.command("serve")
+@_handle_errors
+def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+          port: Annotated[int | None, typer.Option(help="Port.")] = None) -> None:
+    """The HTTP service (FastAPI; OpenAPI docs at /docs)."""
+    from rag_rec.api.http import serve as run
+
+    s = get_settings()
+    updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    run(s.model_copy(update={"api": s.api.model_copy(update=updates)}))
+
+
+@app.command("mcp")
+@_handle_errors
+def mcp() -> None:
+    """The MCP server on stdio (for desktop chat assistants)."""
+    from rag_rec.api.mcp import main
+
+    main()
+
+
 if __name__ == "__main__":
     app()

@@ -247,13 +247,14 @@ def kg_triples(ds: Dataset, split: Split | None) -> np.ndarray:
     return np.concatenate([kg, ui]).astype(str)
 
 
-def train_kg_embeddings(ds: Dataset, split: Split | None, settings: EmbedSettings,
+def train_kg_embeddings(triples: np.ndarray, settings: EmbedSettings,
                         fingerprint: str) -> KGEmbeddings:
-    """Train the configured PyKEEN model and return its entity vectors."""
+    """Train the configured PyKEEN model on labelled triples (`kg_triples`) and return its
+    entity vectors."""
     from pykeen.pipeline import pipeline
     from pykeen.triples import TriplesFactory
 
-    factory = TriplesFactory.from_labeled_triples(kg_triples(ds, split))
+    factory = TriplesFactory.from_labeled_triples(triples)
     train, valid, test = factory.split([0.96, 0.02, 0.02], random_state=settings.seed)
     # Filtered rank evaluation is the slow part on CPU: early stopping watches a slice.
     valid = _head(valid, settings.kg_eval_triples)

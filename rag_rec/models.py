@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    computed_field,
+    model_validator,
+)
 
 
 class _Frozen(BaseModel):
@@ -136,3 +143,51 @@ class Recommendations(BaseModel):
     """True when a stage fell back (LLM down, ...): `flags` says which."""
     flags: list[str] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class RecommendRequest(BaseModel):
+    """What every entry point (Python, HTTP, MCP, LlamaIndex, CLI) asks `Recommender` for:
+    a known user, or a new user's liked items and/or free-text taste."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(None, min_length=1, max_length=64)
+    liked_item_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=50)
+    text: str | None = Field(None, min_length=1, max_length=1000)
+    k: int = Field(10, ge=1, le=100)
+    explain: bool = True
+
+    @model_validator(mode="after")
+    def _who(self) -> RecommendRequest:
+        if self.user_id is None and not self.liked_item_ids and not self.text:
+            raise ValueError("give user_id, or liked_item_ids and/or text for a new user")
+        if self.user_id is not None and (self.liked_item_ids or self.text):
+            raise ValueError("user_id cannot be combined with liked_item_ids or text")
+        return self
+
+
+class HistoryEntry(BaseModel):
+    item: Item
+    rating: float
+    timestamp: int
+
+
+class ItemFact(BaseModel):
+    relation: str
+    entity_id: str
+    entity_name: str
+    entity_kind: str
+
+
+class ItemDetail(BaseModel):
+    item: Item
+    popularity: int
+    facts: list[ItemFact]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    neo4j: str
+    llm: str
+    build: str

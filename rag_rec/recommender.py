@@ -22,7 +22,18 @@ from rag_rec.build import load_artifacts
 from rag_rec.errors import LLMUnavailable
 from rag_rec.graph import GraphClient
 from rag_rec.llm import LLMBackend, make_backend
-from rag_rec.models import Recommendation, Recommendations, User
+from rag_rec.errors import UnknownItem, UnknownUser
+from rag_rec.models import (
+    Health,
+    HistoryEntry,
+    Item,
+    ItemDetail,
+    ItemFact,
+    Recommendation,
+    RecommendRequest,
+    Recommendations,
+    User,
+)
 from rag_rec.rerank import cold_start_profile, explain_many, score_candidates
 from rag_rec.retrieve import CandidateGenerator, Retrieval
 from rag_rec.settings import Settings, get_settings
@@ -66,6 +77,13 @@ class Recommender:
         return asyncio.run(run())
 
     # -- async API
+
+    async def arun(self, request: RecommendRequest) -> Recommendations:
+        """The entry point the adapters (HTTP, MCP, LlamaIndex) share."""
+        if request.user_id is not None:
+            return await self.arecommend(request.user_id, request.k, request.explain)
+        return await self.arecommend_new_user(request.liked_item_ids, request.text, request.k,
+                                              request.explain)
 
     async def arecommend(self, user_id: str, k: int = 10, explain: bool = True
                          ) -> Recommendations:
@@ -141,6 +159,52 @@ class Recommender:
         return Recommendations(user_id=user_id, items=items, cold_start=retrieval.cold_start,
                                degraded=degraded, flags=flags,
                                timings_ms={k: round(v, 1) for k, v in timings.items()})
+
+
+    # -- lookups
+
+    def history(self, user_id: str, limit: int = 1000) -> list[HistoryEntry]:
+        """A user's ratings, newest first. `UnknownUser` if the graph has none."""
+        rows = self.graph.user_history(user_id, limit=limit)
+        if not rows:
+            raise UnknownUser(f"unknown user id {user_id!r}")
+        return [HistoryEntry(item=self.artifacts.items[r["item_id"]], rating=r["rating"],
+                             timestamp=r["timestamp"]) for r in rows
+                if r["item_id"] in self.artifacts.items]
+
+    def item_detail(self, item_id: str) -> ItemDetail:
+        """An item with its KG facts. `UnknownItem` if the catalogue lacks it."""
+        rows = self.graph.query("item_facts", item_id=item_id)
+        if not rows or item_id not in self.artifacts.items:
+            raise UnknownItem(f"unknown item id {item_id!r}")
+        facts = [ItemFact(relation=r["relation"], entity_id=r["entity_id"],
+                          entity_name=r["entity_name"], entity_kind=r["entity_kind"])
+                 for r in rows if r["entity_id"] is not None]
+        return ItemDetail(item=self.artifacts.items[item_id], popularity=rows[0]["popularity"] or 0,
+                          facts=facts)
+
+    def similar_items(self, item_id: str, k: int = 10) -> list[tuple[Item, float]]:
+        """Nearest items in the fused text+KG space."""
+        _check_k(k)
+        index = self.artifacts.index
+        if item_id not in index:
+            raise UnknownItem(f"unknown item id {item_id!r}")
+        hits = index.search(index.vector(item_id), k, exclude=[{item_id}])[0]
+        return [(self.artifacts.items[i], s) for i, s in hits]
+
+    async def health(self) -> Health:
+        try:
+            await asyncio.to_thread(self.graph.counts)
+            neo4j = "ok"
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            neo4j = f"error: {exc}"
+        if self.llm is None:
+            llm = f"unavailable: {self.llm_error or 'disabled'}"
+        else:
+            llm = "ok" if await self.llm.health() else "unreachable"
+        status = "down" if neo4j != "ok" else ("ok" if llm == "ok" else "degraded")
+        return Health(status=status, neo4j=neo4j, llm=llm,
+                      build=f"{self.artifacts.split_name}:{self.artifacts.folder.name}")
 
 
 def _check_k(k: int) -> None:

@@ -127,8 +127,9 @@ def template_explanation(item: Item, facts: Sequence[Fact], note: str) -> Explan
     """Deterministic explanation from the strongest KG path (facts come rarest-entity
     first), or a plain statement when the item has no path to the history."""
     if not facts:
-        return Explanation(text=f"{item.title} is popular with viewers whose tastes "
-                                "resemble yours.", source="template", note=note)
+        return Explanation(text=f"{item.title} was found by similarity and popularity; the "
+                                "knowledge graph has no path from it to your history.",
+                           source="template", note=note)
     f = facts[0]
     relation = f.relation.replace("_", " ")
     return Explanation(

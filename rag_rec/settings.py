@@ -137,6 +137,19 @@ class RetrievalSettings(BaseModel):
     """Users with at most this many interactions are treated as cold."""
 
 
+class ApiSettings(BaseModel):
+    """The HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    token: SecretStr | None = None
+    """Bearer token every /v1 request must carry. Required to listen beyond loopback."""
+    max_body_bytes: int = Field(16_384, ge=256)
+    request_timeout_s: float = Field(120.0, gt=0)
+    use_llm: bool = True
+    """False serves retrieval order and template explanations without any LLM."""
+
+
 class Settings(BaseSettings):
     """All of rag_rec's configuration. Build once with `get_settings()`."""
 
@@ -151,6 +164,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     embed: EmbedSettings = EmbedSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    api: ApiSettings = ApiSettings()
 
     llm_url: str | None = Field(None, validation_alias=AliasChoices("RAG_REC_LLM_URL"))
     neo4j_uri: str | None = Field(None, validation_alias=AliasChoices("NEO4J_URI"))

@@ -150,3 +150,24 @@ def test_no_server_error_names_the_uri(settings: Settings) -> None:
     bundled = settings.graph.model_copy(update={"uri": None, "bolt_port": 2})
     with pytest.raises(GraphUnavailable, match=r"bolt://127\.0\.0\.1:2.*rag-rec graph start"):
         GraphClient(bundled, settings.home, autostart=False)
+
+
+def test_bundled_server_restarts_on_its_own_store(settings: Settings, tmp_path) -> None:
+    import socket
+
+    from rag_rec.graph import BundledNeo4j
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    own = settings.graph.model_copy(update={"uri": None, "bolt_port": port, "password": None})
+    server = BundledNeo4j(own, tmp_path)
+    try:
+        for _ in range(2):  # the second start finds the password already set
+            server.start()
+            with GraphClient(own, tmp_path, autostart=False) as client:
+                assert client.counts()["items"] == 0
+            assert server.stop()
+        assert oct((tmp_path / "neo4j" / "password").stat().st_mode & 0o777) == "0o600"
+    finally:
+        server.stop()

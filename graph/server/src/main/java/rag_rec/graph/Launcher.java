@@ -10,6 +10,7 @@ import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+import org.neo4j.graphdb.QueryExecutionException;
 import org.neo4j.io.ByteUnit;
 
 /**
@@ -52,10 +53,19 @@ public final class Launcher {
         }));
 
         // A fresh store has user neo4j/neo4j with a forced change; embedded code is trusted,
-        // so it sets the configured password directly on the system database.
-        dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
-                "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED",
-                Map.of("password", password));
+        // so it sets the configured password directly on the system database. On a restart
+        // the password is usually unchanged, which Neo4j reports as an error to ignore.
+        try {
+            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+                    "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED",
+                    Map.of("password", password));
+        } catch (QueryExecutionException e) {
+            if (!String.valueOf(e.getMessage()).contains("cannot be the same")) {
+                System.err.println("could not set the password: " + e.getMessage());
+                dbms.shutdown();
+                System.exit(1);
+            }
+        }
 
         System.out.println("READY bolt://127.0.0.1:" + port);
         System.out.flush();

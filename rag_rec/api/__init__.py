@@ -1,0 +1,1 @@
+"""Thin adapters over `Recommender`: HTTP (FastAPI), MCP, LlamaIndex. No logic of their own."""
