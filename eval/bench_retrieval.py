@@ -2,6 +2,8 @@
 source and for the union, overall and on cold and long-tail slices; build times; latency.
 
     uv run --extra cpu python eval/bench_retrieval.py [--users 943] [--cold-users 200]
+    RAG_REC_EMBED__TEXT_ENCODER=smollm2 uv run --extra cpu python eval/bench_retrieval.py \
+        --name retrieval_smollm2      # the LLM's hidden states as the text encoder
 
 Builds the `loo` split (the graph then holds only train ratings, and PyKEEN sees only
 train interactions, so validation items cannot leak), then for each user asks: is the
@@ -36,6 +38,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=943)
     parser.add_argument("--cold-users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="retrieval",
+                        help="results file name (e.g. retrieval_smollm2 with "
+                             "RAG_REC_EMBED__TEXT_ENCODER=smollm2)")
     args = parser.parse_args()
     s = get_settings()
 
@@ -108,7 +113,7 @@ def main() -> None:
     print(f"build {build_s:.1f}s; KG {artifacts.kg.report['model']} MRR "
           f"{artifacts.kg.report['mrr']} Hits@10 {artifacts.kg.report['hits_at_10']} "
           f"({artifacts.kg.report['train_seconds']}s)")
-    print(f"wrote {write_results('retrieval', figures)}")
+    print(f"wrote {write_results(args.name, figures)}")
 
 
 if __name__ == "__main__":

@@ -191,6 +191,27 @@ def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     }, as_json)
 
 
+@app.command("train-scorer")
+@_handle_errors
+def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
+    """Train and calibrate the attention scorer on a finished build (`rag-rec build` first);
+    saves the checkpoint beside the build and a reliability diagram under eval/reports/."""
+    from rag_rec.build import load_artifacts
+    from rag_rec.scorer import Featurizer, Scorer, ScorerConfig, reliability_diagram, sigmoid
+    from rag_rec.scorer import train as fit
+    from rag_rec.settings import PROJECT_ROOT
+
+    artifacts = load_artifacts(get_settings(), split)
+    cfg = ScorerConfig()
+    model, temperature, report, (logits, labels) = fit(Featurizer(artifacts, cfg), cfg)
+    Scorer(artifacts, model, temperature, cfg, vars(report)).save(artifacts.folder / "scorer")
+    png = PROJECT_ROOT / "eval" / "reports" / f"reliability_{artifacts.split_name}.png"
+    reliability_diagram({"before calibration": (sigmoid(logits), labels),
+                         "after calibration": (sigmoid(logits / temperature), labels)}, png)
+    _print_mapping("scorer", {**vars(report), "checkpoint": artifacts.folder / "scorer",
+                              "reliability_diagram": png}, as_json)
+
+
 @app.command("recommend")
 @_handle_errors
 def recommend(
@@ -243,6 +264,25 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
     s = get_settings()
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     run(s.model_copy(update={"api": s.api.model_copy(update=updates)}))
+
+
+@app.command("eval", context_settings={"allow_extra_args": True,
+                                        "ignore_unknown_options": True})
+def evaluate(ctx: typer.Context,
+             name: Annotated[str, typer.Argument(help="graph, retrieval, kg, llm or load")]
+             ) -> None:
+    """Run a benchmark from eval/ (extra options pass through); it prints a table and
+    writes eval/results/NAME.json."""
+    import runpy
+
+    from rag_rec.settings import PROJECT_ROOT
+
+    script = PROJECT_ROOT / "eval" / f"bench_{name}.py"
+    if not script.exists():
+        valid = sorted(p.stem.removeprefix("bench_") for p in script.parent.glob("bench_*.py"))
+        raise typer.BadParameter(f"unknown benchmark {name!r}; valid: {', '.join(valid)}")
+    sys.argv = [str(script), *ctx.args]
+    runpy.run_path(str(script), run_name="__main__")
 
 
 @app.command("mcp")

@@ -143,9 +143,17 @@ class Recommender:
         explanations = [None] * len(ranked)
         if explain:
             t0 = time.perf_counter()
-            explanations = await explain_many(self.llm, self.settings.llm, user,
-                                              [c.item for c in candidates],
-                                              [c.item.id for c in ranked], facts)
+            chosen = [c.item.id for c in ranked]
+            try:
+                explanations = await asyncio.wait_for(
+                    explain_many(self.llm, self.settings.llm, user,
+                                 [c.item for c in candidates], chosen, facts),
+                    timeout=self.settings.llm.stage_budget_s)
+            except TimeoutError:
+                explanations = await explain_many(None, self.settings.llm, user,
+                                                  [c.item for c in candidates], chosen, facts)
+                degraded = True
+                flags.append("explanations_timed_out")
             timings["explain"] = (time.perf_counter() - t0) * 1000
             if any(e.note and e.note.startswith("LLM unavailable") for e in explanations):
                 degraded = True

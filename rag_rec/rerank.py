@@ -97,7 +97,7 @@ async def score_candidates(backend: LLMBackend, settings: LLMSettings, user: Use
 
     try:
         parts = await asyncio.wait_for(asyncio.gather(*(one(w) for w in jobs)),
-                                       timeout=settings.request_timeout_s)
+                                       timeout=settings.stage_budget_s)
     except (LLMUnavailable, TimeoutError) as exc:
         return RerankResult(degraded=True, error=str(exc) or "rerank timed out",
                             requests=len(jobs))

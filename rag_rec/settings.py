@@ -75,6 +75,11 @@ class LLMSettings(BaseModel):
     Neo4j and the trainer on a 24 GiB machine."""
     start_timeout_s: float = Field(420.0, gt=0)
     request_timeout_s: float = Field(60.0, gt=0)
+    """Timeout of one LLM call."""
+    stage_budget_s: float = Field(45.0, gt=0)
+    """Time the rerank stage, and then the explain stage, may take in one recommendation;
+    past it the stage falls back (retrieval order, template explanations) and says so,
+    so an overloaded LLM slows answers down instead of failing them."""
     rerank_window: int = Field(20, ge=2, le=26)
     """Candidates per rerank prompt; each gets a single-letter label A..Z."""
     rerank_top: int = Field(40, ge=2)

@@ -68,3 +68,19 @@ def test_llm_down_degrades_with_flags(settings: Settings, artifacts) -> None:
     assert result.degraded and len(result.items) == 3
     assert any(f.startswith("llm_score_unavailable") for f in result.flags)
     assert all(r.explanation.source == "template" for r in result.items)
+
+
+@pytest.mark.llm
+def test_slow_llm_stages_fall_back_within_their_budget(settings: Settings, artifacts,
+                                                       llm) -> None:
+    hurried = settings.model_copy(deep=True)
+    hurried.llm.stage_budget_s = 0.05
+    rec = Recommender(hurried)
+    try:
+        result = rec.recommend("42", k=3)
+    finally:
+        rec.close()
+    assert result.degraded and len(result.items) == 3
+    assert "explanations_timed_out" in result.flags
+    assert any(f.startswith("llm_score_unavailable") for f in result.flags)
+    assert all(r.explanation.source == "template" for r in result.items)
