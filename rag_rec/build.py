@@ -33,7 +33,7 @@ from rag_rec.embed import (
 from rag_rec.errors import StaleArtifact
 from rag_rec.index import ItemIndex
 from rag_rec.models import Item
-from rag_rec.settings import Settings
+from rag_rec.settings import EmbedSettings, Settings
 
 
 def build_key(settings: Settings, ds: Dataset, split_name: str) -> str:
@@ -61,6 +61,8 @@ class Artifacts:
     popularity: dict[str, int]
     """Item id -> interactions in the data the graph holds (train split when evaluating)."""
     folder: Path
+    embed: EmbedSettings
+    """The settings the embeddings were built with (the build key covers them)."""
 
     @property
     def split_name(self) -> str:
@@ -137,4 +139,5 @@ def load_artifacts(settings: Settings, split_name: str | None = None, *,
     popularity = inter.item_id.value_counts().to_dict()
     items = {i: ds.item(i) for i in ds.items.index}
     return Artifacts(ds=ds, split=split, items=items, text=text, kg=kg, index=index,
-                     popularity={i: int(popularity.get(i, 0)) for i in items}, folder=folder)
+                     popularity={i: int(popularity.get(i, 0)) for i in items}, folder=folder,
+                     embed=settings.embed)

@@ -86,7 +86,7 @@ class CandidateGenerator:
         if known:
             vecs = np.stack([self.a.index.vector(i) for i, _ in known])
             parts.append(profile_vector(vecs, [r for _, r in known],
-                                        self.settings.embed.history_half_life))
+                                        self.a.embed.history_half_life))
             weights.append(1.0)
         if text:
             parts.append(fuse(self._text_vector(text), np.zeros(self.a.kg.dim, np.float32)))

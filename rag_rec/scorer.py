@@ -109,23 +109,31 @@ class Featurizer:
         self.features = torch.from_numpy(feats)
         pop = np.array([artifacts.popularity.get(i, 0) for i in self.item_ids], dtype=np.float32)
         self.log_pop = np.log1p(pop) / max(1.0, float(np.log1p(pop).max()))
-        self.half_life = 20.0
 
     def user_kg(self, user_id: str | None) -> np.ndarray:
         vec = self.a.kg.of(user_node(user_id)) if user_id else None
         return vec if vec is not None else np.zeros(self.a.kg.dim, dtype=np.float32)
 
+    def _known(self, history: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        return [(i, r) for i, r in history if i in self.row][-self.cfg.max_history:]
+
+    def query(self, history: list[tuple[str, float]]) -> np.ndarray:
+        """The user's vector in the fused space (as retrieval builds it)."""
+        known = self._known(history)
+        if not known:
+            return np.zeros(self.features.shape[1], dtype=np.float32)
+        return profile_vector(self.features[[self.row[i] for i, _ in known]].numpy(),
+                              [r for _, r in known], self.a.embed.history_half_life)
+
     def batch(self, history: list[tuple[str, float]], user_id: str | None,
               candidates: list[str]) -> tuple[torch.Tensor, ...]:
         """Tensors for one user's history (oldest first) against `candidates`."""
-        known = [(i, r) for i, r in history if i in self.row][-self.cfg.max_history:]
+        known = self._known(history)
         rows = [self.row[i] for i, _ in reversed(known)]  # newest first: position 0
         hist = torch.zeros(len(candidates), self.cfg.max_history, dtype=torch.long)
         if rows:
             hist[:, :len(rows)] = torch.tensor(rows)
-        query = (profile_vector(self.features[[self.row[i] for i, _ in known]].numpy(),
-                                [r for _, r in known], self.half_life) if known
-                 else np.zeros(self.features.shape[1], dtype=np.float32))
+        query = self.query(history)
         cand_rows = [self.row.get(i, 0) for i in candidates]
         cand_vecs = np.stack([self.a.index.vector(i) for i in candidates])
         sim = cand_vecs @ query
@@ -220,8 +228,7 @@ def _user_samples(feat: Featurizer, user_id: str, history: list[tuple[str, float
                   rng: np.random.Generator) -> Samples:
     """For each (cut, positive item): the history before `cut` against the positive and
     `cfg.negatives` negatives (hard ones from the user's nearest items, then random)."""
-    query = np.mean([feat.a.index.vector(i) for i, _ in history[-feat.cfg.max_history:]], 0)
-    hard = [i for i, _ in feat.a.index.search(query, 100, exclude=[seen])[0]]
+    hard = [i for i, _ in feat.a.index.search(feat.query(history), 100, exclude=[seen])[0]]
     pool = [i for i in feat.item_ids if i not in seen]
     n_hard = int(round(cfg.negatives * cfg.hard_share))
     parts = []
