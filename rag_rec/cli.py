@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rag_rec.errors import (
@@ -242,12 +243,14 @@ def recommend(
     for column in ("#", "title", "score", "why (cited KG facts)"):
         table.add_column(column)
     for r in result.items:
-        why = r.explanation.text if r.explanation else ""
+        # Titles, facts and LLM text contain brackets: escape them, or rich reads
+        # `-[directed_by]->` as markup and drops it.
+        why = escape(r.explanation.text) if r.explanation else ""
         if r.explanation and r.explanation.source != "llm":
-            why += f"\n[dim]({r.explanation.source}: {r.explanation.note})[/dim]"
-        why += "".join(f"\n[cyan]{f.id}[/cyan] {f.text}" for f in r.facts)
+            why += f"\n[dim]({r.explanation.source}: {escape(r.explanation.note or '')})[/dim]"
+        why += "".join(f"\n[cyan]{f.id}[/cyan] {escape(f.text)}" for f in r.facts)
         year = f" ({r.item.year})" if r.item.year else ""
-        table.add_row(str(r.rank), r.item.title + year, f"{r.score:.2f}", why)
+        table.add_row(str(r.rank), escape(r.item.title + year), f"{r.score:.2f}", why)
     console.print(table)
     status = ", ".join(result.flags) if result.flags else "all stages ran"
     console.print(f"cold start: {result.cold_start} · degraded: {result.degraded} ({status}) "
