@@ -45,10 +45,10 @@ async def main() -> None:
         for uid in users:
             rows = graph.query("kg_path_candidates", user_id=uid, max_entity_degree=200,
                                limit=50)
-            history = [(ds.item(i.item_id), i) for i in ds.history(uid)]
+            history = [(ds.item(i.item_id), i.rating) for i in ds.history(uid)]
             candidates = [ds.item(r["item_id"]) for r in rows]
             facts = graph.candidate_facts([c.id for c in candidates[:10]],
-                                          {i.item_id: i.rating for _, i in history})
+                                          {i.id: r for i, r in history})
             cases.append((ds.user(uid), history, candidates, facts))
 
     rerank_lat: dict[int, list[float]] = {20: [], 50: []}

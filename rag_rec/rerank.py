@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from rag_rec.errors import LLMUnavailable
 from rag_rec.llm import LLMBackend, render
-from rag_rec.models import ColdStartProfile, Explanation, Fact, Interaction, Item, User
+from rag_rec.models import ColdStartProfile, Explanation, Fact, Item, User
 from rag_rec.settings import LLMSettings
 
 LABELS = [chr(ord("A") + i) for i in range(26)]
@@ -41,10 +41,10 @@ def _item_json(item: Item, **extra: Any) -> dict[str, Any]:
             "genres": list(item.genres)}
 
 
-def history_json(history: Sequence[tuple[Item, Interaction | None]]) -> list[dict[str, Any]]:
+def history_json(history: Sequence[tuple[Item, float | None]]) -> list[dict[str, Any]]:
     """Newest-first history for prompts: item text plus the user's rating, if known."""
     recent = list(history)[-HISTORY_IN_PROMPT:][::-1]
-    return [_item_json(item, rating=inter.rating if inter else None) for item, inter in recent]
+    return [_item_json(item, rating=rating) for item, rating in recent]
 
 
 # --------------------------------------------------------------------------- rerank
@@ -73,7 +73,7 @@ def _windows(items: list[Item], size: int) -> list[list[Item]]:
 
 
 async def score_candidates(backend: LLMBackend, settings: LLMSettings, user: User,
-                           history: Sequence[tuple[Item, Interaction | None]],
+                           history: Sequence[tuple[Item, float | None]],
                            candidates: Sequence[Item]) -> RerankResult:
     """An LLM score for every candidate (and nothing else), or a degraded empty result."""
     if len(candidates) < 2:
