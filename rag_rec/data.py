@@ -298,6 +298,11 @@ class Dataset:
     def user_ids(self) -> list[str]:
         return sorted(set(self.interactions["user_id"]) | set(self.users.index), key=_natural)
 
+    @cached_property
+    def genres(self) -> list[str]:
+        """Every genre name in the catalogue, sorted."""
+        return sorted({g for gs in self.items["genres"] for g in gs})
+
     def item(self, item_id: str) -> Item:
         if item_id not in self.items.index:
             raise UnknownItem(f"unknown item id {item_id!r}")

@@ -145,6 +145,10 @@ class Recommendations(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
+MAX_K = 100
+"""The most recommendations one request may ask for."""
+
+
 class RecommendRequest(BaseModel):
     """What every entry point (Python, HTTP, MCP, LlamaIndex, CLI) asks `Recommender` for:
     a known user, or a new user's liked items and/or free-text taste."""
@@ -155,7 +159,7 @@ class RecommendRequest(BaseModel):
     liked_item_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=50)
     text: str | None = Field(None, min_length=1, max_length=1000)
-    k: int = Field(10, ge=1, le=100)
+    k: int = Field(10, ge=1, le=MAX_K)
     explain: bool = True
 
     @model_validator(mode="after")

@@ -19,13 +19,13 @@ import time
 from collections.abc import Sequence
 
 from rag_rec.build import load_artifacts
-from rag_rec.errors import LLMUnavailable
+from rag_rec.errors import LLMUnavailable, UnknownItem, UnknownUser
 from rag_rec.graph import GraphClient
 from rag_rec.llm import LLMBackend, make_backend
-from rag_rec.errors import UnknownItem, UnknownUser
 from rag_rec.models import (
     Health,
     HistoryEntry,
+    MAX_K,
     Item,
     ItemDetail,
     ItemFact,
@@ -37,8 +37,6 @@ from rag_rec.models import (
 from rag_rec.rerank import cold_start_profile, explain_many, score_candidates
 from rag_rec.retrieve import CandidateGenerator, Retrieval
 from rag_rec.settings import Settings, get_settings
-
-MAX_K = 100
 
 
 class Recommender:
@@ -99,8 +97,8 @@ class Recommender:
         start = time.perf_counter()
         profile = None
         if text:
-            genres = sorted({g for gs in self.artifacts.ds.items.genres for g in gs})
-            profile = await cold_start_profile(self.llm, self.settings.llm, text, genres)
+            profile = await cold_start_profile(self.llm, self.settings.llm, text,
+                                               self.artifacts.ds.genres)
         retrieval = await asyncio.to_thread(self.retriever.for_new_user, liked_item_ids, text,
                                             profile=profile)
         if profile is not None and profile.degraded:
@@ -116,7 +114,7 @@ class Recommender:
         ds = self.artifacts.ds
         known = user_id is not None and user_id in ds.users.index
         user = ds.user(user_id) if known else User(id=user_id or "new")
-        history = [(self.artifacts.items[i], None) for i, _ in retrieval.history
+        history = [(self.artifacts.items[i], rating) for i, rating in retrieval.history
                    if i in self.artifacts.items]
         # Retrieval order as the prior: earlier candidates rank higher on ties.
         scores = {c.item.id: -rank / len(candidates) for rank, c in enumerate(candidates)}

@@ -94,7 +94,7 @@ def _slice(dataset: Dataset, n_users: int = 10):
 
 def _write_ml100k(folder: Path, dataset: Dataset) -> None:
     inter, items, users = _slice(dataset)
-    genres = sorted({g for gs in dataset.items.genres for g in gs})
+    genres = dataset.genres
     (folder / "u.genre").write_text("".join(f"{g}|{i}\n" for i, g in enumerate(genres)))
     (folder / "u.data").write_text("".join(
         f"{u}\t{i}\t{int(r)}\t{t}\n" for u, i, r, t in inter.itertuples(index=False)))
