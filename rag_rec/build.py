@@ -1,6 +1,8 @@
 """`rag-rec build`: every offline step, each reading the previous one's artifacts.
 
     data.load -> data.split -> graph.ingest -> embed.text -> embed.kg (PyKEEN) -> index
+      -> scorer: trained, temperature-scaled on sampled validation negatives, then
+         Platt-scaled on retrieval's candidate lists against each user's held-out item
 
 Artifacts live under `<home>/builds/<split>/<key>/`, where the key hashes the data
 fingerprint, the split and the settings that change the result; a second run with the
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +87,9 @@ def _fused(items: list[str], text: dict[str, np.ndarray], kg: KGEmbeddings) -> n
 
 
 def build(settings: Settings, split_name: str | None = None, *, progress: bool = True,
-          ingest: bool = True) -> Artifacts:
+          ingest: bool = True, scorer: bool = True) -> Artifacts:
     """Run every build step for `split_name` (None: all interactions), skipping finished
-    ones, and return the artifacts."""
+    ones, and return the artifacts (`scorer=False` stops before the scorer)."""
     from rag_rec.graph import GraphClient
 
     # PyKEEN (through pystow) writes checkpoints under ~/.data unless told otherwise.
@@ -116,7 +119,45 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
                           settings.retrieval, n_expected=len(ids))
         index.add(ids, _fused(ids, text, kg))
         index.save(folder / "index", key)
-    return load_artifacts(settings, split_name, ds=ds, text=text)
+    artifacts = load_artifacts(settings, split_name, ds=ds, text=text)
+    if scorer:
+        from rag_rec.scorer import load_or_fit
+
+        model = load_or_fit(artifacts, settings.scorer, progress=progress)
+        if model.platt is None:
+            _calibrate(settings, artifacts, model, progress)
+    return artifacts
+
+
+def _calibrate(settings: Settings, artifacts: Artifacts, scorer, progress: bool) -> None:
+    """Platt-scale the scorer on candidate lists. The held-out items are the ones the
+    scorer validated on: the split's validation items (never in the graph), or for a
+    build on all data each user's latest rating, hidden from the graph meanwhile."""
+    from rag_rec.graph import GraphClient
+    from rag_rec.retrieve import CandidateGenerator
+    from rag_rec.scorer import scorer_dir
+
+    if artifacts.split is not None:
+        held = artifacts.split.valid
+    else:
+        inter = artifacts.ds.interactions.sort_values(["user_id", "timestamp", "item_id"],
+                                                      kind="stable")
+        held = inter.groupby("user_id", sort=True).tail(1)
+    users = sorted(held.user_id.unique())
+    n = settings.scorer.calibration_users
+    if 0 < n < len(users):
+        rng = np.random.default_rng(settings.scorer.seed)
+        held = held[held.user_id.isin(set(rng.choice(users, n, replace=False).tolist()))]
+    rows = [{"user_id": u, "item_id": i, "rating": float(r), "timestamp": int(t)}
+            for u, i, r, t in held[["user_id", "item_id", "rating", "timestamp"]].itertuples(
+                index=False)]
+    with GraphClient(settings.graph, settings.home) as graph:
+        retriever = CandidateGenerator(artifacts, graph, settings)
+        hidden = graph.without_interactions(rows) if artifacts.split is None else nullcontext()
+        with hidden:
+            scorer.calibrate_on_candidates(retriever, dict(zip(held.user_id, held.item_id)),
+                                           progress=progress)
+    scorer.save(scorer_dir(artifacts, settings.scorer))
 
 
 def load_artifacts(settings: Settings, split_name: str | None = None, *,

@@ -195,22 +195,17 @@ def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
 @app.command("train-scorer")
 @_handle_errors
 def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
-    """Train and calibrate the attention scorer on a finished build (`rag-rec build` first);
-    saves the checkpoint beside the build and a reliability diagram under eval/reports/."""
+    """Retrain and recalibrate the attention scorer of a finished build (`rag-rec build`
+    trains it once; this starts over); writes a reliability diagram beside the checkpoint."""
     from rag_rec.build import load_artifacts
-    from rag_rec.scorer import Featurizer, Scorer, ScorerConfig, reliability_diagram, sigmoid
-    from rag_rec.scorer import train as fit
-    from rag_rec.settings import PROJECT_ROOT
+    from rag_rec.scorer import Scorer, scorer_dir
 
-    artifacts = load_artifacts(get_settings(), split)
-    cfg = ScorerConfig()
-    model, temperature, report, (logits, labels) = fit(Featurizer(artifacts, cfg), cfg)
-    Scorer(artifacts, model, temperature, cfg, vars(report)).save(artifacts.folder / "scorer")
-    png = PROJECT_ROOT / "eval" / "reports" / f"reliability_{artifacts.split_name}.png"
-    reliability_diagram({"before calibration": (sigmoid(logits), labels),
-                         "after calibration": (sigmoid(logits / temperature), labels)}, png)
-    _print_mapping("scorer", {**vars(report), "checkpoint": artifacts.folder / "scorer",
-                              "reliability_diagram": png}, as_json)
+    settings = get_settings()
+    artifacts = load_artifacts(settings, split)
+    scorer = Scorer.fit(artifacts, settings.scorer)
+    folder = scorer_dir(artifacts, settings.scorer)
+    _print_mapping("scorer", {**scorer.report, "checkpoint": folder,
+                              "reliability_diagram": folder / "reliability.png"}, as_json)
 
 
 @app.command("recommend")
@@ -240,7 +235,7 @@ def recommend(
         return
     who = f"user {user}" if user is not None else "a new user"
     table = Table(title=f"Recommendations for {who}", show_lines=True)
-    for column in ("#", "title", "score", "why (cited KG facts)"):
+    for column in ("#", "title", "P(like)", "why (cited KG facts)"):
         table.add_column(column)
     for r in result.items:
         # Titles, facts and LLM text contain brackets: escape them, or rich reads
@@ -250,7 +245,7 @@ def recommend(
             why += f"\n[dim]({r.explanation.source}: {escape(r.explanation.note or '')})[/dim]"
         why += "".join(f"\n[cyan]{f.id}[/cyan] {escape(f.text)}" for f in r.facts)
         year = f" ({r.item.year})" if r.item.year else ""
-        table.add_row(str(r.rank), escape(r.item.title + year), f"{r.score:.2f}", why)
+        table.add_row(str(r.rank), escape(r.item.title + year), f"{r.probability:.3f}", why)
     console.print(table)
     status = ", ".join(result.flags) if result.flags else "all stages ran"
     console.print(f"cold start: {result.cold_start} · degraded: {result.degraded} ({status}) "
@@ -272,17 +267,21 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
 @app.command("eval", context_settings={"allow_extra_args": True,
                                         "ignore_unknown_options": True})
 def evaluate(ctx: typer.Context,
-             name: Annotated[str, typer.Argument(help="graph, retrieval, kg, llm or load")]
+             name: Annotated[str, typer.Argument(
+                 help="offline (the evaluation against baselines), or a benchmark: graph, "
+                      "retrieval, kg, llm, load")]
              ) -> None:
-    """Run a benchmark from eval/ (extra options pass through); it prints a table and
-    writes eval/results/NAME.json."""
+    """Run the offline evaluation or a benchmark from eval/ (extra options pass through);
+    each prints its figures and writes eval/results/NAME.json."""
     import runpy
 
     from rag_rec.settings import PROJECT_ROOT
 
-    script = PROJECT_ROOT / "eval" / f"bench_{name}.py"
+    folder = PROJECT_ROOT / "eval"
+    script = folder / ("offline.py" if name == "offline" else f"bench_{name}.py")
     if not script.exists():
-        valid = sorted(p.stem.removeprefix("bench_") for p in script.parent.glob("bench_*.py"))
+        valid = ["offline", *sorted(p.stem.removeprefix("bench_")
+                                    for p in folder.glob("bench_*.py"))]
         raise typer.BadParameter(f"unknown benchmark {name!r}; valid: {', '.join(valid)}")
     sys.argv = [str(script), *ctx.args]
     runpy.run_path(str(script), run_name="__main__")

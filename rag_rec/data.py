@@ -425,7 +425,11 @@ class Split:
 def kfold_split(ds: Dataset, fold: int, *, n_folds: int = 5, seed: int = 42) -> Split:
     """The published protocol on this data: each user's interactions are cut into
     `n_folds` parts by `KFold(shuffle=True, random_state=seed)`; part `fold` is the test
-    set (20% for 5 folds), the rest is train. All ratings count as positives."""
+    set (20% for 5 folds), the rest is train. All ratings count as positives.
+
+    Every system needs validation data (early stopping, calibration) that the protocol
+    does not name, so each user's latest train interaction is held out as `valid`, the
+    same way for every system; it stays "seen" (never recommended, never a test item)."""
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold must be in [0, {n_folds}), got {fold}")
     inter = ds.interactions.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
@@ -438,9 +442,13 @@ def kfold_split(ds: Dataset, fold: int, *, n_folds: int = 5, seed: int = 42) -> 
             test_mask[start + test_idx] = True
         start += size
     inter = inter.reset_index(drop=True)
+    train = inter[~test_mask]
+    valid_mask = np.zeros(len(inter), dtype=bool)
+    valid_mask[train.groupby("user_id", sort=False).tail(1).index] = True
     return Split(
-        name=f"kfold{fold}", train=inter[~test_mask].reset_index(drop=True),
-        valid=inter.iloc[0:0], test=inter[test_mask].reset_index(drop=True),
+        name=f"kfold{fold}", train=inter[~test_mask & ~valid_mask].reset_index(drop=True),
+        valid=inter[valid_mask].reset_index(drop=True),
+        test=inter[test_mask].reset_index(drop=True),
         info={"protocol": "user-level k-fold", "fold": fold, "n_folds": n_folds, "seed": seed},
     )
 
@@ -461,11 +469,31 @@ def leave_last_out_split(ds: Dataset) -> Split:
                  info={"protocol": "leave-last-out by timestamp"})
 
 
+def cold_user_split(ds: Dataset, *, share: float = 0.1, keep: int = 5,
+                    seed: int = 42) -> Split:
+    """Leave-last-out where a random `share` of users (the cold slice, listed in
+    `info["cold_users"]`) keep only their `keep` oldest train interactions: every
+    MovieLens user has at least 20 ratings, so cold users have to be made, and every
+    system is trained on the same reduced data."""
+    base = leave_last_out_split(ds)
+    users = sorted(base.test.user_id.unique())
+    rng = np.random.default_rng(seed)
+    cold = set(rng.choice(users, int(round(share * len(users))), replace=False).tolist())
+    rank = base.train.groupby("user_id", sort=False).cumcount()
+    drop = base.train.user_id.isin(cold) & (rank >= keep)
+    return Split(name="loo-cold", train=base.train[~drop].reset_index(drop=True),
+                 valid=base.valid, test=base.test,
+                 info={"protocol": f"leave-last-out, {share:.0%} of users cut to {keep} "
+                                   "train interactions", "cold_users": sorted(cold)})
+
+
 def make_split(ds: Dataset, name: str, *, seed: int = 42) -> Split:
-    """A split by name: `loo`, or `kfold0` … `kfold4`."""
+    """A split by name: `loo`, `loo-cold`, or `kfold0` … `kfold4`."""
     if name == "loo":
         return leave_last_out_split(ds)
+    if name == "loo-cold":
+        return cold_user_split(ds, seed=seed)
     m = re.fullmatch(r"kfold([0-4])", name)
     if m:
         return kfold_split(ds, int(m[1]), seed=seed)
-    raise ValueError(f"unknown split {name!r}; valid: loo, kfold0..kfold4")
+    raise ValueError(f"unknown split {name!r}; valid: loo, loo-cold, kfold0..kfold4")

@@ -20,6 +20,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,24 +211,43 @@ class GraphClient:
 
     # -- ingest
 
+    @contextmanager
+    def without_interactions(self, rows: list[dict[str, Any]]) -> Iterator[None]:
+        """Hide the `rows` ({user_id, item_id, rating, timestamp}) from the graph for the
+        duration of the block, and put them back after it, even on error. The ingest is
+        marked incomplete meanwhile, so a process killed inside the block leaves a graph
+        the next `rag-rec build` re-ingests instead of one silently missing ratings."""
+        self.query("set_meta", key="ingest", props={"complete": False})
+        for batch in _batches(rows, self.settings.batch_size):
+            self.query("remove_interactions", rows=batch)
+        try:
+            yield
+        finally:
+            for batch in _batches(rows, self.settings.batch_size):
+                self.query("ingest_interactions", rows=batch)
+            self.query("set_meta", key="ingest", props={"complete": True})
+
     def ensure_schema(self) -> None:
         for statement in filter(str.strip, QUERIES["schema"].split(";")):
             lines = [ln for ln in statement.splitlines() if not ln.strip().startswith("//")]
             self.driver.execute_query("\n".join(lines), database_="neo4j")
 
-    def ingest(self, ds: Dataset, split: Split | None = None, *,
+    def ingest(self, ds: Dataset, split: Split | None = None, *, with_valid: bool = False,
                progress: bool = True) -> IngestReport:
         """Load `ds` into the graph with batched `UNWIND ... MERGE`.
 
         Idempotent: a second run leaves identical counts, and an interrupted run is
         completed by running it again. With `split`, only its train interactions enter
         the graph (held-out items must not leak into retrieval); switching split first
-        removes the interactions of the previous one.
+        removes the interactions of the previous one. `with_valid` adds the split's
+        validation interactions too (test time of an evaluation: they are history then).
         """
         import time
 
         self.ensure_schema()
         split_name = split.name if split is not None else "full"
+        if split is not None and with_valid:
+            split_name += "+valid"
         previous = self.meta()
         if previous and (previous.get("split") != split_name
                          or previous.get("fingerprint") != ds.fingerprint):
@@ -237,6 +257,8 @@ class GraphClient:
             "complete": False})
 
         interactions = split.train if split is not None else ds.interactions
+        if split is not None and with_valid:
+            interactions = pd.concat([interactions, split.valid], ignore_index=True)
         users = ds.users.reindex(sorted(set(ds.interactions["user_id"])))
         items = ds.items
         stages: list[tuple[str, str, list[dict[str, Any]]]] = [

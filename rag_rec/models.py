@@ -126,9 +126,15 @@ class Recommendation(BaseModel):
     item: Item
     rank: int = Field(ge=1)
     score: float
-    """The ranking score (the LLM rerank score where available, else retrieval order)."""
-    probability: float | None = None
-    """Calibrated probability of a like, once a trained scorer is configured; None before."""
+    """The ranking score: the calibrated log-odds, plus the LLM's weighted rerank score
+    and the long-tail boost where those are on (`llm.fusion_weight`,
+    `retrieval.tail_boost`)."""
+    probability: float = Field(ge=0, le=1)
+    """The scorer's calibrated probability that the user likes the item (with the LLM
+    score fused in when `llm.fusion_weight` > 0)."""
+    llm_score: float | None = None
+    """The LLM's rerank score, log(p·n) over a window of n (0 = no preference), when the
+    LLM scored this item."""
     explanation: Explanation | None = None
     facts: list[Fact] = Field(default_factory=list)
     """The KG facts the explanation cites."""

@@ -2,14 +2,17 @@
 
     history (Neo4j) or cold-start input
       -> retrieve: FAISS ∪ KG paths ∪ collaborative ∪ backfill      (retrieve.py)
-      -> llm score: label log-probs over the top candidates (vLLM)   [degradable]
-      -> rank -> facts for the top-k (Neo4j)
+      -> score: calibrated log-odds per candidate                    (scorer.py)
+      -> llm score: label log-probs over the scorer's top candidates (vLLM)  [degradable;
+         only when `llm.fusion_weight` > 0: it is added to the log-odds with that weight]
+      -> rank (+ optional long-tail boost) -> facts for the top-k (Neo4j)
       -> explain: structured output citing fact ids (vLLM)           [degradable]
       -> Recommendations
 
-Until the trained scorer lands, items are ranked by the LLM score (candidates it did not
-score keep retrieval order behind those it did) and `probability` stays None. A stage that
-falls back says so in `flags` and sets `degraded`; nothing is silently dropped.
+The LLM score is late-fused rather than a scorer input: a scorer feature would need an
+LLM call for every training sample, while the fused weight is fitted on validation
+candidates in the offline evaluation. A stage that falls back says so in `flags` and sets
+`degraded`; nothing is silently dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from rag_rec.models import (
 )
 from rag_rec.rerank import cold_start_profile, explain_many, score_candidates
 from rag_rec.retrieve import CandidateGenerator, Retrieval
+from rag_rec.scorer import Scorer, scorer_dir, sigmoid
 from rag_rec.settings import Settings, get_settings
 
 
@@ -46,6 +50,8 @@ class Recommender:
         self.graph = GraphClient(self.settings.graph, self.settings.home)
         self.artifacts = load_artifacts(self.settings, split)
         self.retriever = CandidateGenerator(self.artifacts, self.graph, self.settings)
+        self.scorer = Scorer.load(scorer_dir(self.artifacts, self.settings.scorer),
+                                  self.artifacts, self.settings.scorer)
         self.llm: LLMBackend | None = None
         self.llm_error: str | None = None
         if use_llm:
@@ -116,22 +122,29 @@ class Recommender:
         user = ds.user(user_id) if known else User(id=user_id or "new")
         history = [(self.artifacts.items[i], rating) for i, rating in retrieval.history
                    if i in self.artifacts.items]
-        # Retrieval order as the prior: earlier candidates rank higher on ties.
-        scores = {c.item.id: -rank / len(candidates) for rank, c in enumerate(candidates)}
-        if self.llm is not None and len(candidates) > 1:
+        ids = [c.item.id for c in candidates]
+        t0 = time.perf_counter()
+        logits = dict(zip(ids, self.scorer.logits(retrieval.history,
+                                                  user_id if known else None, ids).tolist()))
+        timings["score"] = (time.perf_counter() - t0) * 1000
+        weight = self.settings.llm.fusion_weight
+        llm_scores: dict[str, float] = {}
+        if self.llm is not None and weight > 0 and len(candidates) > 1:
             t0 = time.perf_counter()
-            top = [c.item for c in candidates[:self.settings.llm.rerank_top]]
+            by_logit = sorted(candidates, key=lambda c: -logits[c.item.id])
+            top = [c.item for c in by_logit[:self.settings.llm.rerank_top]]
             result = await score_candidates(self.llm, self.settings.llm, user, history, top)
             timings["llm_score"] = (time.perf_counter() - t0) * 1000
             if result.degraded:
                 degraded = True
                 flags.append(f"llm_score_unavailable: {result.error}")
-            else:
-                for item_id, s in result.scores.items():
-                    scores[item_id] = 10.0 + s  # LLM-scored items rank above the rest
+            llm_scores = result.scores
         elif self.llm is None:
             degraded = True
             flags.append(f"llm_unavailable: {self.llm_error or 'disabled'}")
+        fused = {i: logits[i] + weight * llm_scores.get(i, 0.0) for i in ids}
+        boost = self.settings.retrieval.tail_boost
+        scores = {i: fused[i] + (boost if self.retriever.is_tail(i) else 0.0) for i in ids}
         ranked = sorted(candidates, key=lambda c: -scores[c.item.id])[:k]
         t0 = time.perf_counter()
         ratings = dict(retrieval.history)
@@ -159,8 +172,11 @@ class Recommender:
         items = []
         for rank, (cand, ex) in enumerate(zip(ranked, explanations), start=1):
             cited = [f for f in facts[cand.item.id] if ex and f.id in ex.fact_ids]
-            items.append(Recommendation(item=cand.item, rank=rank, score=scores[cand.item.id],
-                                        explanation=ex, facts=cited, sources=cand.sources))
+            i = cand.item.id
+            items.append(Recommendation(item=cand.item, rank=rank, score=scores[i],
+                                        probability=float(sigmoid(fused[i])),
+                                        llm_score=llm_scores.get(i), explanation=ex,
+                                        facts=cited, sources=cand.sources))
         timings["total"] = (time.perf_counter() - start) * 1000
         return Recommendations(user_id=user_id, items=items, cold_start=retrieval.cold_start,
                                degraded=degraded, flags=flags,

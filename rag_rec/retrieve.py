@@ -37,6 +37,20 @@ from rag_rec.settings import Settings
 SOURCES = ("faiss", "kg_path", "collaborative", "popular")
 
 
+def head_items(popularity: dict[str, int], head_mass: float) -> set[str]:
+    """The most popular items that together make up `head_mass` of all interactions;
+    every other item is long tail (retrieval's quota, the tail boost and the evaluation's
+    tail share all use this one definition)."""
+    pop = sorted(popularity.items(), key=lambda kv: (-kv[1], kv[0]))
+    total, running, head = sum(c for _, c in pop) or 1, 0, set()
+    for item_id, count in pop:
+        if running >= head_mass * total:
+            break
+        head.add(item_id)
+        running += count
+    return head
+
+
 @dataclass
 class Retrieval:
     candidates: list[Candidate]
@@ -58,14 +72,7 @@ class CandidateGenerator:
         self._refresh_tail()
 
     def _refresh_tail(self) -> None:
-        pop = sorted(self.a.popularity.items(), key=lambda kv: (-kv[1], kv[0]))
-        total, running, head = sum(c for _, c in pop) or 1, 0, set()
-        for item_id, count in pop:
-            if running >= self.r.head_mass * total:
-                break
-            head.add(item_id)
-            running += count
-        self.head = head
+        self.head = head_items(self.a.popularity, self.r.head_mass)
 
     def is_tail(self, item_id: str) -> bool:
         return item_id not in self.head

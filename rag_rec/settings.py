@@ -83,8 +83,8 @@ class LLMSettings(BaseModel):
     rerank_window: int = Field(20, ge=2, le=26)
     """Candidates per rerank prompt; each gets a single-letter label A..Z."""
     rerank_top: int = Field(40, ge=2)
-    """Candidates (in retrieval order) the LLM scores per request; the rest keep their
-    retrieval order behind them. Bounded because each 20 cost one forward pass."""
+    """Candidates (the scorer's best) the LLM scores per request when `fusion_weight` > 0;
+    bounded because each `rerank_window` of them costs one forward pass."""
     rerank_permutations: int = Field(3, ge=1)
     """Shuffled orders averaged to cancel position bias."""
     explain_max_tokens: int = Field(256, ge=32)
@@ -92,6 +92,12 @@ class LLMSettings(BaseModel):
     """Accepted length of an explanation's text (min, max)."""
     concurrency: int = Field(16, ge=1)
     """Requests in flight at once (vLLM batches them)."""
+    fusion_weight: float = Field(0.0, ge=0)
+    """Weight of the LLM's rerank score added to the scorer's calibrated log-odds. The
+    offline evaluation fits it by logistic regression on validation candidates
+    (eval/results/offline_eval.json, `llm_fusion`): SmolLM2-135M's score gets a negative
+    weight there and lowers test NDCG@10, so it is off (0) and no rerank call is made.
+    Re-fit it when swapping in a larger model."""
     seed: int = 0
 
 
@@ -140,6 +146,43 @@ class RetrievalSettings(BaseModel):
     head_mass: float = Field(0.5, gt=0, lt=1)
     cold_history: int = Field(5, ge=1)
     """Users with at most this many interactions are treated as cold."""
+    tail_boost: float = Field(0.0, ge=0, le=5)
+    """Ranking knob: log-odds added to long-tail items' final score. 0 ranks by the
+    calibrated probability alone; its effect on accuracy and tail exposure is measured
+    in eval/reports/offline_eval.md."""
+
+
+class ScorerSettings(BaseModel):
+    """The attention scorer (rag_rec/scorer.py); a checkpoint records the values it was
+    trained with, and `rag-rec build` retrains it when they change."""
+
+    d: int = Field(64, ge=8)
+    id_dim: int = Field(32, ge=1)
+    max_history: int = Field(50, ge=1)
+    positives_per_user: int = Field(20, ge=1)
+    """Training positives: each user's last this-many train interactions."""
+    negatives: int = Field(4, ge=1)
+    hard_share: float = Field(0.5, ge=0, le=1)
+    """Share of negatives drawn from the user's nearest items (the rest at random)."""
+    id_dropout: float = Field(0.3, ge=0, lt=1)
+    """Items lose their id embedding this often in training, so cold items (no id
+    embedding) are scored from content like items the model has seen."""
+    dropout: float = Field(0.2, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    batch_size: int = Field(512, ge=1)
+    epochs: int = Field(15, ge=1)
+    patience: int = Field(2, ge=1)
+    use_text: bool = True
+    """Ablations: False zeroes the item text embeddings (`use_kg`: the KG embeddings)."""
+    use_kg: bool = True
+    calibration_users: int = Field(0, ge=0)
+    """Users whose held-out item calibrates the scores on retrieval's candidate lists
+    (a fixed random sample; 0: all users)."""
+    seed: int = 42
+
+    def fingerprint(self) -> str:
+        return _digest(self.model_dump())
 
 
 class ApiSettings(BaseModel):
@@ -169,6 +212,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     embed: EmbedSettings = EmbedSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    scorer: ScorerSettings = ScorerSettings()
     api: ApiSettings = ApiSettings()
 
     llm_url: str | None = Field(None, validation_alias=AliasChoices("RAG_REC_LLM_URL"))

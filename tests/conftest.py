@@ -3,11 +3,21 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from rag_rec.data import Dataset, load_dataset
 from rag_rec.graph import GraphClient
 from rag_rec.settings import Settings, get_settings
+
+
+# The suite trains its own small scorer (a minute, not the served one's four): the
+# settings select the checkpoint, so it lives beside the served one instead of replacing
+# it, and the servers the API tests start inherit the same choice.
+os.environ.setdefault("RAG_REC_SCORER__EPOCHS", "3")
+os.environ.setdefault("RAG_REC_SCORER__POSITIVES_PER_USER", "5")
+os.environ.setdefault("RAG_REC_SCORER__CALIBRATION_USERS", "150")
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +52,8 @@ def llm(settings: Settings):
 
 @pytest.fixture(scope="session")
 def artifacts(settings: Settings, graph: GraphClient):
-    """The full-data build (text + PyKEEN embeddings, FAISS index); built if missing."""
+    """The full-data build (text + PyKEEN embeddings, FAISS index, scorer); built if
+    missing."""
     from rag_rec.build import build
 
     return build(settings, None, progress=False)

@@ -61,10 +61,32 @@ def test_kfold_split_is_deterministic_and_partitions(dataset: Dataset) -> None:
     for f in folds:  # 80/20 within every user
         share = f.test.groupby("user_id").size() / dataset.interactions.groupby("user_id").size()
         assert share.between(0.15, 0.25).all()
+        # One validation item per user: their latest non-test interaction.
+        assert len(f.valid) == f.valid.user_id.nunique() == 943
+        assert len(f.train) + len(f.valid) + len(f.test) == len(dataset.interactions)
+        last_train = f.train.groupby("user_id").timestamp.max()
+        assert (f.valid.set_index("user_id").timestamp >= last_train.reindex(
+            f.valid.user_id)).all()
     again = kfold_split(dataset, 0)
     pd.testing.assert_frame_equal(again.test, folds[0].test)
     other_seed = kfold_split(dataset, 0, seed=7)
     assert not other_seed.test.equals(folds[0].test)
+
+
+def test_cold_user_split_cuts_a_slice_of_users_to_five(dataset: Dataset) -> None:
+    loo, cold = make_split(dataset, "loo"), make_split(dataset, "loo-cold")
+    users = cold.info["cold_users"]
+    assert len(users) == 94 and cold.info == make_split(dataset, "loo-cold").info
+    sizes = cold.train.groupby("user_id").size()
+    assert (sizes.reindex(users) == 5).all()
+    warm = sizes.drop(users)
+    assert warm.equals(loo.train.groupby("user_id").size().drop(users))
+    # The kept interactions are each cold user's oldest, and test/valid are loo's.
+    first = loo.train.groupby("user_id").head(5)
+    kept = cold.train[cold.train.user_id.isin(users)]
+    assert set(zip(kept.user_id, kept.item_id)) == set(
+        zip(*first[first.user_id.isin(users)][["user_id", "item_id"]].T.values))
+    assert cold.test.equals(loo.test) and cold.valid.equals(loo.valid)
 
 
 def test_leave_last_out_split(dataset: Dataset) -> None:

@@ -71,6 +71,21 @@ def test_split_ingest_keeps_held_out_items_out(graph: GraphClient, dataset: Data
     assert graph.counts() == expected_counts(dataset)
 
 
+def test_interactions_hidden_for_a_block_come_back(graph: GraphClient,
+                                                   dataset: Dataset) -> None:
+    rows = [{"user_id": r.user_id, "item_id": r.item_id, "rating": float(r.rating),
+             "timestamp": int(r.timestamp)} for r in dataset.interactions.head(30).itertuples()]
+    with pytest.raises(RuntimeError, match="boom"):
+        with graph.without_interactions(rows):
+            assert graph.counts()["interactions"] == len(dataset.interactions) - 30
+            assert not graph.meta()["complete"]
+            history = {h["item_id"] for h in graph.user_history(rows[0]["user_id"])}
+            assert rows[0]["item_id"] not in history
+            raise RuntimeError("boom")
+    assert graph.counts() == expected_counts(dataset)
+    assert graph.meta()["complete"]
+
+
 def test_user_history(graph: GraphClient, dataset: Dataset) -> None:
     rows = graph.user_history("1", limit=10_000)
     expected = dataset.interactions[dataset.interactions.user_id == "1"]

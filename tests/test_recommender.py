@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from rag_rec.data import Dataset
+from rag_rec.errors import StaleArtifact
 from rag_rec.models import Recommendations
 from rag_rec.recommender import Recommender
 from rag_rec.settings import Settings
@@ -25,6 +28,50 @@ def _assert_valid(result: Recommendations, k: int, seen: set[str]) -> None:
     assert [r.rank for r in result.items] == list(range(1, k + 1))
     scores = [r.score for r in result.items]
     assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= r.probability <= 1.0 and math.isfinite(r.score) for r in result.items)
+
+
+def test_known_users_get_scored_unseen_candidates_only(recommender: Recommender,
+                                                       dataset: Dataset) -> None:
+    users = ["1", "42", "405", "655", "943"]
+    results = recommender.recommend_batch(users, k=10, explain=False)
+    inter = dataset.interactions
+    for user_id, result in zip(users, results):
+        _assert_valid(result, 10, set(inter[inter.user_id == user_id].item_id))
+        candidates = recommender.retriever.for_user(user_id).candidates
+        assert {r.item.id for r in result.items} <= {c.item.id for c in candidates}
+        # Without a tail boost or LLM weight the ranking is the scorer's probability.
+        probs = [r.probability for r in result.items]
+        assert probs == sorted(probs, reverse=True)
+
+
+def test_tail_boost_moves_long_tail_items_up(settings: Settings, artifacts) -> None:
+    boosted = settings.model_copy(deep=True)
+    boosted.retrieval.tail_boost = 5.0
+    rec = Recommender(boosted, use_llm=False)
+    try:
+        plain_rec = Recommender(settings, use_llm=False)
+        users = ["42", "100", "200"]
+        plain = plain_rec.recommend_batch(users, k=10, explain=False)
+        tail = rec.recommend_batch(users, k=10, explain=False)
+        plain_rec.close()
+    finally:
+        rec.close()
+    share = [sum(rec.retriever.is_tail(r.item.id) for r in res.items) for res in (*plain, *tail)]
+    assert sum(share[3:]) > sum(share[:3])
+    # The boost changes the order, not the probabilities.
+    for res in tail:
+        for r in res.items:
+            assert r.score == pytest.approx(math.log(r.probability / (1 - r.probability))
+                                            + (5.0 if rec.retriever.is_tail(r.item.id) else 0),
+                                            abs=1e-4)
+
+
+def test_scorer_trained_with_other_settings_is_refused(settings: Settings, artifacts) -> None:
+    other = settings.model_copy(deep=True)
+    other.scorer = other.scorer.model_copy(update={"epochs": 99})
+    with pytest.raises(StaleArtifact, match="rag-rec build"):
+        Recommender(other, use_llm=False)
 
 
 @pytest.mark.llm
@@ -66,8 +113,36 @@ def test_llm_down_degrades_with_flags(settings: Settings, artifacts) -> None:
     finally:
         rec.close()
     assert result.degraded and len(result.items) == 3
-    assert any(f.startswith("llm_score_unavailable") for f in result.flags)
+    assert "explanations_from_templates" in result.flags
     assert all(r.explanation.source == "template" for r in result.items)
+    down.llm.fusion_weight = 0.5  # now the rerank score is asked for, and missed
+    rec = Recommender(down)
+    try:
+        result = rec.recommend("42", k=3, explain=False)
+    finally:
+        rec.close()
+    assert result.degraded and any(f.startswith("llm_score_unavailable") for f in result.flags)
+    assert all(r.llm_score is None for r in result.items)
+
+
+@pytest.mark.llm
+def test_llm_score_is_fused_with_its_weight(settings: Settings, artifacts, llm) -> None:
+    fused = settings.model_copy(deep=True)
+    fused.llm.fusion_weight = 1.0
+    fused.llm.rerank_top = 10
+    rec = Recommender(fused)
+    try:
+        result = rec.recommend("42", k=5, explain=False)
+        retrieval = rec.retriever.for_user("42")
+        ids = [c.item.id for c in retrieval.candidates]
+        logits = dict(zip(ids, rec.scorer.logits(retrieval.history, "42", ids)))
+    finally:
+        rec.close()
+    assert not result.degraded, result.flags
+    for r in result.items:
+        llm = r.llm_score or 0.0
+        assert r.score == pytest.approx(logits[r.item.id] + llm, abs=1e-4)
+    assert any(r.llm_score is not None for r in result.items)
 
 
 @pytest.mark.llm
@@ -82,5 +157,4 @@ def test_slow_llm_stages_fall_back_within_their_budget(settings: Settings, artif
         rec.close()
     assert result.degraded and len(result.items) == 3
     assert "explanations_timed_out" in result.flags
-    assert any(f.startswith("llm_score_unavailable") for f in result.flags)
     assert all(r.explanation.source == "template" for r in result.items)

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from rag_rec.errors import StaleArtifact
-from rag_rec.scorer import Featurizer, Scorer, ScorerConfig, ece, fit_temperature, train
+from rag_rec.scorer import Featurizer, Scorer, ece, fit_temperature, scorer_dir, sigmoid, train
+from rag_rec.settings import ScorerSettings
 
 # Random negatives only: a separable slice a few epochs can learn (hard negatives, the
 # default, are what the full training adds).
-CFG = ScorerConfig(epochs=6, positives_per_user=10, hard_share=0.0)
+CFG = ScorerSettings(epochs=6, positives_per_user=10, hard_share=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,30 @@ def test_checkpoint_round_trip_and_mismatch(trained, artifacts, dataset, tmp_pat
     (tmp_path / "model.pt").write_bytes(b"garbage")
     with pytest.raises(StaleArtifact, match="missing or corrupt"):
         Scorer.load(tmp_path, artifacts)
+
+
+def test_nan_features_never_reach_the_output(trained, dataset) -> None:
+    scorer, _, _ = trained
+    history = [(i.item_id, i.rating) for i in dataset.history("42")]
+    saved = scorer.model.features.clone()
+    try:
+        scorer.model.features[1:5] = float("nan")
+        probs = scorer.probabilities(history, "42", ["1", "2", "3", "4", "50"])
+    finally:
+        scorer.model.features.copy_(saved)
+    assert np.isfinite(probs).all() and ((0 <= probs) & (probs <= 1)).all()
+
+
+def test_build_calibrates_on_candidate_lists(settings, artifacts, dataset) -> None:
+    """The build's scorer is Platt-scaled on retrieval's candidates against held-out
+    items: the temperature alone (fitted on 1:4 sampled negatives) overstates the chance
+    of a candidate list's item by far, the Platt scaling does not."""
+    scorer = Scorer.load(scorer_dir(artifacts, settings.scorer), artifacts, settings.scorer)
+    r = scorer.report
+    assert scorer.platt is not None and r["candidate_pairs"] >= 150 * 50
+    assert r["candidate_ece_platt"] < 0.5 * r["candidate_ece_temperature"]
+    assert r["candidate_ece_platt"] <= 0.02
+    history = [(i.item_id, i.rating) for i in dataset.history("42")]
+    served = scorer.probabilities(history, "42", ["1", "50", "100"])
+    tempered = sigmoid(scorer.logits(history, "42", ["1", "50", "100"], on_candidates=False))
+    assert served.mean() < tempered.mean()

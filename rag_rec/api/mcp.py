@@ -29,7 +29,7 @@ def _recommender() -> Recommender:
 async def recommend(user_id: str | None = None, liked_item_ids: list[str] | None = None,
                     text: str | None = None, k: int = 5, explain: bool = True) -> dict[str, Any]:
     """Explained recommendations for a user (by id) or a new user (liked item ids and/or a
-    description of their taste). Each item comes with a probability-like score, an
+    description of their taste). Each item comes with a calibrated probability, an
     explanation and the knowledge-graph facts it cites."""
     request = RecommendRequest(user_id=user_id, liked_item_ids=liked_item_ids or [], text=text,
                                k=k, explain=explain)

@@ -1,0 +1,159 @@
+"""Baselines from established implementations: RecBole 1.2.0 models trained on exactly the
+split rag_rec uses, scored over the whole catalogue, then evaluated by eval/metrics.py
+(the same code as every other system), not by RecBole's own evaluator.
+
+RecBole reads our split as benchmark files (train / valid / test atomic files), stops
+early on validation NDCG@10, and the best epoch is restored. CKE and KGIN get the same DBpedia +
+genre/decade KG rag_rec uses. Popularity needs no library.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from rag_rec.data import Dataset, Split
+
+# RecBole 1.2.0 aliases NumPy 1 names at import time (`np.float = np.float_` ...);
+# NumPy 2 removed the right-hand sides, so they are restored first.
+np.float_ = np.float64
+np.complex_ = np.complex128
+np.unicode_ = np.str_
+# Its graph models fill a dok_matrix through `_update`, which SciPy >= 1.13 dropped; the
+# entries live in `_dict` now.
+sp.dok_matrix._update = lambda self, entries: self._dict.update(entries)
+
+
+def _scatter_mean(src: torch.Tensor, index: torch.Tensor, dim_size: int,
+                  dim: int = 0) -> torch.Tensor:
+    out = src.new_zeros((dim_size, *src.shape[1:]))
+    return out.index_reduce_(dim, index, src, "mean", include_self=False)
+
+
+# KGIN imports `torch_scatter.scatter_mean`, a compiled package with no wheels for torch
+# 2.13; torch's own index_reduce computes the same mean (empty rows stay zero).
+sys.modules.setdefault("torch_scatter", types.SimpleNamespace(scatter_mean=_scatter_mean))
+
+#: Model -> (RecBole parameters, splits it runs on). SASRec needs an order, so only the
+#: leave-last-out splits; epochs are capped for a 2-core CPU (early stopping ends most
+#: runs well before the cap).
+MODELS: dict[str, dict] = {
+    "EASE": {"reg_weight": 500.0},
+    "BPR": {"epochs": 200, "learning_rate": 1e-3},
+    "LightGCN": {"epochs": 40, "learning_rate": 2e-3, "n_layers": 2},
+    # KGAT needs DGL, which has no wheels for torch 2.13; KGIN and CKE do not.
+    "CKE": {"epochs": 60, "learning_rate": 2e-3},
+    "KGIN": {"epochs": 20, "learning_rate": 1e-3},
+    "SASRec": {"epochs": 20, "learning_rate": 1e-3, "loss_type": "CE",
+               "train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": 50},
+}
+SEQUENTIAL = {"SASRec"}
+
+
+def popularity(ds: Dataset, split: Split, users: list[str]) -> np.ndarray:
+    counts = split.train.item_id.value_counts()
+    row = counts.reindex(ds.items.index, fill_value=0).to_numpy(dtype=np.float32)
+    return np.tile(row, (len(users), 1))
+
+
+def _write_inter(df: pd.DataFrame, path: Path) -> None:
+    with open(path, "w") as f:
+        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        df[["user_id", "item_id", "timestamp"]].to_csv(f, sep="\t", header=False, index=False)
+
+
+def _write_atomic(ds: Dataset, split: Split, folder: Path) -> None:
+    """The split as RecBole benchmark files (train / valid / test) and as one file whose
+    per-user order is ours (timestamps replaced by positions, so RecBole's own
+    leave-last-out split, which sequential models need, cannot break ties differently),
+    plus the KG, items being KG heads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = folder.name
+    for part in ("train", "valid", "test"):
+        _write_inter(getattr(split, part), folder / f"{name}.{part}.inter")
+    ordered = pd.concat([split.train, split.valid, split.test], ignore_index=True)
+    ordered = ordered.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    ordered["timestamp"] = ordered.groupby("user_id").cumcount()
+    _write_inter(ordered, folder / f"{name}.inter")
+    kg = pd.DataFrame({"head_id": "item:" + ds.triples.item_id,
+                       "relation_id": ds.triples.relation, "tail_id": ds.triples.entity_id})
+    with open(folder / f"{name}.kg", "w") as f:
+        f.write("head_id:token\trelation_id:token\ttail_id:token\n")
+        kg.to_csv(f, sep="\t", header=False, index=False)
+    link = pd.DataFrame({"item_id": ds.items.index, "entity_id": "item:" + ds.items.index})
+    with open(folder / f"{name}.link", "w") as f:
+        f.write("item_id:token\tentity_id:token\n")
+        link.to_csv(f, sep="\t", header=False, index=False)
+
+
+def recbole_scores(model_name: str, ds: Dataset, split: Split, users: list[str],
+                   workdir: Path, seed: int = 42) -> tuple[np.ndarray, dict]:
+    """Train `model_name` on the split; its scores (users x catalogue) for `users` at test
+    time, and a training report (epochs, best validation NDCG@10, seconds)."""
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    data_dir = workdir / "data" / split.name
+    _write_atomic(ds, split, data_dir)
+    params = dict(MODELS[model_name])
+    if model_name in SEQUENTIAL:
+        files = {"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO",
+                               "mode": "full", "group_by": "user"}}
+    else:
+        files = {"benchmark_filename": ["train", "valid", "test"],
+                 "eval_args": {"split": None, "order": "TO", "mode": "full",
+                               "group_by": "user"}}
+    config = Config(model=model_name, dataset=split.name, config_dict={
+        "data_path": str(data_dir.parent), **files,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"],
+                     "kg": ["head_id", "relation_id", "tail_id"],
+                     "link": ["item_id", "entity_id"]},
+        "metrics": ["NDCG"], "topk": [10], "valid_metric": "NDCG@10",
+        "eval_step": 2, "stopping_step": 5, "train_batch_size": 2048,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "checkpoint_dir": str(workdir / "checkpoints"), "show_progress": False,
+        "seed": seed, "reproducibility": True, "state": "WARNING",
+        **params,
+    })
+    init_seed(config["seed"], config["reproducibility"])
+    logging.getLogger().setLevel(logging.WARNING)
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    model = get_model(model_name)(config, train._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
+    start = time.perf_counter()
+    best, _ = trainer.fit(train, valid, saved=True, show_progress=False)
+    seconds = time.perf_counter() - start
+    if Path(trainer.saved_model_file).exists():
+        # RecBole's own reload uses torch.load's old default (weights_only=False), which
+        # torch >= 2.6 refuses for its checkpoints; the state dict is all that is needed.
+        state = torch.load(trainer.saved_model_file, map_location=config["device"],
+                           weights_only=False)["state_dict"]
+        model.load_state_dict(state)
+    model.eval()
+
+    columns = {tok: j for j, tok in enumerate(ds.items.index)}
+    internal = dataset.field2id_token[dataset.iid_field]
+    col_of = np.array([columns.get(tok, -1) for tok in internal])
+    row_of = {u: r for r, u in enumerate(users)}
+    uid_tokens = dataset.field2id_token[dataset.uid_field]
+    scores = np.full((len(users), len(columns)), -np.inf, dtype=np.float32)
+    with torch.no_grad():
+        for interaction, *_ in test:
+            out = model.full_sort_predict(interaction.to(config["device"]))
+            out = out.view(len(interaction), -1).cpu().numpy()
+            for b, uid in enumerate(interaction[dataset.uid_field].cpu().numpy()):
+                r = row_of.get(uid_tokens[uid])
+                if r is not None:
+                    ok = col_of >= 0
+                    scores[r, col_of[ok]] = out[b, ok]
+    return scores, {"best_valid_ndcg@10": round(float(best), 4), "train_s": round(seconds, 1)}

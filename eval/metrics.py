@@ -1,0 +1,56 @@
+"""Full-ranking metrics, computed the same way for every system.
+
+A system hands over a score matrix (evaluated users x all catalogue items); items the
+user has already seen (train, and validation at test time) are masked out, every other
+item is ranked, and the metrics read the positions of the user's test items. Ties keep
+catalogue order (a stable sort), so no system gains from them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TOP = (10, 20)
+
+
+def rank_positions(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Per user, each item's 0-based position among the unseen items (seen: -1)."""
+    masked = np.where(seen, -np.inf, scores)
+    order = np.argsort(-masked, axis=1, kind="stable")
+    pos = np.empty_like(order)
+    rows = np.arange(len(scores))[:, None]
+    pos[rows, order] = np.arange(scores.shape[1])[None, :]
+    return np.where(seen, -1, pos)
+
+
+def ranking_metrics(scores: np.ndarray, seen: np.ndarray, test: np.ndarray,
+                    tail: np.ndarray) -> dict[str, float]:
+    """Recall/NDCG@10/20, HR@10, MRR, AUC (means over users), catalogue coverage@10 and
+    long-tail share@10. `seen`/`test` are boolean (users x items); `tail` marks items."""
+    pos = rank_positions(scores, seen)
+    n_test = test.sum(1)
+    keep = n_test > 0
+    pos, seen, test, n_test = pos[keep], seen[keep], test[keep], n_test[keep]
+    test_pos = np.where(test, pos, np.iinfo(pos.dtype).max)
+    out: dict[str, float] = {"users": int(keep.sum())}
+    gains = np.where(test, 1.0 / np.log2(np.maximum(pos, 0) + 2.0), 0.0)
+    for k in TOP:
+        hit = test & (pos < k)
+        out[f"recall@{k}"] = float(np.mean(hit.sum(1) / n_test))
+        ideal = np.array([np.sum(1.0 / np.log2(np.arange(min(n, k)) + 2.0)) for n in n_test])
+        out[f"ndcg@{k}"] = float(np.mean(np.where(hit, gains, 0.0).sum(1) / ideal))
+    out["hr@10"] = float(np.mean((test & (pos < 10)).any(1)))
+    out["mrr"] = float(np.mean(1.0 / (test_pos.min(1) + 1.0)))
+    # AUC: a test item at position p with j test items above it has p - j negatives
+    # above it, out of all the user's unseen negatives.
+    sorted_pos = np.sort(test_pos, axis=1)
+    above = sorted_pos - np.arange(sorted_pos.shape[1])[None, :]
+    n_neg = (~seen).sum(1) - n_test
+    valid = np.arange(sorted_pos.shape[1])[None, :] < n_test[:, None]
+    wrong = np.where(valid, above, 0).sum(1) / (n_test * n_neg)
+    out["auc"] = float(np.mean(1.0 - wrong))
+    top10 = (pos >= 0) & (pos < 10)
+    out["coverage@10"] = float(top10.any(0).mean())
+    out["tail_share@10"] = float((top10 & tail[None, :]).sum() / top10.sum())
+    return out
+
