@@ -185,23 +185,30 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
                         bins: int = 15) -> None:
+    """Predicted vs observed frequency per equal-mass bin, on linear axes and on log axes
+    (candidate lists have base rates near 0.004, invisible on the linear panel)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([0, 1], [0, 1], "k:", label="perfect")
-    for name, (probs, labels) in curves.items():
-        parts = np.array_split(np.argsort(probs), bins)
-        ax.plot([probs[p].mean() for p in parts], [labels[p].mean() for p in parts], "o-",
-                label=f"{name} (ECE {ece(probs, labels, bins):.3f})")
-    ax.set_xlabel("predicted probability")
-    ax.set_ylabel("observed frequency")
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+    for ax, log in zip(axes, (False, True)):
+        low = 1e-4 if log else 0.0
+        ax.plot([low, 1], [low, 1], "k:", label="perfect")
+        for name, (probs, labels) in curves.items():
+            parts = np.array_split(np.argsort(probs, kind="stable"), bins)
+            ax.plot([probs[p].mean() for p in parts], [labels[p].mean() for p in parts],
+                    "o-", label=f"{name} (ECE {ece(probs, labels, bins):.3f})")
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel("predicted probability" + (" (log)" if log else ""))
+        ax.set_ylabel("observed frequency" + (" (log)" if log else ""))
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
