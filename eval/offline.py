@@ -28,6 +28,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -58,30 +59,49 @@ class Protocol:
     split: Split
     users: list[str]
     items: list[str]
-    seen: np.ndarray
-    test: np.ndarray
     tail: np.ndarray
     cold_rows: np.ndarray
+
+    @cached_property
+    def row(self) -> dict[str, int]:
+        return {u: r for r, u in enumerate(self.users)}
+
+    @cached_property
+    def col(self) -> dict[str, int]:
+        return {i: c for c, i in enumerate(self.items)}
+
+    def _mask(self, *frames) -> np.ndarray:
+        m = np.zeros((len(self.users), len(self.items)), dtype=bool)
+        for df in frames:
+            df = df[df.user_id.isin(self.row)]
+            m[df.user_id.map(self.row).to_numpy(), df.item_id.map(self.col).to_numpy()] = True
+        return m
+
+    @cached_property
+    def seen(self) -> np.ndarray:
+        """What the user already has at test time: train and validation."""
+        return self._mask(self.split.train, self.split.valid)
+
+    @cached_property
+    def test(self) -> np.ndarray:
+        return self._mask(self.split.test)
+
+    @cached_property
+    def fallback(self) -> np.ndarray:
+        """The score of items rag_rec did not retrieve: below every candidate, in
+        popularity order among themselves."""
+        pop = self.split.train.item_id.value_counts().reindex(self.items, fill_value=0)
+        base = np.log1p(pop.to_numpy(dtype=np.float64))
+        return -1e6 + base / (base.max() + 1.0)
 
     @classmethod
     def of(cls, ds: Dataset, split: Split, head_mass: float) -> Protocol:
         users = sorted(split.test.user_id.unique())
         items = list(ds.items.index)
-        row = {u: r for r, u in enumerate(users)}
-        col = {i: c for c, i in enumerate(items)}
-
-        def mask(*frames) -> np.ndarray:
-            m = np.zeros((len(users), len(items)), dtype=bool)
-            for df in frames:
-                df = df[df.user_id.isin(row)]
-                m[df.user_id.map(row).to_numpy(), df.item_id.map(col).to_numpy()] = True
-            return m
-
         counts = split.train.item_id.value_counts().to_dict()
         head = head_items({i: int(counts.get(i, 0)) for i in items}, head_mass)
         n_train = split.train.groupby("user_id").size().reindex(users, fill_value=0)
-        return cls(split, users, items, mask(split.train, split.valid), mask(split.test),
-                   np.array([i not in head for i in items]),
+        return cls(split, users, items, np.array([i not in head for i in items]),
                    np.flatnonzero(n_train.to_numpy() <= 5))
 
     def metrics(self, scores: np.ndarray) -> dict[str, dict[str, float]]:
@@ -146,23 +166,16 @@ def _candidates(retriever: CandidateGenerator, scorers: dict, users: list[str],
 def _full_rows(proto: Protocol, cands: list[UserCandidates], score) -> np.ndarray:
     """Score matrix: candidates by `score(user_candidates)`, above every other item,
     which keep popularity order."""
-    col = {i: c for c, i in enumerate(proto.items)}
-    pop = proto.split.train.item_id.value_counts().reindex(proto.items, fill_value=0)
-    base = np.log1p(pop.to_numpy(dtype=np.float64))
-    base = -1e6 + base / (base.max() + 1.0)
-    rows = np.tile(base, (len(proto.users), 1))
-    row = {u: r for r, u in enumerate(proto.users)}
+    rows = np.tile(proto.fallback, (len(proto.users), 1))
     for uc in cands:
         s = np.asarray(score(uc), dtype=np.float64)
-        rows[row[uc.user_id], [col[i] for i in uc.items]] = 1e3 + s
+        rows[proto.row[uc.user_id], [proto.col[i] for i in uc.items]] = 1e3 + s
     return rows
 
 
 def _labels(proto: Protocol, cands: list[UserCandidates]) -> list[np.ndarray]:
-    col = {i: c for c, i in enumerate(proto.items)}
-    row = {u: r for r, u in enumerate(proto.users)}
-    return [proto.test[row[uc.user_id], [col[i] for i in uc.items]].astype(np.float32)
-            for uc in cands]
+    return [proto.test[proto.row[uc.user_id], [proto.col[i] for i in uc.items]].astype(
+        np.float32) for uc in cands]
 
 
 def run_rag_rec(settings: Settings, ds: Dataset, proto: Protocol, cache: Path, fresh: bool,
@@ -185,13 +198,14 @@ def run_rag_rec(settings: Settings, ds: Dataset, proto: Protocol, cache: Path, f
 
     valid_item = dict(zip(split.valid.user_id, split.valid.item_id))
     rng = np.random.default_rng(settings.data.seed)
-    llm_sample = sorted(rng.choice(sorted(valid_item), min(llm_users, len(valid_item)),
-                                   replace=False).tolist()) if llm_users else []
+    llm_sample = set(rng.choice(sorted(valid_item), min(llm_users, len(valid_item)),
+                                replace=False).tolist()) if llm_users else set()
     with GraphClient(settings.graph, settings.home) as graph:
         valid, llm_valid = [], {}
         if llm_sample:  # validation candidates: the graph holds train only here
             retriever = CandidateGenerator(artifacts, graph, settings)
-            valid = _candidates(retriever, scorers, llm_sample, {}, "validation candidates")
+            valid = _candidates(retriever, scorers, sorted(llm_sample), {},
+                                "validation candidates")
             llm_valid = _llm_scores(settings, artifacts, valid)
         graph.ingest(ds, split, with_valid=True, progress=False)
         retriever = CandidateGenerator(artifacts, graph, settings)
@@ -199,7 +213,7 @@ def run_rag_rec(settings: Settings, ds: Dataset, proto: Protocol, cache: Path, f
         seen_valid = {u: {i} for u, i in valid_item.items()}
         test = _candidates(retriever, scorers, proto.users, seen_valid, "test candidates")
         timings["test_retrieval_s"] = time.perf_counter() - t0
-        sampled = [uc for uc in test if uc.user_id in set(llm_sample)]
+        sampled = [uc for uc in test if uc.user_id in llm_sample]
         llm_test = _llm_scores(settings, artifacts, sampled) if llm_valid else {}
 
     results: dict[str, dict] = {}
@@ -291,9 +305,8 @@ def _llm_fusion(proto: Protocol, valid: list[UserCandidates], valid_item: dict[s
     a, w = fit.coef_[0]
     base = LogisticRegression(C=1e6).fit(x[:, :1], y)
     scored = [uc for uc in test if uc.user_id in llm_test]
-    rows = [proto.users.index(uc.user_id) for uc in scored]
-    sub = Protocol(proto.split, [uc.user_id for uc in scored], proto.items, proto.seen[rows],
-                   proto.test[rows], proto.tail, np.array([], dtype=int))
+    sub = Protocol(proto.split, [uc.user_id for uc in scored], proto.items, proto.tail,
+                   np.array([], dtype=int))
 
     def fused(uc: UserCandidates) -> np.ndarray:
         llm = np.array([llm_test[uc.user_id].get(i, 0.0) for i in uc.items])

@@ -19,10 +19,11 @@ import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag_rec.data import Dataset, Split, load_dataset, make_split
+from rag_rec.data import Dataset, Split, latest_per_user, load_dataset, make_split
 from rag_rec.embed import (
     KGEmbeddings,
     TextCache,
@@ -37,6 +38,9 @@ from rag_rec.errors import StaleArtifact
 from rag_rec.index import ItemIndex
 from rag_rec.models import Item
 from rag_rec.settings import EmbedSettings, Settings
+
+if TYPE_CHECKING:  # scorer.py imports this module
+    from rag_rec.scorer import Scorer
 
 
 def build_key(settings: Settings, ds: Dataset, split_name: str) -> str:
@@ -129,7 +133,8 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     return artifacts
 
 
-def _calibrate(settings: Settings, artifacts: Artifacts, scorer, progress: bool) -> None:
+def _calibrate(settings: Settings, artifacts: Artifacts, scorer: Scorer,
+               progress: bool) -> None:
     """Platt-scale the scorer on candidate lists. The held-out items are the ones the
     scorer validated on: the split's validation items (never in the graph), or for a
     build on all data each user's latest rating, hidden from the graph meanwhile."""
@@ -137,12 +142,8 @@ def _calibrate(settings: Settings, artifacts: Artifacts, scorer, progress: bool)
     from rag_rec.retrieve import CandidateGenerator
     from rag_rec.scorer import scorer_dir
 
-    if artifacts.split is not None:
-        held = artifacts.split.valid
-    else:
-        inter = artifacts.ds.interactions.sort_values(["user_id", "timestamp", "item_id"],
-                                                      kind="stable")
-        held = inter.groupby("user_id", sort=True).tail(1)
+    held = (artifacts.split.valid if artifacts.split is not None
+            else latest_per_user(artifacts.ds.interactions))
     users = sorted(held.user_id.unique())
     n = settings.scorer.calibration_users
     if 0 < n < len(users):

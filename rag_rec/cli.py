@@ -224,12 +224,9 @@ def recommend(
 
     if user is None and not liked and not text:
         raise typer.BadParameter("give --user, or --liked/--text for a new user")
-    rec = Recommender()
-    try:
+    with Recommender() as rec:
         result = (rec.recommend(user, k, explain) if user is not None
                   else rec.recommend_new_user(liked or [], text, k, explain))
-    finally:
-        rec.close()
     if as_json:
         print(result.model_dump_json(indent=2))
         return

@@ -422,6 +422,12 @@ class Split:
     info: dict[str, object] = field(default_factory=dict)
 
 
+def latest_per_user(inter: pd.DataFrame) -> pd.DataFrame:
+    """Each user's latest interaction (by timestamp, ties by item id), original index kept."""
+    ordered = inter.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    return ordered.groupby("user_id", sort=False).tail(1)
+
+
 def kfold_split(ds: Dataset, fold: int, *, n_folds: int = 5, seed: int = 42) -> Split:
     """The published protocol on this data: each user's interactions are cut into
     `n_folds` parts by `KFold(shuffle=True, random_state=seed)`; part `fold` is the test
@@ -444,7 +450,7 @@ def kfold_split(ds: Dataset, fold: int, *, n_folds: int = 5, seed: int = 42) -> 
     inter = inter.reset_index(drop=True)
     train = inter[~test_mask]
     valid_mask = np.zeros(len(inter), dtype=bool)
-    valid_mask[train.groupby("user_id", sort=False).tail(1).index] = True
+    valid_mask[latest_per_user(train).index] = True
     return Split(
         name=f"kfold{fold}", train=inter[~test_mask & ~valid_mask].reset_index(drop=True),
         valid=inter[valid_mask].reset_index(drop=True),

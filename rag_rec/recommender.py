@@ -63,6 +63,12 @@ class Recommender:
     def close(self) -> None:
         self.graph.close()
 
+    def __enter__(self) -> Recommender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- sync API
 
     def recommend(self, user_id: str, k: int = 10, explain: bool = True) -> Recommendations:

@@ -13,8 +13,10 @@ Training: BCE on observed positives (each user's later train interactions, each 
 history before it) against sampled negatives (random, and hard ones from the user's
 nearest items in the fused space), Adam with weight decay and dropout, early stopping on
 validation AUC, fixed seed, a progress bar. Calibration: one temperature fitted on the
-validation logits (LBFGS on BCE); ECE (15 equal-mass bins) and Brier are reported before
-and after. The checkpoint carries its config and the build's fingerprint.
+validation logits (LBFGS on BCE; ECE over 15 equal-mass bins and Brier reported before and
+after), then Platt scaling on retrieval's candidate lists (`calibrate_on_candidates`, run by
+the build), whose base rate is far below the sampled validation's. The checkpoint carries
+its config, both calibrations and the build's fingerprint.
 """
 
 from __future__ import annotations
@@ -360,10 +362,9 @@ def train(feat: Featurizer, cfg: ScorerSettings, *, progress: bool = True,
 class Scorer:
     """A trained scorer for one build: calibrated probabilities for candidates."""
 
-    def __init__(self, artifacts: Artifacts, model: AttentionScorer, temperature: float,
-                 cfg: ScorerSettings, report: dict,
-                 platt: tuple[float, float] | None = None):
-        self.feat = Featurizer(artifacts, cfg)
+    def __init__(self, feat: Featurizer, model: AttentionScorer, temperature: float,
+                 report: dict, platt: tuple[float, float] | None = None):
+        self.feat = feat
         self.model = model.eval()
         self.temperature = temperature
         self.report = report
@@ -402,9 +403,9 @@ class Scorer:
     def fit(cls, artifacts: Artifacts, cfg: ScorerSettings, *, progress: bool = True) -> Scorer:
         """Train, calibrate and save to `scorer_dir`, with a reliability diagram
         (before/after calibration, validation) beside the checkpoint."""
-        model, temperature, report, (logits, labels) = train(Featurizer(artifacts, cfg), cfg,
-                                                             progress=progress)
-        scorer = cls(artifacts, model, temperature, cfg, vars(report))
+        feat = Featurizer(artifacts, cfg)
+        model, temperature, report, (logits, labels) = train(feat, cfg, progress=progress)
+        scorer = cls(feat, model, temperature, vars(report))
         folder = scorer_dir(artifacts, cfg)
         scorer.save(folder)
         reliability_diagram({"before calibration": (sigmoid(logits), labels),
@@ -441,7 +442,7 @@ class Scorer:
         state.update({"ids.weight": ids, "features": feat.features})
         model.load_state_dict(state)
         platt = tuple(meta["platt"]) if meta.get("platt") else None
-        return cls(artifacts, model, meta["temperature"], cfg, meta["report"], platt)
+        return cls(feat, model, meta["temperature"], meta["report"], platt)
 
     def calibrate_on_candidates(self, retriever: CandidateGenerator,
                                 held_out: dict[str, str], *, progress: bool = True) -> dict:

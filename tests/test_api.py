@@ -190,8 +190,7 @@ def test_llamaindex_tool_and_retriever(settings, artifacts, llm) -> None:
     from rag_rec.api.llamaindex import RecommendationRetriever, recommend_tool
     from rag_rec.recommender import Recommender
 
-    rec = Recommender(settings)
-    try:
+    with Recommender(settings) as rec:
         tool = recommend_tool(rec)
         assert tool.metadata.name == "recommend_movies"
         schema = tool.metadata.get_parameters_dict()
@@ -200,5 +199,3 @@ def test_llamaindex_tool_and_retriever(settings, artifacts, llm) -> None:
         assert output.content.startswith("1. ") and "2. " in output.content
         nodes = RecommendationRetriever(rec, k=3).retrieve("user:42")
         assert len(nodes) == 3 and all(n.node.metadata["item_id"] for n in nodes)
-    finally:
-        rec.close()

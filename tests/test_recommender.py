@@ -15,9 +15,8 @@ from rag_rec.settings import Settings
 
 @pytest.fixture(scope="module")
 def recommender(settings: Settings, artifacts, llm) -> Recommender:
-    rec = Recommender(settings)
-    yield rec
-    rec.close()
+    with Recommender(settings) as rec:
+        yield rec
 
 
 def _assert_valid(result: Recommendations, k: int, seen: set[str]) -> None:
@@ -48,15 +47,11 @@ def test_known_users_get_scored_unseen_candidates_only(recommender: Recommender,
 def test_tail_boost_moves_long_tail_items_up(settings: Settings, artifacts) -> None:
     boosted = settings.model_copy(deep=True)
     boosted.retrieval.tail_boost = 5.0
-    rec = Recommender(boosted, use_llm=False)
-    try:
-        plain_rec = Recommender(settings, use_llm=False)
-        users = ["42", "100", "200"]
+    users = ["42", "100", "200"]
+    with Recommender(settings, use_llm=False) as plain_rec:
         plain = plain_rec.recommend_batch(users, k=10, explain=False)
+    with Recommender(boosted, use_llm=False) as rec:
         tail = rec.recommend_batch(users, k=10, explain=False)
-        plain_rec.close()
-    finally:
-        rec.close()
     share = [sum(rec.retriever.is_tail(r.item.id) for r in res.items) for res in (*plain, *tail)]
     assert sum(share[3:]) > sum(share[:3])
     # The boost changes the order, not the probabilities.
@@ -107,20 +102,14 @@ def test_k_is_validated(recommender: Recommender) -> None:
 def test_llm_down_degrades_with_flags(settings: Settings, artifacts) -> None:
     down = settings.model_copy(deep=True)
     down.llm.url = "http://127.0.0.1:9/v1"
-    rec = Recommender(down)
-    try:
+    with Recommender(down) as rec:
         result = rec.recommend("42", k=3)
-    finally:
-        rec.close()
     assert result.degraded and len(result.items) == 3
     assert "explanations_from_templates" in result.flags
     assert all(r.explanation.source == "template" for r in result.items)
     down.llm.fusion_weight = 0.5  # now the rerank score is asked for, and missed
-    rec = Recommender(down)
-    try:
+    with Recommender(down) as rec:
         result = rec.recommend("42", k=3, explain=False)
-    finally:
-        rec.close()
     assert result.degraded and any(f.startswith("llm_score_unavailable") for f in result.flags)
     assert all(r.llm_score is None for r in result.items)
 
@@ -130,14 +119,11 @@ def test_llm_score_is_fused_with_its_weight(settings: Settings, artifacts, llm) 
     fused = settings.model_copy(deep=True)
     fused.llm.fusion_weight = 1.0
     fused.llm.rerank_top = 10
-    rec = Recommender(fused)
-    try:
+    with Recommender(fused) as rec:
         result = rec.recommend("42", k=5, explain=False)
         retrieval = rec.retriever.for_user("42")
         ids = [c.item.id for c in retrieval.candidates]
         logits = dict(zip(ids, rec.scorer.logits(retrieval.history, "42", ids)))
-    finally:
-        rec.close()
     assert not result.degraded, result.flags
     for r in result.items:
         llm = r.llm_score or 0.0
@@ -150,11 +136,8 @@ def test_slow_llm_stages_fall_back_within_their_budget(settings: Settings, artif
                                                        llm) -> None:
     hurried = settings.model_copy(deep=True)
     hurried.llm.stage_budget_s = 0.05
-    rec = Recommender(hurried)
-    try:
+    with Recommender(hurried) as rec:
         result = rec.recommend("42", k=3)
-    finally:
-        rec.close()
     assert result.degraded and len(result.items) == 3
     assert "explanations_timed_out" in result.flags
     assert all(r.explanation.source == "template" for r in result.items)

@@ -21,9 +21,9 @@ CFG = ScorerSettings(epochs=6, positives_per_user=10, hard_share=0.0)
 @pytest.fixture(scope="module")
 def trained(artifacts):
     users = {str(u) for u in range(1, 201)}
-    model, temperature, report, valid = train(Featurizer(artifacts, CFG), CFG, users=users,
-                                              progress=False)
-    return Scorer(artifacts, model, temperature, CFG, report.__dict__), report, valid
+    feat = Featurizer(artifacts, CFG)
+    model, temperature, report, valid = train(feat, CFG, users=users, progress=False)
+    return Scorer(feat, model, temperature, report.__dict__), report, valid
 
 
 def test_scorer_learns_a_real_slice(trained) -> None:
