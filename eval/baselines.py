@@ -1,5 +1,5 @@
 """Baselines from established implementations: RecBole 1.2.0 models trained on exactly the
-split rag_rec uses, scored over the whole catalogue, then evaluated by eval/metrics.py
+split rag_rec uses, scored over the whole catalogue, then evaluated by rag_rec/metrics.py
 (the same code as every other system), not by RecBole's own evaluator.
 
 RecBole reads our split as benchmark files (train / valid / test atomic files), stops

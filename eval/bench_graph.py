@@ -74,7 +74,6 @@ def main() -> None:
 def time_queries(graph: GraphClient, ds, n_users: int, seed: int) -> dict[str, dict]:
     rng = random.Random(seed)
     users = rng.sample(ds.user_ids, min(n_users, len(ds.user_ids)))
-    entity_ids = list(ds.entities.index)
     timings: dict[str, list[float]] = {}
 
     def timed(name: str, fn):
@@ -87,13 +86,6 @@ def time_queries(graph: GraphClient, ds, n_users: int, seed: int) -> dict[str, d
         history = timed("user_history", lambda: graph.user_history(user))
         kg = timed("kg_path_candidates", lambda: graph.query(
             "kg_path_candidates", user_id=user, max_entity_degree=200, limit=100))
-        timed("collaborative_candidates", lambda: graph.query(
-            "collaborative_candidates", user_id=user, neighbours=50, limit=100))
-        timed("popular_by_entity", lambda: graph.query(
-            "popular_by_entity", entity_ids=rng.sample(entity_ids, 5),
-            exclude_item_ids=[], limit=100))
-        timed("popular_items", lambda: graph.query(
-            "popular_items", exclude_item_ids=[h["item_id"] for h in history], limit=100))
         ratings = {h["item_id"]: h["rating"] for h in history}
         timed("candidate_facts", lambda: graph.candidate_facts(
             [row["item_id"] for row in kg[:20]], ratings))

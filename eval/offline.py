@@ -1,29 +1,40 @@
-"""Offline evaluation: rag_rec beside the baselines and its own ablations, one protocol.
+"""Offline evaluation: rag_rec beside tuned baselines and its own ablations, one protocol.
 
-    uv run --extra cpu python eval/offline.py                        # loo, loo-cold, kfold0
-    uv run --extra cpu python eval/offline.py --splits kfold0,kfold1,kfold2,kfold3,kfold4
+    uv run --extra cpu python eval/offline.py        # kfold0..4, loo (3 seeds), loo-cold
+    uv run --extra cpu python eval/offline.py --splits kfold0 --seeds 42
 
-Protocol (every system alike): train on the split's train part, stop early / calibrate on
-its validation items, then rank every catalogue item the user has not seen (train and
-validation) and read the test items' positions (eval/metrics.py). Splits: `loo` (last
-interaction by time), `loo-cold` (the same with 10% of users cut to 5 train interactions:
-the cold slice) and `kfoldN` (the published user-level 5-fold protocol).
+Protocol (every system alike): train on the split's train part, tune on its validation
+items, then rank every catalogue item the user has not seen, with train + validation as
+the user's history, and read the test items' positions (rag_rec/metrics.py). Splits:
+`kfoldN` (the published user-level 5-fold protocol, each user's latest train item as
+validation), `loo` (last interaction by time; validation = the one before) and
+`loo-cold` (the same with 10% of users cut to 5 train interactions: the cold slice).
 
-rag_rec ranks the way it serves: its retrieval candidates (the graph holding train, then
-train + validation at test time) ordered by the scorer, the rest of the catalogue behind
-them by popularity. Its probabilities are checked on those candidates (label: the item is
-a test item). The LLM stage needs vLLM (`rag-rec llm serve`): on `--llm-users` users of
-the loo split it fits the weight of the LLM's rerank score on validation candidates and
-measures the fused ranking on the same users' test items (`--llm-users 0` skips it).
+Systems:
+- rag_rec: `Recommender.rank` on the split's build (sources fit on train minus the ranker
+  slice, the scorer stacked on their lists for the slice, sources refit on train; the
+  slice is random for k-fold, the latest items for leave-last-out). Candidates first, in
+  the scorer's order, the rest of the catalogue behind them by popularity.
+- EASE (closed form, L2 from a grid by validation NDCG@10) and, on the leave-last-out
+  splits, SASRec (full-softmax cross-entropy, early stopped on validation NDCG@10: the
+  strong sequential baseline), both trained on the split's train part alone; popularity. `--recbole BPR,LightGCN,...`
+  adds RecBole 1.2.0 models (eval/baselines.py).
+- Ablations: each source's own full ranking (no scorer) and the long-tail boost on every
+  split's first seed; the scorer retrained without KG vectors, without text vectors,
+  without each source on the `--ablations` splits.
 
-Finished parts are kept under <home>/eval/ and skipped on a rerun (`--fresh` redoes them);
-the figures go to eval/results/offline_eval.json, the report to eval/reports/.
+Reported: every metric's mean (and std over seeds / folds), a paired bootstrap 95%
+interval of rag_rec minus the best baseline (NDCG@10, users resampled), each source's and
+the union's recall of the test items at the candidate budget (the ceiling the scorer
+works under), calibration of `p_next` on the test candidate lists (ECE, Brier skill,
+log-loss against the base rate), wall times. Finished (split, seed) parts are cached
+under <home>/eval/ (`--fresh` redoes them). Figures: eval/results/offline_eval.json;
+report: eval/reports/offline_eval.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -32,24 +43,25 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+import pandas as pd
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eval.baselines import MODELS, SEQUENTIAL, popularity, recbole_scores  # noqa: E402
+from eval.baselines import popularity, recbole_scores  # noqa: E402
 from eval.common import write_results  # noqa: E402
-from eval.metrics import ranking_metrics  # noqa: E402
 from eval.report import write_report  # noqa: E402
-from rag_rec.build import Artifacts, build  # noqa: E402
+from rag_rec.build import build, load_or_fit_ranker  # noqa: E402
 from rag_rec.data import Dataset, Split, load_dataset, make_split  # noqa: E402
-from rag_rec.graph import GraphClient  # noqa: E402
-from rag_rec.retrieve import CandidateGenerator, head_items  # noqa: E402
-from rag_rec.scorer import brier, ece, load_or_fit, sigmoid  # noqa: E402
+from rag_rec.metrics import ndcg_per_user, ranking_metrics  # noqa: E402
+from rag_rec.recommender import Recommender  # noqa: E402
+from rag_rec.retrieve import head_items  # noqa: E402
+from rag_rec.scorer import brier, ece, sigmoid  # noqa: E402
 from rag_rec.settings import Settings, get_settings  # noqa: E402
+from rag_rec.sources import EASE, SASRec, Query, histories_of  # noqa: E402
 
-ABLATIONS = {"no_kg_emb": {"use_kg": False}, "no_text_emb": {"use_text": False}}
 TAIL_BOOSTS = (0.5, 1.0, 2.0)
+BOOTSTRAP = 2000
 
 
 @dataclass
@@ -70,7 +82,7 @@ class Protocol:
     def col(self) -> dict[str, int]:
         return {i: c for c, i in enumerate(self.items)}
 
-    def _mask(self, *frames) -> np.ndarray:
+    def _mask(self, *frames: pd.DataFrame) -> np.ndarray:
         m = np.zeros((len(self.users), len(self.items)), dtype=bool)
         for df in frames:
             df = df[df.user_id.isin(self.row)]
@@ -87,8 +99,14 @@ class Protocol:
         return self._mask(self.split.test)
 
     @cached_property
+    def queries(self) -> list[Query]:
+        """Each test user's history at test time (train + validation, oldest first)."""
+        histories = histories_of(pd.concat([self.split.train, self.split.valid]))
+        return [Query(histories.get(u, [])) for u in self.users]
+
+    @cached_property
     def fallback(self) -> np.ndarray:
-        """The score of items rag_rec did not retrieve: below every candidate, in
+        """The score of items a system did not rank: below every ranked item, in
         popularity order among themselves."""
         pop = self.split.train.item_id.value_counts().reindex(self.items, fill_value=0)
         base = np.log1p(pop.to_numpy(dtype=np.float64))
@@ -104,228 +122,259 @@ class Protocol:
         return cls(split, users, items, np.array([i not in head for i in items]),
                    np.flatnonzero(n_train.to_numpy() <= 5))
 
-    def metrics(self, scores: np.ndarray) -> dict[str, dict[str, float]]:
-        out = {"all": ranking_metrics(scores, self.seen, self.test, self.tail)}
+    def metrics(self, scores: np.ndarray) -> dict:
+        scores = np.where(np.isfinite(scores), scores, -1e9)
+        out = {"all": ranking_metrics(scores, self.seen, self.test, self.tail),
+               "ndcg_per_user": ndcg_per_user(scores, self.seen, self.test).tolist()}
         if len(self.cold_rows):
             c = self.cold_rows
             out["cold_users"] = ranking_metrics(scores[c], self.seen[c], self.test[c],
                                                 self.tail)
         return out
 
+    def source_rows(self, scores: np.ndarray, ids: list[str]) -> np.ndarray:
+        """A source's scores (index order `ids`) as a full row in catalogue order."""
+        rows = np.tile(self.fallback, (len(self.users), 1))
+        cols = [self.col[i] for i in ids]
+        rows[:, cols] = np.where(np.isfinite(scores), 1e3 + scores, rows[:, cols])
+        return rows
 
-# --------------------------------------------------------------------------- baselines
+
+# --------------------------------------------------------------------------- systems
 
 
-def run_baselines(ds: Dataset, proto: Protocol, workdir: Path, cache: Path, fresh: bool,
-                  only: set[str] | None = None) -> dict[str, dict]:
-    results = {}
-    systems = ["Popularity", *(m for m in MODELS
-                              if m not in SEQUENTIAL or proto.split.name.startswith("loo"))]
-    systems = [s for s in systems if only is None or s in only or (cache / f"{s}.json").exists()]
-    for name in systems:
-        path = cache / f"{name}.json"
-        if path.exists() and not fresh:
-            results[name] = json.loads(path.read_text())
-            continue
+def split_settings(settings: Settings, name: str, seed: int) -> Settings:
+    """The ranker slice follows the protocol (random for k-fold, latest otherwise)."""
+    scorer = settings.scorer.model_copy(update={
+        "slice": "random" if name.startswith("kfold") else "latest", "seed": seed})
+    return settings.model_copy(update={
+        "scorer": scorer, "sources": settings.sources.model_copy(update={"seed": seed})})
+
+
+def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
+                  recbole: list[str], workdir: Path) -> dict[str, dict]:
+    """EASE and SASRec fit on train and tuned on validation; popularity; RecBole models."""
+    s = split_settings(settings, proto.split.name, seed)
+    artifacts = build(s, proto.split.name, ranker=False)
+    ids = artifacts.index.ids
+    out = {}
+    start = time.perf_counter()
+    out["Popularity"] = proto.metrics(popularity(ds, proto.split, proto.users))
+    out["Popularity"]["wall_s"] = round(time.perf_counter() - start, 1)
+    # The baseline SASRec is the plain model: ids only, no content vectors. It runs where
+    # order is the protocol (leave-last-out); on k-fold EASE is the bar.
+    models = [("EASE", EASE, s.sources)]
+    if proto.split.name.startswith("loo"):
+        models.append(("SASRec-CE", SASRec, s.sources.model_copy(
+            update={"sasrec_content": False})))
+    for name, cls, cfg in models:
         start = time.perf_counter()
-        if name == "Popularity":
-            scores, info = popularity(ds, proto.split, proto.users), {}
-        else:
-            scores, info = recbole_scores(name, ds, proto.split, proto.users, workdir)
-        results[name] = {**proto.metrics(scores), "train": info,
-                         "wall_s": round(time.perf_counter() - start, 1)}
-        path.write_text(json.dumps(results[name], indent=1))
-        print(f"{proto.split.name} {name}: ndcg@10 {results[name]['all']['ndcg@10']:.4f} "
-              f"({results[name]['wall_s']} s)", flush=True)
-    return results
-
-
-# --------------------------------------------------------------------------- rag_rec
-
-
-@dataclass
-class UserCandidates:
-    user_id: str
-    history: list[tuple[str, float]]
-    items: list[str]
-    logits: dict[str, np.ndarray]
-    """Scorer variant -> calibrated logits over `items`."""
-
-
-def _candidates(retriever: CandidateGenerator, scorers: dict, users: list[str],
-                exclude: dict[str, set[str]], desc: str) -> list[UserCandidates]:
-    out = []
-    for user_id in tqdm(users, desc=desc, unit="user"):
-        r = retriever.for_user(user_id)
-        items = [c.item.id for c in r.candidates if c.item.id not in exclude.get(user_id, ())]
-        out.append(UserCandidates(user_id, r.history, items, {
-            name: s.logits(r.history, user_id, items) for name, s in scorers.items()}))
+        model = cls(artifacts, cfg, s.retrieval)
+        report = model.fit(proto.split.train, proto.split.valid, progress=True)
+        out[name] = {**proto.metrics(proto.source_rows(model.scores(proto.queries), ids)),
+                     "train": report, "wall_s": round(time.perf_counter() - start, 1)}
+        print(f"{proto.split.name} seed {seed} {name}: ndcg@10 "
+              f"{out[name]['all']['ndcg@10']:.4f} ({out[name]['wall_s']} s)", flush=True)
+    for name in recbole:
+        start = time.perf_counter()
+        scores, info = recbole_scores(name, ds, proto.split, proto.users, workdir, seed=seed)
+        out[name] = {**proto.metrics(scores), "train": info,
+                     "wall_s": round(time.perf_counter() - start, 1)}
     return out
 
 
-def _full_rows(proto: Protocol, cands: list[UserCandidates], score) -> np.ndarray:
-    """Score matrix: candidates by `score(user_candidates)`, above every other item,
-    which keep popularity order."""
+def _rank_rows(rec: Recommender, proto: Protocol, chunk: int = 256
+               ) -> tuple[np.ndarray, list]:
+    """rag_rec's full score rows (its candidates on top, in its order) and its ranking."""
     rows = np.tile(proto.fallback, (len(proto.users), 1))
-    for uc in cands:
-        s = np.asarray(score(uc), dtype=np.float64)
-        rows[proto.row[uc.user_id], [proto.col[i] for i in uc.items]] = 1e3 + s
-    return rows
+    ranked = []
+    for start in tqdm(range(0, len(proto.users), chunk), desc="rank test users", unit="chunk",
+                      leave=False):
+        part = slice(start, start + chunk)
+        ranked += rec.rank(proto.queries[part], proto.users[part])
+    for r, result in enumerate(ranked):
+        rows[r, [proto.col[i] for i in result.items]] = 1e3 + result.scores
+    return rows, ranked
 
 
-def _labels(proto: Protocol, cands: list[UserCandidates]) -> list[np.ndarray]:
-    return [proto.test[proto.row[uc.user_id], [proto.col[i] for i in uc.items]].astype(
-        np.float32) for uc in cands]
+def _calibration(proto: Protocol, ranked: list) -> dict:
+    """`p_next` on the test candidate lists: is the item a test item?"""
+    probs, labels, owner = [], [], []
+    for r, result in enumerate(ranked):
+        probs.append(sigmoid(result.logits))
+        labels.append(proto.test[r, [proto.col[i] for i in result.items]])
+        owner.append(np.full(len(result.items), r))
+    p, y, o = np.concatenate(probs), np.concatenate(labels).astype(float), np.concatenate(owner)
+    base = y.mean()
+
+    def scores(idx: np.ndarray) -> tuple[float, float]:
+        yb, pb = y[idx], np.clip(p[idx], 1e-7, 1 - 1e-7)
+        rate = np.clip(yb.mean(), 1e-7, 1 - 1e-7)
+        skill = 1 - brier(pb, yb) / (rate * (1 - rate))
+        ll = -np.mean(yb * np.log(pb) + (1 - yb) * np.log(1 - pb))
+        ll_base = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+        return skill, ll_base - ll
+
+    rng = np.random.default_rng(0)
+    users = np.unique(o)
+    by_user = [np.flatnonzero(o == u) for u in users]
+    boot = np.array([scores(np.concatenate([by_user[u] for u in rng.integers(
+        0, len(users), len(users))])) for _ in range(200)])
+    skill, gain = scores(np.arange(len(y)))
+    return {"pairs": int(len(y)), "base_rate": round(float(base), 5),
+            "mean_p": round(float(p.mean()), 5), "ece": round(ece(p, y), 5),
+            "brier": round(brier(p, y), 5), "brier_base": round(float(base * (1 - base)), 5),
+            "brier_skill": round(float(skill), 4),
+            "brier_skill_ci95": [round(float(v), 4) for v in np.percentile(boot[:, 0],
+                                                                           [2.5, 97.5])],
+            "log_loss_gain": round(float(gain), 5),
+            "log_loss_gain_ci95": [round(float(v), 5) for v in np.percentile(boot[:, 1],
+                                                                             [2.5, 97.5])]}
 
 
-def run_rag_rec(settings: Settings, ds: Dataset, proto: Protocol, cache: Path, fresh: bool,
-                llm_users: int, ablations: bool) -> dict[str, dict]:
-    path = cache / "rag_rec.json"
-    if path.exists() and not fresh:
-        return json.loads(path.read_text())
-    split = proto.split
-    timings: dict[str, float] = {}
+def _recall_at(proto: Protocol, rows: np.ndarray, k: int) -> float:
+    masked = np.where(proto.seen, -np.inf, rows)
+    top = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    hits = np.take_along_axis(proto.test, top, axis=1).sum(1)
+    n = proto.test.sum(1)
+    return float(np.mean(hits[n > 0] / n[n > 0]))
+
+
+def run_rag_rec(settings: Settings, proto: Protocol, seed: int, ablations: bool) -> dict:
+    """rag_rec through `Recommender.rank`; with `ablations`, also each source's own
+    ranking and the tail boost (cheap: no retraining)."""
+    name = proto.split.name
+    s = split_settings(settings, name, seed)
+    timings = {}
     t0 = time.perf_counter()
-    artifacts = build(settings, split.name)
-    timings["build_s"] = time.perf_counter() - t0
+    build(s, name)
+    timings["build_s"] = round(time.perf_counter() - t0, 1)
+    out: dict = {"systems": {}}
     t0 = time.perf_counter()
-    scorers = {"rag_rec": load_or_fit(artifacts, settings.scorer)}
-    for name, change in ABLATIONS.items() if ablations else ():
-        scorers[name] = load_or_fit(artifacts, settings.scorer.model_copy(update=change))
-    timings["ablation_scorers_s"] = time.perf_counter() - t0
-    for name, s in scorers.items():
-        timings[f"scorer_train_s.{name}"] = s.report.get("seconds")
-
-    valid_item = dict(zip(split.valid.user_id, split.valid.item_id))
-    rng = np.random.default_rng(settings.data.seed)
-    llm_sample = set(rng.choice(sorted(valid_item), min(llm_users, len(valid_item)),
-                                replace=False).tolist()) if llm_users else set()
-    with GraphClient(settings.graph, settings.home) as graph:
-        valid, llm_valid = [], {}
-        if llm_sample:  # validation candidates: the graph holds train only here
-            retriever = CandidateGenerator(artifacts, graph, settings)
-            valid = _candidates(retriever, scorers, sorted(llm_sample), {},
-                                "validation candidates")
-            llm_valid = _llm_scores(settings, artifacts, valid)
-        graph.ingest(ds, split, with_valid=True, progress=False)
-        retriever = CandidateGenerator(artifacts, graph, settings)
-        t0 = time.perf_counter()
-        seen_valid = {u: {i} for u, i in valid_item.items()}
-        test = _candidates(retriever, scorers, proto.users, seen_valid, "test candidates")
-        timings["test_retrieval_s"] = time.perf_counter() - t0
-        sampled = [uc for uc in test if uc.user_id in llm_sample]
-        llm_test = _llm_scores(settings, artifacts, sampled) if llm_valid else {}
-
-    results: dict[str, dict] = {}
-    for name in scorers:
-        results[name] = proto.metrics(_full_rows(proto, test, lambda uc, n=name: uc.logits[n]))
-    results["no_scorer"] = proto.metrics(
-        _full_rows(proto, test, lambda uc: -np.arange(len(uc.items), dtype=np.float64)))
-    tail = dict(zip(proto.items, proto.tail))
-    for boost in TAIL_BOOSTS:
-        results[f"rag_rec+tail_boost={boost}"] = proto.metrics(_full_rows(
-            proto, test, lambda uc, b=boost: uc.logits["rag_rec"] + b * np.array(
-                [tail[i] for i in uc.items])))
-
-    # Calibration on the candidates the recommender ranks, against the test items: the
-    # served probabilities (Platt-scaled by the build on validation candidates), and
-    # what they would be with the temperature alone or with no calibration at all.
-    main = scorers["rag_rec"]
-    served = np.concatenate([uc.logits["rag_rec"] for uc in test])
-    t_labels = np.concatenate(_labels(proto, test))
-    a, b = main.platt
-    curves = {"none": sigmoid((served - b) / a * main.temperature),
-              "temperature": sigmoid((served - b) / a),
-              "served": sigmoid(served)}
-    calibration = {name: {"ece": round(ece(p, t_labels), 4), "brier": round(brier(p, t_labels), 5),
-                          "mean_p": round(float(p.mean()), 4)}
-                   for name, p in curves.items()}
-    calibration["base_rate"] = round(float(t_labels.mean()), 4)
-    calibration["pairs"] = int(len(t_labels))
-    calibration["scorer_report"] = main.report
-    np.savez_compressed(cache / "calibration.npz", labels=t_labels, **curves)
-    results["no_calibration"] = {**results["rag_rec"], "note": "same ranking; see calibration"}
-
-    if llm_valid and llm_test:
-        results["llm_fusion"] = _llm_fusion(proto, valid, valid_item, llm_valid, test, llm_test)
-    timings = {k: round(v, 1) for k, v in timings.items() if v is not None}
-    out = {"systems": results, "calibration": calibration, "timings": timings}
-    path.write_text(json.dumps(out, indent=1))
+    with Recommender(s, split=name, use_llm=False) as rec:
+        rows, ranked = _rank_rows(rec, proto)
+        timings["rank_test_s"] = round(time.perf_counter() - t0, 1)
+        out["systems"]["rag_rec"] = proto.metrics(rows)
+        out["calibration"] = _calibration(proto, ranked)
+        out["scorer_report"] = rec.scorer.report
+        budget = s.retrieval.budget
+        ceiling = {"k": budget, "union": round(float(np.mean(
+            [proto.test[r, [proto.col[i] for i in res.items]].sum() / max(1, proto.test[r].sum())
+             for r, res in enumerate(ranked) if proto.test[r].any()])), 4)}
+        for source_name, source in rec.sources.items():
+            src_rows = proto.source_rows(source.scores(proto.queries), rec.artifacts.index.ids)
+            ceiling[source_name] = round(_recall_at(proto, src_rows, budget), 4)
+            if ablations:
+                out["systems"][f"only_{source_name}"] = proto.metrics(src_rows)
+        out["recall_ceiling"] = ceiling
+        if ablations:
+            tail = np.array([[rec.retriever.is_tail(i) for i in res.items] for res in ranked],
+                            dtype=object)
+            for boost in TAIL_BOOSTS:
+                boosted = np.tile(proto.fallback, (len(proto.users), 1))
+                for r, res in enumerate(ranked):
+                    boosted[r, [proto.col[i] for i in res.items]] = (
+                        1e3 + res.logits + boost * np.asarray(tail[r], dtype=float))
+                out["systems"][f"rag_rec+tail_boost={boost}"] = proto.metrics(boosted)
+    out["timings"] = timings
     return out
 
 
-def _llm_scores(settings: Settings, artifacts: Artifacts,
-                cands: list[UserCandidates]) -> dict[str, dict[str, float]]:
-    """LLM rerank scores for each user's top `rerank_window` candidates by the scorer;
-    {} when no LLM server answers."""
-    from rag_rec.errors import LLMUnavailable
-    from rag_rec.llm import make_backend
-    from rag_rec.rerank import score_candidates
-
-    try:
-        backend = make_backend(settings.llm, settings.home, autostart=False)
-    except LLMUnavailable as exc:
-        print(f"LLM stage skipped: {exc}", flush=True)
-        return {}
-    ds = artifacts.ds
-    top_n = settings.llm.rerank_window
-
-    async def run() -> dict[str, dict[str, float]]:
-        if not await backend.health():
-            print("LLM stage skipped: vLLM is not answering", flush=True)
-            return {}
-        out = {}
-        for uc in tqdm(cands, desc="LLM scores", unit="user"):
-            top = np.argsort(-uc.logits["rag_rec"], kind="stable")[:top_n]
-            history = [(artifacts.items[i], r) for i, r in uc.history if i in artifacts.items]
-            result = await score_candidates(backend, settings.llm, ds.user(uc.user_id), history,
-                                            [artifacts.items[uc.items[t]] for t in top])
-            if not result.degraded:
-                out[uc.user_id] = result.scores
-        await backend.aclose()
-        return out
-
-    return asyncio.run(run())
+def run_ablations(settings: Settings, proto: Protocol, seed: int) -> dict:
+    """The scorer retrained without KG vectors, without text vectors, without each source
+    (left out of the union and the features); the sources themselves are shared."""
+    name = proto.split.name
+    s = split_settings(settings, name, seed)
+    variants = {"no_kg_emb": {"use_kg": False}, "no_text_emb": {"use_text": False},
+                **{f"no_{n}": {"drop_sources": (n,)} for n in s.sources.enabled}}
+    out = {}
+    for variant, change in variants.items():
+        t0 = time.perf_counter()
+        vs = s.model_copy(update={"scorer": s.scorer.model_copy(update=change)})
+        build(vs, name, progress=False)
+        with Recommender(vs, split=name, use_llm=False) as rec:
+            out[variant] = proto.metrics(_rank_rows(rec, proto)[0])
+        out[variant]["wall_s"] = round(time.perf_counter() - t0, 1)
+        print(f"{name} seed {seed} {variant}: ndcg@10 {out[variant]['all']['ndcg@10']:.4f}",
+              flush=True)
+    return out
 
 
-def _llm_fusion(proto: Protocol, valid: list[UserCandidates], valid_item: dict[str, str],
-                llm_valid: dict, test: list[UserCandidates], llm_test: dict) -> dict:
-    """Fit logit' = a*logit + w*llm + b on the validation users' LLM-scored candidates;
-    compare rankings with and without the LLM on the test users that were LLM-scored."""
-    xs, ys = [], []
-    for uc in valid:
-        scores = llm_valid.get(uc.user_id)
-        if scores:
-            for i, lg in zip(uc.items, uc.logits["rag_rec"]):
-                if i in scores:
-                    xs.append((lg, scores[i]))
-                    ys.append(float(i == valid_item[uc.user_id]))
-    x, y = np.array(xs), np.array(ys)
-    fit = LogisticRegression(C=1e6).fit(x, y)
-    a, w = fit.coef_[0]
-    base = LogisticRegression(C=1e6).fit(x[:, :1], y)
-    scored = [uc for uc in test if uc.user_id in llm_test]
-    sub = Protocol(proto.split, [uc.user_id for uc in scored], proto.items, proto.tail,
-                   np.array([], dtype=int))
-
-    def fused(uc: UserCandidates) -> np.ndarray:
-        llm = np.array([llm_test[uc.user_id].get(i, 0.0) for i in uc.items])
-        return a * uc.logits["rag_rec"] + w * llm
-
-    return {
-        "users_valid": len(llm_valid), "users_test": len(scored), "pairs_valid": len(y),
-        "weight_llm": round(float(w), 4), "weight_scorer": round(float(a), 4),
-        "valid_log_loss_with_llm": round(float(_log_loss(fit, x, y)), 5),
-        "valid_log_loss_without": round(float(_log_loss(base, x[:, :1], y)), 5),
-        "with_llm": sub.metrics(_full_rows(sub, scored, fused))["all"],
-        "without_llm": sub.metrics(_full_rows(sub, scored,
-                                              lambda uc: uc.logits["rag_rec"]))["all"],
-    }
+# --------------------------------------------------------------------------- summary
 
 
-def _log_loss(model: LogisticRegression, x: np.ndarray, y: np.ndarray) -> float:
-    p = np.clip(model.predict_proba(x)[:, 1], 1e-7, 1 - 1e-7)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
+    """Mean of a - b over users with a 95% interval (users resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    diff = a - b
+    means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean()
+                      for _ in range(BOOTSTRAP)])
+    return {"diff": round(float(diff.mean()), 5),
+            "ci95": [round(float(v), 5) for v in np.percentile(means, [2.5, 97.5])],
+            "ratio": round(float(a.mean() / b.mean()), 4) if b.mean() else None}
+
+
+def summarise(runs: dict[str, dict[int, dict]]) -> dict:
+    """Per split: each system's metrics averaged over seeds (with std), rag_rec against the
+    best baseline with a paired interval; across the k-fold splits: mean ± std over
+    folds and a pooled interval."""
+    out: dict = {"splits": {}}
+    pooled: dict[str, list[np.ndarray]] = {}
+    for split, seeds in runs.items():
+        systems: dict[str, dict] = {}
+        per_user: dict[str, list[np.ndarray]] = {}
+        baselines = set()
+        for run in seeds.values():
+            baselines |= set(run["baselines"])
+            for name, r in {**run["baselines"], **run["rag_rec"]["systems"]}.items():
+                systems.setdefault(name, {"runs": []})["runs"].append(r["all"])
+                per_user.setdefault(name, []).append(np.array(r["ndcg_per_user"]))
+                if "cold_users" in r:
+                    systems[name].setdefault("cold_runs", []).append(r["cold_users"])
+        table = {}
+        for name, r in systems.items():
+            keys = r["runs"][0]
+            table[name] = {k: round(float(np.mean([x[k] for x in r["runs"]])), 4) for k in keys}
+            table[name]["ndcg@10_std"] = round(float(np.std([x["ndcg@10"] for x in r["runs"]])), 4)
+            table[name]["seeds"] = len(r["runs"])
+            if "cold_runs" in r:
+                table[name]["cold_ndcg@10"] = round(float(np.mean(
+                    [x["ndcg@10"] for x in r["cold_runs"]])), 4)
+        mean_user = {n: np.mean(v, axis=0) for n, v in per_user.items()}
+        best = max(baselines, key=lambda n: table[n]["ndcg@10"])
+        first = next(iter(seeds.values()))
+        entry = {"systems": table, "best_baseline": best,
+                 "rag_rec_vs_best": paired_bootstrap(mean_user["rag_rec"], mean_user[best]),
+                 "recall_ceiling": first["rag_rec"]["recall_ceiling"],
+                 "calibration": first["rag_rec"]["calibration"],
+                 "scorer_report": first["rag_rec"]["scorer_report"],
+                 "timings": {str(seed): run["rag_rec"]["timings"] for seed, run in seeds.items()},
+                 "baseline_train": {n: first["baselines"][n].get("train") for n in baselines}}
+        cold_idx = np.array(first.get("cold_index", []), dtype=int)
+        if len(cold_idx):
+            best_cold = max(baselines, key=lambda n: table[n].get("cold_ndcg@10", 0))
+            entry["cold_users"] = {
+                "users": int(len(cold_idx)), "best_baseline": best_cold,
+                "rag_rec_vs_best": paired_bootstrap(mean_user["rag_rec"][cold_idx],
+                                                    mean_user[best_cold][cold_idx])}
+        out["splits"][split] = entry
+        if split.startswith("kfold"):
+            for name in mean_user:
+                pooled.setdefault(name, []).append(mean_user[name])
+    folds = [s for s in runs if s.startswith("kfold")]
+    if len(folds) > 1:
+        common = [n for n in pooled if len(pooled[n]) == len(folds)]
+        kf = {n: {"ndcg@10_mean": round(float(np.mean([out["splits"][f]["systems"][n]["ndcg@10"]
+                                                      for f in folds])), 4),
+                  "ndcg@10_std": round(float(np.std([out["splits"][f]["systems"][n]["ndcg@10"]
+                                                    for f in folds])), 4)}
+              for n in common}
+        baselines = {n for f in folds for n in runs[f][next(iter(runs[f]))]["baselines"]}
+        best = max((n for n in common if n in baselines), key=lambda n: kf[n]["ndcg@10_mean"])
+        out["kfold"] = {"folds": folds, "systems": kf, "best_baseline": best,
+                        "rag_rec_vs_best_pooled": paired_bootstrap(
+                            np.concatenate(pooled["rag_rec"]), np.concatenate(pooled[best]))}
+    return out
 
 
 # --------------------------------------------------------------------------- main
@@ -333,47 +382,56 @@ def _log_loss(model: LogisticRegression, x: np.ndarray, y: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--splits", default="loo,loo-cold,kfold0",
+    ap.add_argument("--splits", default="kfold0,kfold1,kfold2,kfold3,kfold4,loo,loo-cold",
                     help="comma-separated: loo, loo-cold, kfold0..kfold4")
-    ap.add_argument("--llm-users", type=int, default=40,
-                    help="users of the loo split scored by the LLM (0: skip the LLM stage)")
+    ap.add_argument("--seeds", default="42,43,44",
+                    help="seeds for the leave-last-out splits (k-fold runs the first only)")
     ap.add_argument("--ablations", default="loo",
-                    help="splits on which the ablated scorers are trained too (each is "
+                    help="splits on which the scorer ablations run (first seed; each is "
                          "another scorer training)")
-    ap.add_argument("--part", choices=("all", "baselines", "rag_rec"), default="all",
-                    help="run one side only (two processes can share the work); the "
-                         "report is written when both sides are there")
-    ap.add_argument("--baselines", default=None,
-                    help="comma-separated subset of: Popularity, " + ", ".join(MODELS)
-                         + " (default: all; results already computed are always reported)")
+    ap.add_argument("--recbole", default="",
+                    help="RecBole 1.2.0 models to add, e.g. BPR,LightGCN,CKE,KGIN")
     ap.add_argument("--fresh", action="store_true", help="recompute cached parts")
     args = ap.parse_args(argv)
     settings = get_settings()
     ds = load_dataset(settings.data, settings.home)
-    figures: dict[str, dict] = {}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    recbole = [m for m in args.recbole.split(",") if m]
+    runs: dict[str, dict[int, dict]] = {}
     for name in args.splits.split(","):
-        start = time.perf_counter()
         split = make_split(ds, name, seed=settings.data.seed)
         proto = Protocol.of(ds, split, settings.retrieval.head_mass)
-        cache = settings.home / "eval" / name
-        cache.mkdir(parents=True, exist_ok=True)
-        if args.part in ("all", "baselines"):
-            only = set(args.baselines.split(",")) if args.baselines else None
-            baselines = run_baselines(ds, proto, settings.home / "eval" / "recbole", cache,
-                                      args.fresh, only)
-        if args.part in ("all", "rag_rec"):
-            rag = run_rag_rec(settings, ds, proto, cache, args.fresh,
-                              args.llm_users if name == "loo" else 0,
-                              name in args.ablations.split(","))
-        if args.part != "all":
-            continue
-        figures[name] = {"protocol": split.info | {"cold_users": len(proto.cold_rows)},
-                         "users": len(proto.users), "baselines": baselines, **rag,
-                         "wall_s": round(time.perf_counter() - start, 1)}
-    if args.part != "all":
-        return 0
-    path = write_results("offline_eval", {"splits": figures})
-    report = write_report(figures, settings.home / "eval")
+        runs[name] = {}
+        for i, seed in enumerate(seeds[:1] if name.startswith("kfold") else seeds):
+            path = settings.home / "eval" / name / f"seed{seed}.json"
+            if path.exists() and not args.fresh:
+                runs[name][seed] = json.loads(path.read_text())
+                continue
+            start = time.perf_counter()
+            run = {"baselines": run_baselines(settings, ds, proto, seed, recbole,
+                                              settings.home / "eval" / "recbole"),
+                   "rag_rec": run_rag_rec(settings, proto, seed, i == 0),
+                   "protocol": split.info | {"cold_users": len(proto.cold_rows)},
+                   "users": len(proto.users)}
+            keep = proto.test.any(1)
+            run["cold_index"] = np.flatnonzero(
+                np.isin(np.flatnonzero(keep), proto.cold_rows)).tolist()
+            run["wall_s"] = round(time.perf_counter() - start, 1)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(run))
+            runs[name][seed] = run
+            print(f"{name} seed {seed}: rag_rec ndcg@10 "
+                  f"{run['rag_rec']['systems']['rag_rec']['all']['ndcg@10']:.4f} "
+                  f"({run['wall_s']} s)", flush=True)
+        first = seeds[0]
+        if name in args.ablations.split(",") and first in runs[name]:
+            path = settings.home / "eval" / name / f"ablations-seed{first}.json"
+            if not path.exists() or args.fresh:
+                path.write_text(json.dumps(run_ablations(settings, proto, first)))
+            runs[name][first]["rag_rec"]["systems"].update(json.loads(path.read_text()))
+    figures = summarise(runs)
+    path = write_results("offline_eval", figures)
+    report = write_report(figures)
     print(f"wrote {path} and {report}")
     return 0
 

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from rag_rec.errors import (
     DataError,
+    GraphMismatch,
     GraphUnavailable,
     LLMUnavailable,
     RagRecError,
@@ -36,7 +37,8 @@ app.add_typer(llm_app, name="llm")
 console = Console()
 
 EXIT_CODES: dict[type[RagRecError], int] = {
-    DataError: 3, GraphUnavailable: 4, UnknownUser: 5, UnknownItem: 5, LLMUnavailable: 6,
+    DataError: 3, GraphUnavailable: 4, GraphMismatch: 4, UnknownUser: 5, UnknownItem: 5,
+    LLMUnavailable: 6,
 }
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -181,7 +183,8 @@ def llm_stop() -> None:
 @_handle_errors
 def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     """Build every artifact the recommender serves from: graph, text and KG embeddings,
-    FAISS index. Finished steps are skipped; `--split` builds for evaluation."""
+    FAISS index, candidate sources, scorer. Finished steps are skipped; `--split` builds
+    for evaluation (no graph needed)."""
     from rag_rec.build import build as run_build
 
     artifacts = run_build(get_settings(), split)
@@ -195,15 +198,19 @@ def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
 @app.command("train-scorer")
 @_handle_errors
 def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
-    """Retrain and recalibrate the attention scorer of a finished build (`rag-rec build`
-    trains it once; this starts over); writes a reliability diagram beside the checkpoint."""
-    from rag_rec.build import load_artifacts
-    from rag_rec.scorer import Scorer, scorer_dir
+    """Retrain and recalibrate the scorer of a finished build on its sources' lists
+    (`rag-rec build` trains it once; this starts over); writes a reliability diagram
+    beside the checkpoint."""
+    import shutil
+
+    from rag_rec.artifacts import load_artifacts
+    from rag_rec.build import load_or_fit_ranker, scorer_dir
 
     settings = get_settings()
     artifacts = load_artifacts(settings, split)
-    scorer = Scorer.fit(artifacts, settings.scorer)
-    folder = scorer_dir(artifacts, settings.scorer)
+    folder = scorer_dir(artifacts, settings)
+    shutil.rmtree(folder, ignore_errors=True)
+    scorer = load_or_fit_ranker(settings, artifacts).scorer
     _print_mapping("scorer", {**scorer.report, "checkpoint": folder,
                               "reliability_diagram": folder / "reliability.png"}, as_json)
 
@@ -242,7 +249,7 @@ def recommend(
             why += f"\n[dim]({r.explanation.source}: {escape(r.explanation.note or '')})[/dim]"
         why += "".join(f"\n[cyan]{f.id}[/cyan] {escape(f.text)}" for f in r.facts)
         year = f" ({r.item.year})" if r.item.year else ""
-        table.add_row(str(r.rank), escape(r.item.title + year), f"{r.probability:.3f}", why)
+        table.add_row(str(r.rank), escape(r.item.title + year), f"{r.p_next:.3f}", why)
     console.print(table)
     status = ", ".join(result.flags) if result.flags else "all stages ran"
     console.print(f"cold start: {result.cold_start} · degraded: {result.degraded} ({status}) "

@@ -24,14 +24,16 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
-from rag_rec.data import Dataset, Split
+from rag_rec.data import Dataset
 from rag_rec.errors import StaleArtifact
 from rag_rec.models import Item
 from rag_rec.settings import EmbedSettings, LLMSettings
@@ -96,18 +98,31 @@ class _MeanPooledEncoder:
     name = "base"
 
     def __init__(self, path: str | Path, batch_size: int, max_length: int):
-        from transformers import AutoModel, AutoTokenizer
-
         self.path = str(path)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = AutoModel.from_pretrained(self.path, dtype=torch.float32).to(self.device)
-        self.model.eval()
-        self.dim = int(self.model.config.hidden_size)
         self.batch_size = batch_size
         self.max_length = max_length
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    @cached_property
+    def tokenizer(self):
+        # Loaded on first use: serving only encodes free text, and most answers have none.
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+
+    @cached_property
+    def model(self):
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(self.path, dtype=torch.float32).to(self.device)
+        return model.eval()
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
@@ -237,9 +252,9 @@ class KGEmbeddings:
         return cls(vectors, index, report)
 
 
-def kg_triples(ds: Dataset, split: Split | None) -> np.ndarray:
-    """Labelled (head, relation, tail) triples: item KG facts + train user-rated-item."""
-    inter = split.train if split is not None else ds.interactions
+def kg_triples(ds: Dataset, inter: pd.DataFrame) -> np.ndarray:
+    """Labelled (head, relation, tail) triples: item KG facts + `inter`'s user-rated-item
+    (the build passes what the sources fit on, so no user vector knows the ranker slice)."""
     kg = np.stack([ds.triples.item_id.map(item_node).to_numpy(), ds.triples.relation.to_numpy(),
                    ds.triples.entity_id.to_numpy()], axis=1)
     ui = np.stack([inter.user_id.map(user_node).to_numpy(), np.full(len(inter), RATED),

@@ -30,3 +30,8 @@ class StaleArtifact(RagRecError):
 
 class LLMUnavailable(RagRecError):
     """The LLM server cannot be reached, timed out, or could not be started."""
+
+
+class GraphMismatch(RagRecError):
+    """The graph holds other data, another split, or an incomplete ingest than the build
+    being served; the message names the command that fixes it."""

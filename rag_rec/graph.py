@@ -20,7 +20,6 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,21 +210,24 @@ class GraphClient:
 
     # -- ingest
 
-    @contextmanager
-    def without_interactions(self, rows: list[dict[str, Any]]) -> Iterator[None]:
-        """Hide the `rows` ({user_id, item_id, rating, timestamp}) from the graph for the
-        duration of the block, and put them back after it, even on error. The ingest is
-        marked incomplete meanwhile, so a process killed inside the block leaves a graph
-        the next `rag-rec build` re-ingests instead of one silently missing ratings."""
-        self.query("set_meta", key="ingest", props={"complete": False})
-        for batch in _batches(rows, self.settings.batch_size):
-            self.query("remove_interactions", rows=batch)
-        try:
-            yield
-        finally:
-            for batch in _batches(rows, self.settings.batch_size):
-                self.query("ingest_interactions", rows=batch)
-            self.query("set_meta", key="ingest", props={"complete": True})
+    def holds(self, ds: Dataset, split_name: str) -> str | None:
+        """None when the graph holds a complete ingest of `ds` for `split_name` ("full":
+        all interactions); otherwise what is wrong, in words."""
+        meta = self.meta()
+        if not meta:
+            return "nothing has been ingested"
+        if not meta.get("complete"):
+            return "its last ingest did not complete"
+        if meta.get("fingerprint") != ds.fingerprint:
+            return "it holds other data"
+        if meta.get("split") != split_name:
+            return f"it holds split {meta.get('split')!r}, the build is {split_name!r}"
+        return None
+
+    def ensure_holds(self, ds: Dataset, split: Split | None, *, progress: bool = True) -> None:
+        """Ingest `ds` (train of `split`) unless the graph already holds exactly that."""
+        if self.holds(ds, split.name if split is not None else "full") is not None:
+            self.ingest(ds, split, progress=progress)
 
     def ensure_schema(self) -> None:
         for statement in filter(str.strip, QUERIES["schema"].split(";")):

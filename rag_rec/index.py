@@ -23,6 +23,9 @@ REBUILD = "rebuild it with `rag-rec build`"
 
 
 class ItemIndex:
+    dense_k = 2000
+    """Neighbours an approximate (HNSW) index returns for `dense_scores`."""
+
     def __init__(self, dim: int, settings: RetrievalSettings, n_expected: int = 0):
         self.dim = dim
         self.ids: list[str] = []
@@ -88,6 +91,18 @@ class ItemIndex:
             hits = [(self.ids[r], float(s)) for r, s in zip(row_ids, row_scores)
                     if r >= 0 and self.ids[r] not in skip]
             out.append(hits[:k])
+        return out
+
+    def dense_scores(self, queries: np.ndarray) -> np.ndarray:
+        """(queries x items) inner products in id order: exact for a flat index; HNSW
+        finds the nearest `dense_k` and leaves -inf elsewhere."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        out = np.full((len(queries), len(self.ids)), -np.inf, dtype=np.float32)
+        n = len(self.ids) if self.kind == "flat" else min(len(self.ids), self.dense_k)
+        if n:
+            scores, rows = self._search_index.search(queries, n)
+            valid = rows >= 0
+            out[np.nonzero(valid)[0], rows[valid]] = scores[valid]
         return out
 
     # -- persistence

@@ -129,9 +129,13 @@ class Recommendation(BaseModel):
     """The ranking score: the calibrated log-odds, plus the LLM's weighted rerank score
     and the long-tail boost where those are on (`llm.fusion_weight`,
     `retrieval.tail_boost`)."""
-    probability: float = Field(ge=0, le=1)
-    """The scorer's calibrated probability that the user likes the item (with the LLM
-    score fused in when `llm.fusion_weight` > 0)."""
+    p_next: float = Field(ge=0, le=1)
+    """The calibrated chance that the item is among what the user interacts with next
+    (calibrated on held-out candidate lists; with the LLM score fused in when
+    `llm.fusion_weight` > 0). A ranking probability, not a like probability."""
+    p_like: float | None = Field(None, ge=0, le=1)
+    """The chance the user rates the item 4 or 5 stars if they watch it (the like head),
+    where the build has one."""
     llm_score: float | None = None
     """The LLM's rerank score, log(p·n) over a window of n (0 = no preference), when the
     LLM scored this item."""

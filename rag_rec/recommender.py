@@ -1,18 +1,19 @@
 """`Recommender`: the one place that knows the order of the online stages.
 
-    history (Neo4j) or cold-start input
-      -> retrieve: FAISS ∪ KG paths ∪ collaborative ∪ backfill      (retrieve.py)
-      -> score: calibrated log-odds per candidate                    (scorer.py)
-      -> llm score: label log-probs over the scorer's top candidates (vLLM)  [degradable;
-         only when `llm.fusion_weight` > 0: it is added to the log-odds with that weight]
-      -> rank (+ optional long-tail boost) -> facts for the top-k (Neo4j)
-      -> explain: structured output citing fact ids (vLLM)           [degradable]
+    history (one Neo4j query) or cold-start input (liked items, free text + LLM profile)
+      -> rank: sources (in memory) -> union + features -> scorer -> calibrated p_next
+         [+ optional long-tail boost]                                 (`rank`, in memory)
+      -> llm score: label log-probs over the top candidates (vLLM)    [degradable; only
+         when `llm.fusion_weight` > 0: added to the log-odds with that weight]
+      -> top-k -> facts for the top-k (one Neo4j query)
+      -> explain: structured output citing fact ids (vLLM)            [degradable]
       -> Recommendations
 
-The LLM score is late-fused rather than a scorer input: a scorer feature would need an
-LLM call for every training sample, while the fused weight is fitted on validation
-candidates in the offline evaluation. A stage that falls back says so in `flags` and sets
-`degraded`; nothing is silently dropped.
+`rank` is the ranking path that serving and the offline evaluation (eval/offline.py)
+both call; the build's calibration runs the same retrieve-and-score code on held-out
+lists. A served answer never mixes a graph and artifacts from different builds: the
+graph must hold a complete ingest of the same data and split (`GraphMismatch` names the
+command that fixes it). A stage that falls back says so in `flags`.
 """
 
 from __future__ import annotations
@@ -20,15 +21,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from rag_rec.build import load_artifacts
-from rag_rec.errors import LLMUnavailable, UnknownItem, UnknownUser
+import numpy as np
+
+from rag_rec.artifacts import load_artifacts
+from rag_rec.build import load_ranker
+from rag_rec.embed import TextCache, make_text_encoder
+from rag_rec.errors import GraphMismatch, LLMUnavailable, UnknownItem, UnknownUser
 from rag_rec.graph import GraphClient
 from rag_rec.llm import LLMBackend, make_backend
 from rag_rec.models import (
+    MAX_K,
+    ColdStartProfile,
     Health,
     HistoryEntry,
-    MAX_K,
     Item,
     ItemDetail,
     ItemFact,
@@ -38,20 +45,41 @@ from rag_rec.models import (
     User,
 )
 from rag_rec.rerank import cold_start_profile, explain_many, score_candidates
-from rag_rec.retrieve import CandidateGenerator, Retrieval
-from rag_rec.scorer import Scorer, scorer_dir, sigmoid
+from rag_rec.retrieve import Retriever
+from rag_rec.scorer import sigmoid
 from rag_rec.settings import Settings, get_settings
+from rag_rec.sources import Query
+
+
+@dataclass
+class Ranked:
+    """One query's ranking: candidates best first, with their calibrated log-odds."""
+
+    items: list[str]
+    logits: np.ndarray
+    """Calibrated log-odds that the item is among the user's next interactions."""
+    scores: np.ndarray
+    """What the order follows: the log-odds plus the tail boost, if on."""
+    proposed_by: list[dict[str, float]]
+    cold_start: bool = False
+    flags: list[str] = field(default_factory=list)
 
 
 class Recommender:
     def __init__(self, settings: Settings | None = None, *, split: str | None = None,
-                 use_llm: bool = True):
+                 use_llm: bool = True, autostart: bool = True):
         self.settings = settings or get_settings()
-        self.graph = GraphClient(self.settings.graph, self.settings.home)
         self.artifacts = load_artifacts(self.settings, split)
-        self.retriever = CandidateGenerator(self.artifacts, self.graph, self.settings)
-        self.scorer = Scorer.load(scorer_dir(self.artifacts, self.settings.scorer),
-                                  self.artifacts, self.settings.scorer)
+        ranker = load_ranker(self.settings, self.artifacts)
+        self.sources, self.scorer = ranker.sources, ranker.scorer
+        self.unavailable = [f"source_unavailable: {n}" for n in self.scorer.sources
+                            if n not in self.sources]
+        self.retriever = Retriever(self.artifacts, self.sources, self.scorer.sources,
+                                   self.settings.retrieval, self.settings.sources.per_source,
+                                   self.scorer.union_weights)
+        self._graph: GraphClient | None = None
+        self._autostart = autostart
+        self._text_cache: TextCache | None = None
         self.llm: LLMBackend | None = None
         self.llm_error: str | None = None
         if use_llm:
@@ -60,14 +88,59 @@ class Recommender:
             except LLMUnavailable as exc:
                 self.llm_error = str(exc)
 
+    @property
+    def graph(self) -> GraphClient:
+        """Opened on first use: ranking a given history (the evaluation) needs no graph."""
+        if self._graph is None:
+            self._graph = GraphClient(self.settings.graph, self.settings.home,
+                                      autostart=self._autostart)
+        return self._graph
+
     def close(self) -> None:
-        self.graph.close()
+        if self._graph is not None:
+            self._graph.close()
 
     def __enter__(self) -> Recommender:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- ranking
+
+    def rank(self, queries: Sequence[Query], user_ids: Sequence[str | None], *,
+             k: int | None = None, exclude: Sequence[set[str]] | None = None) -> list[Ranked]:
+        """Retrieve, featurise and score: each query's top `k` candidates (all of them
+        when None), never an item of its history or `exclude`. In memory, batched."""
+        boost = self.settings.retrieval.tail_boost
+        out = []
+        for q, user_id, r in zip(queries, user_ids,
+                                 self.retriever.retrieve(queries, exclude)):
+            logits = self.scorer.logits(q.history, user_id, r)
+            scores = logits + boost * np.array([self.retriever.is_tail(i) for i in r.items])
+            top = np.argsort(-scores, kind="stable")[:k]
+            cold = len(q.history) <= self.settings.retrieval.cold_history
+            flags = r.flags + self.unavailable + (["short_history"] if cold and q.history
+                                                  else [])
+            out.append(Ranked([r.items[t] for t in top], logits[top], scores[top],
+                              [r.proposed_by[t] for t in top], cold_start=cold, flags=flags))
+        return out
+
+    def check_graph(self) -> None:
+        """`GraphMismatch` unless the graph holds a complete ingest of this build's data
+        and split (an evaluation's `graph ingest --split` would otherwise leak rated items
+        into the answers)."""
+        why = self.graph.holds(self.artifacts.ds, self.artifacts.split_name)
+        if why:
+            split = self.artifacts.split_name
+            fix = "rag-rec graph ingest" + (f" --split {split}" if split != "full" else "")
+            raise GraphMismatch(f"the graph does not match the build being served ({why}); "
+                                f"run `{fix}`")
+
+    def _history(self, user_id: str) -> list[tuple[str, float]]:
+        self.check_graph()
+        rows = self.graph.user_history(user_id, limit=100_000)
+        return [(r["item_id"], float(r["rating"])) for r in reversed(rows)]
 
     # -- sync API
 
@@ -99,95 +172,149 @@ class Recommender:
                          ) -> Recommendations:
         _check_k(k)
         start = time.perf_counter()
-        retrieval = await asyncio.to_thread(self.retriever.for_user, user_id)
-        return await self._finish(user_id, retrieval, k, explain, start)
+        history = await asyncio.to_thread(self._history, user_id)
+        timings = {"history": _ms(start)}
+        t0 = time.perf_counter()
+        ranked = self.rank([Query(history)], [user_id], k=self._pool(k))[0]
+        timings["rank"] = _ms(t0)
+        if not history:
+            ranked.flags.insert(0, "unknown_user")
+        ds = self.artifacts.ds
+        user = ds.user(user_id) if user_id in ds.users.index else User(id=user_id)
+        return await self._finish(user, history, ranked, k, explain, start, timings)
 
     async def arecommend_new_user(self, liked_item_ids: Sequence[str] = (),
                                   text: str | None = None, k: int = 10,
                                   explain: bool = True) -> Recommendations:
         _check_k(k)
         start = time.perf_counter()
+        liked = [i for i in dict.fromkeys(liked_item_ids) if i in self.artifacts.items]
         profile = None
+        flags = []
         if text:
             profile = await cold_start_profile(self.llm, self.settings.llm, text,
                                                self.artifacts.ds.genres)
-        retrieval = await asyncio.to_thread(self.retriever.for_new_user, liked_item_ids, text,
-                                            profile=profile)
-        if profile is not None and profile.degraded:
-            retrieval.flags.append("profile_without_llm")
-        return await self._finish(None, retrieval, k, explain, start)
-
-    async def _finish(self, user_id: str | None, retrieval: Retrieval, k: int, explain: bool,
-                      start: float) -> Recommendations:
-        timings = {"retrieve": (time.perf_counter() - start) * 1000}
-        flags = list(retrieval.flags)
-        degraded = False
-        candidates = retrieval.candidates
-        ds = self.artifacts.ds
-        known = user_id is not None and user_id in ds.users.index
-        user = ds.user(user_id) if known else User(id=user_id or "new")
-        history = [(self.artifacts.items[i], rating) for i, rating in retrieval.history
-                   if i in self.artifacts.items]
-        ids = [c.item.id for c in candidates]
+            if profile.degraded:
+                flags.append("profile_without_llm")
+        query = Query([(i, 5.0) for i in liked],
+                      text=await asyncio.to_thread(self._text_vector, text) if text else None,
+                      entities=tuple(self.profile_entities(profile)) if profile else ())
+        timings = {"profile": _ms(start)}
         t0 = time.perf_counter()
-        logits = dict(zip(ids, self.scorer.logits(retrieval.history,
-                                                  user_id if known else None, ids).tolist()))
-        timings["score"] = (time.perf_counter() - t0) * 1000
+        ranked = self.rank([query], [None], k=self._pool(k))[0]
+        timings["rank"] = _ms(t0)
+        ranked.cold_start = True
+        if not liked:
+            flags.append("text_only" if text else "empty_history")
+        ranked.flags = flags + ranked.flags
+        return await self._finish(User(id="new"), query.history, ranked, k, explain, start,
+                                  timings)
+
+    def _pool(self, k: int) -> int:
+        """Candidates kept past `rank`: the LLM score, when on, may reorder its top."""
+        return max(k, self.settings.llm.rerank_top) if self.settings.llm.fusion_weight > 0 else k
+
+    async def _finish(self, user: User, history: list[tuple[str, float]], ranked: Ranked,
+                      k: int, explain: bool, start: float,
+                      timings: dict[str, float]) -> Recommendations:
+        flags = list(ranked.flags)
+        degraded = False
+        items = self.artifacts.items
+        scores = dict(zip(ranked.items, ranked.scores.tolist()))
+        logits = dict(zip(ranked.items, ranked.logits.tolist()))
         weight = self.settings.llm.fusion_weight
         llm_scores: dict[str, float] = {}
-        if self.llm is not None and weight > 0 and len(candidates) > 1:
+        history_items = [(items[i], rating) for i, rating in history if i in items]
+        if self.llm is not None and weight > 0 and len(ranked.items) > 1:
             t0 = time.perf_counter()
-            by_logit = sorted(candidates, key=lambda c: -logits[c.item.id])
-            top = [c.item for c in by_logit[:self.settings.llm.rerank_top]]
-            result = await score_candidates(self.llm, self.settings.llm, user, history, top)
-            timings["llm_score"] = (time.perf_counter() - t0) * 1000
+            result = await score_candidates(self.llm, self.settings.llm, user, history_items,
+                                            [items[i] for i in ranked.items])
+            timings["llm_score"] = _ms(t0)
             if result.degraded:
                 degraded = True
                 flags.append(f"llm_score_unavailable: {result.error}")
             llm_scores = result.scores
-        elif self.llm is None:
+            for i in ranked.items:
+                scores[i] += weight * llm_scores.get(i, 0.0)
+        elif self.llm is None and explain:
             degraded = True
             flags.append(f"llm_unavailable: {self.llm_error or 'disabled'}")
-        fused = {i: logits[i] + weight * llm_scores.get(i, 0.0) for i in ids}
-        boost = self.settings.retrieval.tail_boost
-        scores = {i: fused[i] + (boost if self.retriever.is_tail(i) else 0.0) for i in ids}
-        ranked = sorted(candidates, key=lambda c: -scores[c.item.id])[:k]
-        t0 = time.perf_counter()
-        ratings = dict(retrieval.history)
-        facts = await asyncio.to_thread(self.graph.candidate_facts,
-                                        [c.item.id for c in ranked], ratings)
-        timings["facts"] = (time.perf_counter() - t0) * 1000
-        explanations = [None] * len(ranked)
+        chosen = sorted(ranked.items, key=lambda i: -scores[i])[:k]
+        proposed = dict(zip(ranked.items, ranked.proposed_by))
+        facts: dict = {i: [] for i in chosen}
+        explanations = [None] * len(chosen)
         if explain:
             t0 = time.perf_counter()
-            chosen = [c.item.id for c in ranked]
+            facts = await asyncio.to_thread(self.graph.candidate_facts, chosen, dict(history))
+            timings["facts"] = _ms(t0)
+            t0 = time.perf_counter()
+            candidates = [items[i] for i in chosen]
             try:
                 explanations = await asyncio.wait_for(
-                    explain_many(self.llm, self.settings.llm, user,
-                                 [c.item for c in candidates], chosen, facts),
+                    explain_many(self.llm, self.settings.llm, user, candidates, chosen, facts),
                     timeout=self.settings.llm.stage_budget_s)
             except TimeoutError:
-                explanations = await explain_many(None, self.settings.llm, user,
-                                                  [c.item for c in candidates], chosen, facts)
+                explanations = await explain_many(None, self.settings.llm, user, candidates,
+                                                  chosen, facts)
                 degraded = True
                 flags.append("explanations_timed_out")
-            timings["explain"] = (time.perf_counter() - t0) * 1000
+            timings["explain"] = _ms(t0)
             if any(e.note and e.note.startswith("LLM unavailable") for e in explanations):
                 degraded = True
                 flags.append("explanations_from_templates")
-        items = []
-        for rank, (cand, ex) in enumerate(zip(ranked, explanations), start=1):
-            cited = [f for f in facts[cand.item.id] if ex and f.id in ex.fact_ids]
-            i = cand.item.id
-            items.append(Recommendation(item=cand.item, rank=rank, score=scores[i],
-                                        probability=float(sigmoid(fused[i])),
-                                        llm_score=llm_scores.get(i), explanation=ex,
-                                        facts=cited, sources=cand.sources))
-        timings["total"] = (time.perf_counter() - start) * 1000
-        return Recommendations(user_id=user_id, items=items, cold_start=retrieval.cold_start,
-                               degraded=degraded, flags=flags,
-                               timings_ms={k: round(v, 1) for k, v in timings.items()})
+        out = []
+        for rank, (item_id, ex) in enumerate(zip(chosen, explanations), start=1):
+            cited = [f for f in facts[item_id] if ex and f.id in ex.fact_ids]
+            out.append(Recommendation(
+                item=items[item_id], rank=rank, score=scores[item_id],
+                p_next=float(sigmoid(logits[item_id] + weight * llm_scores.get(item_id, 0.0))),
+                llm_score=llm_scores.get(item_id), explanation=ex, facts=cited,
+                sources=proposed[item_id]))
+        timings["total"] = _ms(start)
+        return Recommendations(user_id=None if user.id == "new" else user.id, items=out,
+                               cold_start=ranked.cold_start, degraded=degraded, flags=flags,
+                               timings_ms={n: round(v, 1) for n, v in timings.items()})
 
+    # -- cold start and new items
+
+    def _text_vector(self, text: str) -> np.ndarray:
+        if self._text_cache is None:
+            encoder = make_text_encoder(self.settings.embed, self.settings.llm,
+                                        self.settings.home)
+            self._text_cache = TextCache(encoder, self.settings.home / "embeddings")
+        return self._text_cache.embed([text])[0]
+
+    def profile_entities(self, profile: ColdStartProfile) -> list[str]:
+        """Entity ids for a text profile: its genres, and people matched by exact name."""
+        ents = self.artifacts.ds.entities
+        by_name = {n.lower(): e for e, n in zip(ents.index, ents["name"])}
+        ids = [f"genre:{g}" for g in profile.genres if f"genre:{g}" in ents.index]
+        ids += [by_name[p.lower()] for p in profile.people if p.lower() in by_name]
+        return list(dict.fromkeys(ids))
+
+    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None:
+        """Make a new item recommendable at once: a graph node with its links (facts), an
+        index vector from its text and its entities' mean KG vector (the content sources
+        find it; the interaction-trained ones cannot score it until the next build)."""
+        from rag_rec.embed import fuse, item_text
+
+        a = self.artifacts
+        if item.id in a.items:
+            raise ValueError(f"item {item.id!r} already exists")
+        known = [(rel, e) for rel, e in links if e in a.ds.entities.index]
+        self.graph.query("add_item", item=item.model_dump(mode="json"),
+                         links=[{"type": rel.upper(), "entity_id": e} for rel, e in known])
+        names = [a.ds.entities.loc[e, "name"] for _, e in known]
+        text_vec = self._text_vector(item_text(item, names))
+        kg_vecs = [v for _, e in known if (v := a.kg.of(e)) is not None]
+        kg_vec = np.mean(kg_vecs, axis=0) if kg_vecs else np.zeros(a.kg.dim, np.float32)
+        a.index.add([item.id], fuse(text_vec, kg_vec.astype(np.float32))[None, :])
+        a.items[item.id] = item
+        a.popularity[item.id] = 0
+        a.text[item.id] = text_vec
+        for source in self.sources.values():
+            source.add_item(item.id, [e for _, e in known])
+        self.retriever.refresh_tail()
 
     # -- lookups
 
@@ -233,6 +360,10 @@ class Recommender:
         status = "down" if neo4j != "ok" else ("ok" if llm == "ok" else "degraded")
         return Health(status=status, neo4j=neo4j, llm=llm,
                       build=f"{self.artifacts.split_name}:{self.artifacts.folder.name}")
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
 
 
 def _check_k(k: int) -> None:

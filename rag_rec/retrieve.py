@@ -1,18 +1,16 @@
-"""Candidate generation: FAISS neighbours ∪ KG paths ∪ collaborative ∪ backfill.
+"""Candidate retrieval: the union of the sources, and each candidate's source features.
 
-Sources (each a ranked list with its own scores):
-- `faiss`: nearest items to the user's fused vector (history; plus free text if given);
-- `kg_path`: items sharing KG entities with the history (Neo4j, hub entities skipped);
-  for new users, items linked to the liked items' or the text profile's entities;
-- `collaborative`: co-rating neighbours (known users) or items co-rated with the liked
-  items (new users);
-- `popular`: popularity backfill when the sources run short.
+For a batch of queries, every fitted source (sources.py) scores the whole catalogue; items
+the user already has are masked. Each source's top `per_source` items enter the union,
+ordered by reciprocal-rank fusion weighted by how much of what users go on to choose each
+source finds (`union_weights`: items several sources agree on rise, no source's score
+scale dominates another's, and a weak source cannot crowd out a strong one's), with a `tail_share` of the `budget` kept for long-tail
+items. Every candidate then carries, for *every* source (not only those that proposed
+it), the source's score standardised over the user's unseen items and 1/log2(2 + its
+rank among them): the features the scorer stacks. Sources that were not fitted, and
+scores a source cannot give (NaN, inf, -inf), become 0 features, never a NaN.
 
-The union is merged by reciprocal-rank fusion (items several sources agree on rise; no
-source's score scale dominates), a `tail_share` of the budget is kept for long-tail items, items the user already has are never returned, and
-every candidate records each source that proposed it with that source's score.
-A user the graph does not know, or one with at most `cold_history` interactions, goes
-through the cold-start path, and the result says so.
+All of it is in memory: a query costs a few milliseconds for MovieLens-sized catalogues.
 """
 
 from __future__ import annotations
@@ -21,20 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
-from rag_rec.build import Artifacts
-from rag_rec.embed import (
-    TextCache,
-    fuse,
-    item_text,
-    make_text_encoder,
-    profile_vector,
-)
-from rag_rec.graph import GraphClient
-from rag_rec.models import Candidate, ColdStartProfile, Item
-from rag_rec.settings import Settings
+from rag_rec.artifacts import Artifacts
+from rag_rec.sources import CandidateSource, Query, held_out_matrices
+from rag_rec.settings import RetrievalSettings
 
-SOURCES = ("faiss", "kg_path", "collaborative", "popular")
+FEATURES_PER_SOURCE = 2
 
 
 def head_items(popularity: dict[str, int], head_mass: float) -> set[str]:
@@ -53,193 +44,121 @@ def head_items(popularity: dict[str, int], head_mass: float) -> set[str]:
 
 @dataclass
 class Retrieval:
-    candidates: list[Candidate]
-    history: list[tuple[str, float]]
-    """(item id, rating) oldest first; the items that were excluded."""
+    """One query's candidates, in union order."""
+
+    items: list[str]
+    features: np.ndarray
+    """(len(items), FEATURES_PER_SOURCE * len(source_names)) float32, finite."""
+    proposed_by: list[dict[str, float]]
+    """Per candidate: source name -> raw score, for the sources whose top it was in."""
     cold_start: bool = False
     flags: list[str] = field(default_factory=list)
-    """Why the result is what it is: `unknown_user`, `empty_history`, `short_history`,
-    `text_only` ..."""
 
 
-class CandidateGenerator:
-    def __init__(self, artifacts: Artifacts, graph: GraphClient, settings: Settings):
+class Retriever:
+    def __init__(self, artifacts: Artifacts, sources: dict[str, CandidateSource],
+                 source_names: Sequence[str], settings: RetrievalSettings, per_source: int,
+                 weights: dict[str, float] | None = None):
         self.a = artifacts
-        self.graph = graph
-        self.settings = settings
-        self.r = settings.retrieval
-        self._text_cache: TextCache | None = None
-        self._refresh_tail()
+        self.sources = sources
+        self.source_names = list(source_names)
+        """Every source the scorer was trained with, fitted or not (feature order)."""
+        self.r = settings
+        self.per_source = per_source
+        self.weights = weights or {}
+        """Source -> its weight in the fusion (`union_weights`; 1 when absent)."""
+        self.refresh_tail()
 
-    def _refresh_tail(self) -> None:
+    def refresh_tail(self) -> None:
         self.head = head_items(self.a.popularity, self.r.head_mass)
+        self.tail = np.array([i not in self.head for i in self.a.index.ids])
 
     def is_tail(self, item_id: str) -> bool:
         return item_id not in self.head
 
-    # -- sources
+    def retrieve(self, queries: Sequence[Query], exclude: Sequence[set[str]] | None = None,
+                 budget: int | None = None) -> list[Retrieval]:
+        """Candidates for each query: never an item of its history or of `exclude`."""
+        budget = budget or self.r.budget
+        ids = self.a.index.ids
+        if len(self.tail) != len(ids):
+            self.refresh_tail()
+        col = {i: c for c, i in enumerate(ids)}
+        seen = np.zeros((len(queries), len(ids)), dtype=bool)
+        for r, q in enumerate(queries):
+            extra = exclude[r] if exclude is not None else ()
+            cols = [col[i] for i, _ in q.history if i in col] + [col[i] for i in extra if i in col]
+            seen[r, cols] = True
+        n_unseen = (~seen).sum(1)
+        feats = np.zeros((len(queries), len(ids), FEATURES_PER_SOURCE * len(self.source_names)),
+                         dtype=np.float32)
+        fused = np.zeros((len(queries), len(ids)), dtype=np.float64)
+        tops = {}
+        for s, name in enumerate(self.source_names):
+            if name not in self.sources:
+                continue
+            raw = self.sources[name].scores(queries).astype(np.float64)
+            valid = np.isfinite(raw) & ~seen
+            masked = np.where(valid, raw, -np.inf)
+            order = np.argsort(-masked, axis=1, kind="stable")
+            rank = np.empty_like(order)
+            np.put_along_axis(rank, order, np.arange(len(ids))[None, :], axis=1)
+            safe = np.where(valid, raw, 0.0)
+            count = np.maximum(valid.sum(1, keepdims=True), 1)
+            mean = safe.sum(1, keepdims=True) / count
+            var = np.where(valid, (safe - mean) ** 2, 0.0).sum(1, keepdims=True) / count
+            z = np.where(valid, (safe - mean) / np.sqrt(var + 1e-12), 0.0)
+            feats[:, :, 2 * s] = np.clip(z, -10, 10)
+            feats[:, :, 2 * s + 1] = np.where(valid, 1.0 / np.log2(rank + 2.0), 0.0)
+            top = (rank < self.per_source) & valid
+            fused += np.where(top, self.weights.get(name, 1.0) / (self.r.rrf_k + rank + 1.0), 0.0)
+            tops[name] = (top, raw)
+        out = []
+        for r, q in enumerate(queries):
+            chosen = self._choose(fused[r], seen[r], budget)
+            proposed = [{name: float(raw[r, c]) for name, (top, raw) in tops.items()
+                         if top[r, c]} for c in chosen]
+            out.append(Retrieval([ids[c] for c in chosen], feats[r, chosen], proposed))
+            if n_unseen[r] == 0:
+                out[-1].flags.append("nothing_left_to_recommend")
+        return out
 
-    def _text_vector(self, text: str) -> np.ndarray:
-        if self._text_cache is None:
-            encoder = make_text_encoder(self.settings.embed, self.settings.llm, self.settings.home)
-            self._text_cache = TextCache(encoder, self.settings.home / "embeddings")
-        return self._text_cache.embed([text])[0]
+    def _choose(self, fused: np.ndarray, seen: np.ndarray, budget: int) -> list[int]:
+        """The budget: the union by fused rank with a long-tail quota, then unseen items by
+        popularity if the sources proposed too few."""
+        order = np.argsort(-fused, kind="stable")
+        proposed = order[(fused[order] > 0) & ~seen[order]]
+        quota = int(round(self.r.tail_share * budget))
+        chosen = list(proposed[:budget - quota])
+        rest = proposed[budget - quota:]
+        chosen += list(rest[self.tail[rest]][:budget - len(chosen)])
+        if len(chosen) < budget:  # too few tail items: the quota goes back to the head
+            taken = set(chosen)
+            chosen += [c for c in rest if c not in taken][:budget - len(chosen)]
+        if len(chosen) < budget:  # backfill by popularity
+            taken = set(chosen)
+            pop = np.array([self.a.popularity.get(i, 0) for i in self.a.index.ids])
+            for c in np.argsort(-pop, kind="stable"):
+                if len(chosen) >= budget:
+                    break
+                if not seen[c] and c not in taken:
+                    chosen.append(int(c))
+        return [int(c) for c in chosen]
 
-    def query_vector(self, history: Sequence[tuple[str, float]], text: str | None) -> np.ndarray:
-        """The user's fused vector: weighted history; free text joins as a text-only
-        vector (its KG half is zero) given the weight of one well-liked item."""
-        parts, weights = [], []
-        known = [(i, r) for i, r in history if i in self.a.index]
-        if known:
-            vecs = np.stack([self.a.index.vector(i) for i, _ in known])
-            parts.append(profile_vector(vecs, [r for _, r in known],
-                                        self.a.embed.history_half_life))
-            weights.append(1.0)
-        if text:
-            parts.append(fuse(self._text_vector(text), np.zeros(self.a.kg.dim, np.float32)))
-            weights.append(1.0 if not known else 0.5)
-        if not parts:
-            return np.zeros(self.a.index.dim, dtype=np.float32)
-        return sum(w * p for w, p in zip(weights, parts)).astype(np.float32)
 
-    def _faiss(self, query: np.ndarray, seen: set[str], k: int) -> list[tuple[str, float]]:
-        if not np.any(query):
-            return []
-        return self.a.index.search(query, k, exclude=[seen])[0]
-
-    def _rows(self, rows: list[dict], key: str, seen: set[str]) -> list[tuple[str, float]]:
-        return [(r["item_id"], float(r[key])) for r in rows if r["item_id"] not in seen]
-
-    def _entities_of(self, item_ids: Sequence[str]) -> list[str]:
-        t = self.a.ds.triples
-        links = t[t.item_id.isin(list(item_ids))]
-        degree = t.groupby("entity_id").size()
-        rare = links[links.entity_id.map(degree) <= self.r.max_entity_degree]
-        return list(dict.fromkeys(rare.entity_id))
-
-    def profile_entities(self, profile: ColdStartProfile) -> list[str]:
-        """Entity ids for a text profile: its genres, and people matched by exact name."""
-        ents = self.a.ds.entities
-        by_name = {n.lower(): e for e, n in zip(ents.index, ents["name"])}
-        ids = [f"genre:{g}" for g in profile.genres if f"genre:{g}" in ents.index]
-        ids += [by_name[p.lower()] for p in profile.people if p.lower() in by_name]
-        return list(dict.fromkeys(ids))
-
-    # -- public
-
-    def user_sources(self, user_id: str, k: int
-                     ) -> tuple[list[tuple[str, float]], dict[str, list[tuple[str, float]]]]:
-        """(history oldest first, each source's top-`k` list) for a user in the graph."""
-        rows = self.graph.user_history(user_id, limit=100_000)
-        history = [(r["item_id"], float(r["rating"])) for r in reversed(rows)]
-        if not history:
-            return history, {}
-        seen = {i for i, _ in history}
-        return history, {
-            "faiss": self._faiss(self.query_vector(history, None), seen, k),
-            "kg_path": self._rows(self.graph.query(
-                "kg_path_candidates", user_id=user_id,
-                max_entity_degree=self.r.max_entity_degree, limit=k), "score", seen),
-            "collaborative": self._rows(self.graph.query(
-                "collaborative_candidates", user_id=user_id, neighbours=self.r.neighbours,
-                limit=k), "score", seen),
-        }
-
-    def for_user(self, user_id: str, *, budget: int | None = None) -> Retrieval:
-        """Candidates for a user the graph may know; unknown users take the cold path."""
-        k = budget or self.r.budget
-        history, lists = self.user_sources(user_id, k)
-        if not history:
-            result = self.for_new_user([], budget=k)
-            result.flags.insert(0, "unknown_user")
-            return result
-        if len(history) <= self.r.cold_history:
-            result = self.for_new_user([i for i, _ in history], budget=k,
-                                       ratings=dict(history))
-            result.flags.insert(0, "short_history")
-            return result
-        return Retrieval(self.merge(lists, {i for i, _ in history}, k), history)
-
-    def for_new_user(self, liked_item_ids: Sequence[str], text: str | None = None, *,
-                     profile: ColdStartProfile | None = None, budget: int | None = None,
-                     ratings: dict[str, float] | None = None) -> Retrieval:
-        """Cold start: a few liked items and/or free text (with its LLM profile)."""
-        k = budget or self.r.budget
-        liked = [i for i in dict.fromkeys(liked_item_ids) if i in self.a.items]
-        history = [(i, (ratings or {}).get(i, 5.0)) for i in liked]
-        seen = set(liked)
-        entities = self._entities_of(liked) + (self.profile_entities(profile) if profile else [])
-        lists = {
-            "faiss": self._faiss(self.query_vector(history, text), seen, k),
-            "kg_path": self._rows(self.graph.query(
-                "popular_by_entity", entity_ids=entities, exclude_item_ids=list(seen),
-                limit=k), "score", seen) if entities else [],
-            "collaborative": self._rows(self.graph.query(
-                "co_rated_items", item_ids=liked, limit=k), "score", seen) if liked else [],
-        }
-        flags = []
-        if not liked and not text:
-            flags.append("empty_history")
-        elif not liked:
-            flags.append("text_only")
-        return Retrieval(self.merge(lists, seen, k), history, cold_start=True, flags=flags)
-
-    def merge(self, lists: dict[str, list[tuple[str, float]]], seen: set[str],
-              k: int) -> list[Candidate]:
-        """The union of the source lists, `k` candidates (see the module docstring)."""
-        scores: dict[str, dict[str, float]] = {}
-        for source, ranked in lists.items():
-            for item_id, score in ranked:
-                scores.setdefault(item_id, {})[source] = score
-        # Reciprocal-rank fusion: an item proposed by several sources rises, and no
-        # source's raw score scale dominates another's.
-        fused: dict[str, float] = {}
-        for ranked in lists.values():
-            for rank, (item_id, _) in enumerate(ranked):
-                fused[item_id] = fused.get(item_id, 0.0) + 1.0 / (self.r.rrf_k + rank + 1)
-        order = [i for i in sorted(fused, key=lambda i: (-fused[i], i)) if i not in seen]
-        tail_quota = int(round(self.r.tail_share * k))
-        chosen = order[:k - tail_quota]
-        picked = set(chosen)
-
-        def take(item_id: str) -> None:
-            if item_id not in picked and item_id not in seen:
-                chosen.append(item_id)
-                picked.add(item_id)
-
-        for item_id in order[k - tail_quota:]:  # the long-tail share
-            if len(chosen) >= k:
-                break
-            if self.is_tail(item_id):
-                take(item_id)
-        for item_id in order:  # too few tail items: the quota goes back to the head
-            if len(chosen) >= k:
-                break
-            take(item_id)
-        if len(chosen) < k:  # backfill by popularity
-            rows = self.graph.query("popular_items", exclude_item_ids=list(seen | picked),
-                                    limit=k - len(chosen))
-            for r in rows:
-                scores.setdefault(r["item_id"], {})["popular"] = float(r["popularity"] or 0)
-                take(r["item_id"])
-        return [Candidate(item=self.a.items[i], sources=scores[i]) for i in chosen
-                if i in self.a.items]
-
-    # -- new items
-
-    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None:
-        """Make a new item retrievable at once: graph node + links, and an index vector
-        from its text and the mean KG vector of its linked entities."""
-        if item.id in self.a.items:
-            raise ValueError(f"item {item.id!r} already exists")
-        known = [(rel, e) for rel, e in links if e in self.a.ds.entities.index]
-        self.graph.query("add_item", item=item.model_dump(mode="json"),
-                         links=[{"type": rel.upper(), "entity_id": e} for rel, e in known])
-        names = [self.a.ds.entities.loc[e, "name"] for _, e in known]
-        text_vec = self._text_vector(item_text(item, names))
-        kg_vecs = [self.a.kg.of(e) for _, e in known if self.a.kg.of(e) is not None]
-        kg_vec = np.mean(kg_vecs, axis=0) if kg_vecs else np.zeros(self.a.kg.dim, np.float32)
-        self.a.index.add([item.id], fuse(text_vec, kg_vec.astype(np.float32))[None, :])
-        self.a.items[item.id] = item
-        self.a.popularity[item.id] = 0
-        self.a.text[item.id] = text_vec
+def union_weights(sources: dict[str, CandidateSource], histories: dict[str, list],
+                  targets: pd.DataFrame, per_source: int, item_ids: list[str]) -> dict[str, float]:
+    """Each source's fusion weight: its recall of `targets` within its top `per_source`
+    given each user's history, relative to the best source's (the build measures it on
+    the ranker slice, never on test data)."""
+    queries, seen, wanted = held_out_matrices(histories, targets,
+                                              {i: c for c, i in enumerate(item_ids)})
+    recall = {}
+    for name, source in sources.items():
+        scores = np.where(seen, -np.inf, source.scores(queries))
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+        top = np.argpartition(-scores, per_source, axis=1)[:, :per_source]
+        found = np.take_along_axis(wanted & np.isfinite(scores), top, axis=1).sum(1)
+        recall[name] = float(np.mean(found / np.maximum(wanted.sum(1), 1)))
+    best = max(recall.values()) or 1.0
+    return {name: round(r / best, 4) for name, r in recall.items()}

@@ -1,22 +1,24 @@
-"""The attention scorer: a calibrated probability that a user likes a candidate.
+"""The attention scorer: a stacker over the candidate sources, and its calibration.
 
 Model (torch): target attention over the user's history. Every item is represented as
 [text embedding ⊕ PyKEEN embedding ⊕ learned id embedding] projected to `d`; the id part
 is dropped at random in training (and is zero for items added after training), so cold
 items are scored from content alone. The candidate attends to the last `max_history`
-history items (scaled dot product, padding masked, a learned recency-position embedding
-added, since order matters); [candidate, attended history, their product, user KG
-embedding, side features (popularity, fused-space similarity)] go through an MLP to a
-logit.
+history items (scaled dot product, padding masked, a learned recency position added);
+[candidate, attended history, their product, user KG embedding, side features] go
+through an MLP, plus a linear term on the side features, to a logit. The side features
+are every source's standardised score and rank for the candidate (retrieve.py) and the
+history length: the scorer learns how the history, the candidate's content and KG and
+the sources' signals interact, instead of averaging the sources.
 
-Training: BCE on observed positives (each user's later train interactions, each with the
-history before it) against sampled negatives (random, and hard ones from the user's
-nearest items in the fused space), Adam with weight decay and dropout, early stopping on
-validation AUC, fixed seed, a progress bar. Calibration: one temperature fitted on the
-validation logits (LBFGS on BCE; ECE over 15 equal-mass bins and Brier reported before and
-after), then Platt scaling on retrieval's candidate lists (`calibrate_on_candidates`, run by
-the build), whose base rate is far below the sampled validation's. The checkpoint carries
-its config, both calibrations and the build's fingerprint.
+Training (as a stacker, without leakage; the build runs it): the sources are fit on the
+train interactions minus a per-user *ranker slice* (`ranker_slice`), they produce
+candidate lists for each user from the rest, labelled by the slice; the scorer learns on
+whole lists with BCE (every candidate, not a few sampled negatives), early-stopping on
+NDCG@10 of a held-out share of users' lists, and is Platt-calibrated on those same
+held-out lists. The slice matches the protocol: the latest items (what comes next) or a
+random share (k-fold). The calibrated probability `p_next` is therefore "the chance that
+this candidate is among what the user interacts with next" — not a like probability.
 """
 
 from __future__ import annotations
@@ -29,23 +31,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm import tqdm
 
-from rag_rec.build import Artifacts
-from rag_rec.embed import profile_vector, user_node
+from rag_rec.artifacts import Artifacts
+from rag_rec.embed import user_node
 from rag_rec.errors import StaleArtifact
-from rag_rec.retrieve import CandidateGenerator
+from rag_rec.retrieve import Retrieval, Retriever
 from rag_rec.settings import ScorerSettings
+from rag_rec.sources import Query
 
 
 class AttentionScorer(nn.Module):
-    N_SIDE = 2  # popularity, fused-space similarity
-
-    def __init__(self, item_features: torch.Tensor, user_kg_dim: int, cfg: ScorerSettings):
+    def __init__(self, item_features: torch.Tensor, user_kg_dim: int, n_side: int,
+                 cfg: ScorerSettings):
         super().__init__()
         self.cfg = cfg
         # Row 0 is padding; content features are fixed, ids are learned.
@@ -55,8 +57,11 @@ class AttentionScorer(nn.Module):
         self.positions = nn.Embedding(cfg.max_history, cfg.d)
         self.user = nn.Linear(user_kg_dim, cfg.d)
         self.mlp = nn.Sequential(
-            nn.Linear(4 * cfg.d + self.N_SIDE, 128), nn.ReLU(), nn.Dropout(cfg.dropout),
+            nn.Linear(4 * cfg.d + n_side, 128), nn.ReLU(), nn.Dropout(cfg.dropout),
             nn.Linear(128, 1))
+        # The sources' signals also enter linearly: the scorer starts from a blend of
+        # them and the MLP learns the interactions on top.
+        self.skip = nn.Linear(n_side, 1, bias=False)
 
     def embed(self, items: torch.Tensor) -> torch.Tensor:
         ids = self.ids(items)
@@ -70,24 +75,31 @@ class AttentionScorer(nn.Module):
         content = self.features @ w[:, :f].T + self.project.bias
         return content[items] + ids @ w[:, f:].T
 
-    def forward(self, cand: torch.Tensor, hist: torch.Tensor, user_kg: torch.Tensor,
-                side: torch.Tensor) -> torch.Tensor:
+    def attention(self, cand: torch.Tensor, hist: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(candidate vectors, history vectors, attention weights (B, L)): which history
+        items each candidate's score looked at (explanations read the weights)."""
         c = self.embed(cand)                                        # (B, d)
         mask = hist > 0                                             # (B, L)
         h = self.embed(hist) + self.positions.weight[None, :hist.shape[1]]
         scores = (h @ c.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.cfg.d)
         scores = scores.masked_fill(~mask, -1e9)
-        attn = torch.softmax(scores, dim=-1) * mask.any(-1, keepdim=True)
+        return c, h, torch.softmax(scores, dim=-1) * mask.any(-1, keepdim=True)
+
+    def forward(self, cand: torch.Tensor, hist: torch.Tensor, user_kg: torch.Tensor,
+                side: torch.Tensor) -> torch.Tensor:
+        c, h, attn = self.attention(cand, hist)
         a = (attn.unsqueeze(-1) * h).sum(1)
         x = torch.cat([c, a, c * a, self.user(user_kg), side], dim=-1)
-        return self.mlp(x).squeeze(-1)
+        return self.mlp(x).squeeze(-1) + self.skip(side).squeeze(-1)
 
 
 # --------------------------------------------------------------------------- features
 
 
 class Featurizer:
-    """Turns (history, candidates) into the scorer's tensors, from one build's artifacts."""
+    """Turns (history, candidates with their source features) into the scorer's
+    tensors, from one build's artifacts."""
 
     def __init__(self, artifacts: Artifacts, cfg: ScorerSettings):
         self.a = artifacts
@@ -105,40 +117,32 @@ class Featurizer:
         for item_id, r in self.row.items():
             feats[r] = artifacts.index.vector(item_id) * self.mask
         self.features = torch.from_numpy(feats)
-        pop = np.array([artifacts.popularity.get(i, 0) for i in self.item_ids], dtype=np.float32)
-        self.log_pop = np.log1p(pop) / max(1.0, float(np.log1p(pop).max()))
 
     def user_kg(self, user_id: str | None) -> np.ndarray:
         vec = self.a.kg.of(user_node(user_id)) if user_id and self.cfg.use_kg else None
         return vec if vec is not None else np.zeros(self.a.kg.dim, dtype=np.float32)
 
-    def _known(self, history: list[tuple[str, float]]) -> list[tuple[str, float]]:
-        return [(i, r) for i, r in history if i in self.row][-self.cfg.max_history:]
+    def history_rows(self, history: list[tuple[str, float]]) -> list[int]:
+        """The last `max_history` known history items, newest first (position 0)."""
+        known = [i for i, _ in history if i in self.row][-self.cfg.max_history:]
+        return [self.row[i] for i in reversed(known)]
 
-    def query(self, history: list[tuple[str, float]]) -> np.ndarray:
-        """The user's vector in the fused space (as retrieval builds it)."""
-        known = self._known(history)
-        if not known:
-            return np.zeros(self.features.shape[1], dtype=np.float32)
-        return profile_vector(self.features[[self.row[i] for i, _ in known]].numpy(),
-                              [r for _, r in known], self.a.embed.history_half_life)
+    def side(self, history: list[tuple[str, float]], source_features: np.ndarray) -> np.ndarray:
+        length = np.full((len(source_features), 1), np.log1p(len(history)) / np.log1p(1000),
+                         dtype=np.float32)
+        return np.nan_to_num(np.concatenate([source_features, length], axis=1),
+                             nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
     def batch(self, history: list[tuple[str, float]], user_id: str | None,
-              candidates: list[str]) -> tuple[torch.Tensor, ...]:
-        """Tensors for one user's history (oldest first) against `candidates`."""
-        known = self._known(history)
-        rows = [self.row[i] for i, _ in reversed(known)]  # newest first: position 0
-        hist = torch.zeros(len(candidates), self.cfg.max_history, dtype=torch.long)
+              r: Retrieval) -> tuple[torch.Tensor, ...]:
+        """Tensors for one user's history (oldest first) against the retrieved candidates."""
+        rows = self.history_rows(history)
+        hist = torch.zeros(len(r.items), self.cfg.max_history, dtype=torch.long)
         if rows:
             hist[:, :len(rows)] = torch.tensor(rows)
-        query = self.query(history)
-        cand_rows = [self.row.get(i, 0) for i in candidates]
-        cand_vecs = np.stack([self.a.index.vector(i) for i in candidates]) * self.mask
-        sim = cand_vecs @ query
-        pop = np.array([self.log_pop[r - 1] if r else 0.0 for r in cand_rows], dtype=np.float32)
-        side = torch.from_numpy(np.stack([pop, sim], axis=1).astype(np.float32))
-        user = torch.from_numpy(np.tile(self.user_kg(user_id), (len(candidates), 1)))
-        return torch.tensor(cand_rows), hist, user, side
+        cand = torch.tensor([self.row.get(i, 0) for i in r.items])
+        user = torch.from_numpy(np.tile(self.user_kg(user_id), (len(r.items), 1)))
+        return cand, hist, user, torch.from_numpy(self.side(history, r.features))
 
 
 # --------------------------------------------------------------------------- calibration
@@ -156,23 +160,6 @@ def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
 
 def brier(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean((probs - labels) ** 2))
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T minimising BCE of sigmoid(logit / T) on validation data."""
-    log_t = torch.zeros(1, requires_grad=True)
-    x = torch.from_numpy(logits.astype(np.float32))
-    y = torch.from_numpy(labels.astype(np.float32))
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
-
-    def closure():
-        opt.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(x / log_t.exp(), y)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return float(log_t.detach().exp())
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -217,209 +204,254 @@ def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: 
 # --------------------------------------------------------------------------- training
 
 
+def ranker_slice(train: pd.DataFrame, cfg: ScorerSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(what the sources fit on, the slice the scorer learns on): per user, the latest
+    `slice_latest` train items, or a random `slice_share` of them; every user keeps at
+    least three items to fit on. Deterministic under `cfg.seed`."""
+    ordered = train.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    ordered = ordered.reset_index(drop=True)
+    users = ordered.groupby("user_id", sort=False)
+    size = users.user_id.transform("size").to_numpy()
+    if cfg.slice == "latest":
+        n = np.minimum(cfg.slice_latest, np.maximum(size - 3, 0))
+        mask = users.cumcount(ascending=False).to_numpy() < n
+    else:
+        draw = pd.Series(np.random.default_rng(cfg.seed).random(len(ordered)))
+        rank = draw.groupby(ordered.user_id.to_numpy()).rank(method="first").to_numpy() - 1
+        mask = rank < np.minimum(np.floor(cfg.slice_share * size), np.maximum(size - 3, 0))
+    return ordered[~mask].reset_index(drop=True), ordered[mask].reset_index(drop=True)
+
+
 @dataclass
-class Samples:
-    cand: torch.Tensor
+class Lists:
+    """The stacker's training data: one candidate list per user, rows flattened."""
+
+    users: list[str]
     hist: torch.Tensor
-    user: torch.Tensor
+    """(lists, max_history) history rows, newest first."""
+    user_kg: torch.Tensor
+    owner: torch.Tensor
+    """(rows,) the list each row belongs to."""
+    cand: torch.Tensor
     side: torch.Tensor
     label: torch.Tensor
+    calibration: torch.Tensor
+    """(rows,) what `p_next` is calibrated to: the slice's first item (latest) or all of it."""
+    n_pos: np.ndarray
+    """(lists,) the user's slice items, retrieved or not (NDCG's ideal)."""
 
-    def __len__(self) -> int:
-        return len(self.label)
-
-    @classmethod
-    def concat(cls, parts: list[Samples]) -> Samples:
-        return cls(*(torch.cat([getattr(p, f) for p in parts])
-                     for f in ("cand", "hist", "user", "side", "label")))
-
-
-def _user_samples(feat: Featurizer, user_id: str, history: list[tuple[str, float]],
-                  targets: list[tuple[int, str]], seen: set[str], cfg: ScorerSettings,
-                  rng: np.random.Generator) -> Samples:
-    """For each (cut, positive item): the history before `cut` against the positive and
-    `cfg.negatives` negatives (hard ones from the user's nearest items, then random)."""
-    hard = [i for i, _ in feat.a.index.search(feat.query(history), 100, exclude=[seen])[0]]
-    pool = [i for i in feat.item_ids if i not in seen]
-    n_hard = int(round(cfg.negatives * cfg.hard_share))
-    parts = []
-    for cut, positive in targets:
-        negatives = list(rng.choice(hard, n_hard, replace=False)) if len(hard) >= n_hard else []
-        negatives += list(rng.choice(pool, cfg.negatives - len(negatives), replace=False))
-        cand, hist, user, side = feat.batch(history[:cut], user_id, [positive, *negatives])
-        label = torch.zeros(len(cand))
-        label[0] = 1.0
-        parts.append(Samples(cand, hist, user, side, label))
-    return Samples.concat(parts)
+    def inputs(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        owner = self.owner[rows]
+        return self.cand[rows], self.hist[owner], self.user_kg[owner], self.side[rows]
 
 
-def make_samples(feat: Featurizer, cfg: ScorerSettings, *, seed: int,
-                 users: set[str] | None = None) -> tuple[Samples, Samples]:
-    """(train, valid) samples from the build's split: train positives are each user's last
-    `positives_per_user` train interactions, the validation positive is their validation
-    item (for a build without a split: each user's last interaction is held out)."""
-    rng = np.random.default_rng(seed)
-    split = feat.a.split
-    inter = split.train if split is not None else feat.a.ds.interactions
-    inter = inter.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
-    valid_item = (dict(zip(split.valid.user_id, split.valid.item_id)) if split is not None
-                  and len(split.valid) else {})
-    train_parts, valid_parts = [], []
-    for user_id, rows in tqdm(inter.groupby("user_id", sort=True), desc="scorer samples",
-                              unit="user"):
-        if users is not None and user_id not in users:
-            continue
-        seq = list(zip(rows.item_id, rows.rating.astype(float)))
-        if user_id not in valid_item:  # hold out the last interaction ourselves
-            if len(seq) < 3:
-                continue
-            valid_item[user_id] = seq[-1][0]
-            seq = seq[:-1]
-        seen = {i for i, _ in seq} | {valid_item[user_id]}
-        cuts = range(max(1, len(seq) - cfg.positives_per_user), len(seq))
-        train_parts.append(_user_samples(feat, user_id, seq, [(t, seq[t][0]) for t in cuts],
-                                         seen, cfg, rng))
-        valid_parts.append(_user_samples(feat, user_id, seq, [(len(seq), valid_item[user_id])],
-                                         seen, cfg, rng))
-    return Samples.concat(train_parts), Samples.concat(valid_parts)
+def make_lists(feat: Featurizer, retriever: Retriever, histories: dict[str, list],
+               targets: pd.DataFrame, calibrate_on: pd.DataFrame, *, progress: bool = False,
+               chunk: int = 128) -> Lists:
+    """Each target user's candidates given their history, labelled by `targets` (and by
+    `calibrate_on` for the calibration)."""
+    wanted = targets.groupby("user_id").item_id.agg(set).to_dict()
+    calibrated = calibrate_on.groupby("user_id").item_id.agg(set).to_dict()
+    users = [u for u in sorted(wanted) if histories.get(u)]
+    hist, user_kg, owner, cand, side, label, calib, n_pos = [], [], [], [], [], [], [], []
+    bar = tqdm(total=len(users), desc="candidate lists", unit="user", disable=not progress,
+               leave=False)
+    for start in range(0, len(users), chunk):
+        part = users[start:start + chunk]
+        for user_id, r in zip(part, retriever.retrieve([Query(histories[u]) for u in part])):
+            k = len(owner)
+            rows = feat.history_rows(histories[user_id])
+            hist.append(rows + [0] * (feat.cfg.max_history - len(rows)))
+            user_kg.append(feat.user_kg(user_id))
+            owner.append(np.full(len(r.items), k))
+            cand.append([feat.row.get(i, 0) for i in r.items])
+            side.append(feat.side(histories[user_id], r.features))
+            label.append([i in wanted[user_id] for i in r.items])
+            calib.append([i in calibrated.get(user_id, ()) for i in r.items])
+            n_pos.append(len(wanted[user_id]))
+        bar.update(len(part))
+    bar.close()
+    return Lists(users, torch.tensor(hist), torch.from_numpy(np.stack(user_kg)),
+                 torch.from_numpy(np.concatenate(owner)),
+                 torch.tensor(np.concatenate(cand)), torch.from_numpy(np.concatenate(side)),
+                 torch.tensor(np.concatenate(label), dtype=torch.float32),
+                 torch.tensor(np.concatenate(calib), dtype=torch.float32), np.array(n_pos))
 
 
 @torch.no_grad()
-def predict(model: AttentionScorer, s: Samples, batch: int = 4096) -> np.ndarray:
+def predict(model: AttentionScorer, lists: Lists, rows: np.ndarray,
+            batch: int = 8192) -> np.ndarray:
     model.eval()
-    out = [model(s.cand[i:i + batch], s.hist[i:i + batch], s.user[i:i + batch],
-                 s.side[i:i + batch]) for i in range(0, len(s), batch)]
-    return torch.cat(out).numpy()
+    rows = torch.from_numpy(rows)
+    return torch.cat([model(*lists.inputs(rows[i:i + batch]))
+                      for i in range(0, len(rows), batch)]).numpy()
+
+
+def list_ndcg(logits: np.ndarray, lists: Lists, rows: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k of the lists that `rows` cover, ranked by `logits`; the ideal counts
+    every slice item, retrieved or not (the same number a full ranking would give)."""
+    owner = lists.owner.numpy()[rows]
+    labels = lists.label.numpy()[rows]
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    out = []
+    for o in np.unique(owner):
+        mine = owner == o
+        top = np.argsort(-logits[mine], kind="stable")[:k]
+        ideal = discount[:min(lists.n_pos[o], k)].sum()
+        out.append((labels[mine][top] * discount[:len(top)]).sum() / ideal)
+    return float(np.mean(out))
 
 
 @dataclass
 class TrainReport:
     epochs: int
     seconds: float
-    valid_auc: float
-    temperature: float
+    holdout_ndcg: float
+    holdout_ndcg_sources: dict[str, float]
+    """The same lists ordered by each source alone: what the stacker must beat."""
     ece_before: float
     ece_after: float
-    brier_before: float
     brier_after: float
-    train_samples: int
-    valid_samples: int
+    base_rate: float
+    train_rows: int
+    holdout_rows: int
+    lists: int
+    platt: tuple[float, float]
 
 
-def train(feat: Featurizer, cfg: ScorerSettings, *, progress: bool = True,
-          users: set[str] | None = None
-          ) -> tuple[AttentionScorer, float, TrainReport, tuple[np.ndarray, np.ndarray]]:
-    """Train with BCE and early stopping on validation AUC, then fit the temperature
-    (on all users, or `users`). Returns (model, temperature, report, (validation logits,
-    labels))."""
+def train(feat: Featurizer, lists: Lists, sources: list[str], cfg: ScorerSettings, *,
+          progress: bool = True
+          ) -> tuple[AttentionScorer, TrainReport, tuple[np.ndarray, np.ndarray]]:
+    """BCE over every candidate of the training users' lists; early stopping on the
+    held-out users' list NDCG@10; Platt scaling on the held-out lists. Returns (model,
+    report, (held-out raw logits, labels))."""
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
-    train_s, valid_s = make_samples(feat, cfg, seed=cfg.seed, users=users)
-    model = AttentionScorer(feat.features, feat.a.kg.dim, cfg)
+    held = np.random.default_rng(cfg.seed).random(len(lists.users)) < cfg.holdout_users
+    owner = lists.owner.numpy()
+    train_rows = torch.from_numpy(np.flatnonzero(~held[owner]))
+    held_rows = np.flatnonzero(held[owner])
+    model = AttentionScorer(feat.features, feat.a.kg.dim, lists.side.shape[1], cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
-    best_auc, best_state, stale, epochs = -1.0, None, 0, 0
+    best, best_state, stale, epochs = -1.0, None, 0, 0
     gen = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(range(cfg.epochs), desc="train scorer", unit="epoch", disable=not progress)
+    bar = tqdm(range(cfg.epochs), desc="train scorer", unit="epoch", disable=not progress,
+               leave=False)
     for epoch in bar:
         model.train()
-        order = torch.randperm(len(train_s), generator=gen)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            logits = model(train_s.cand[idx], train_s.hist[idx], train_s.user[idx],
-                           train_s.side[idx])
-            loss = loss_fn(logits, train_s.label[idx])
+        order = train_rows[torch.randperm(len(train_rows), generator=gen)]
+        for rows in order.split(cfg.batch_size):
+            loss = loss_fn(model(*lists.inputs(rows)), lists.label[rows])
             opt.zero_grad()
             loss.backward()
             opt.step()
         epochs = epoch + 1
-        auc = roc_auc_score(valid_s.label.numpy(), predict(model, valid_s))
-        bar.set_postfix(valid_auc=f"{auc:.4f}")
-        if auc > best_auc + 1e-4:
-            best_auc, stale = auc, 0
+        score = list_ndcg(predict(model, lists, held_rows), lists, held_rows)
+        bar.set_postfix(holdout_ndcg=f"{score:.4f}")
+        if score > best + 1e-4:
+            best, stale = score, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
             if stale >= cfg.patience:
                 break
     model.load_state_dict(best_state)
-    logits = predict(model, valid_s)
-    labels = valid_s.label.numpy()
-    temperature = fit_temperature(logits, labels)
-    before, after = sigmoid(logits), sigmoid(logits / temperature)
+    logits = predict(model, lists, held_rows)
+    labels = lists.calibration.numpy()[held_rows]
+    platt = fit_platt(logits, labels)
+    after = sigmoid(platt[0] * logits + platt[1])
     report = TrainReport(
         epochs=epochs, seconds=round(time.perf_counter() - start, 1),
-        valid_auc=round(float(best_auc), 4), temperature=round(temperature, 4),
-        ece_before=round(ece(before, labels), 4), ece_after=round(ece(after, labels), 4),
-        brier_before=round(brier(before, labels), 4), brier_after=round(brier(after, labels), 4),
-        train_samples=len(train_s), valid_samples=len(valid_s))
-    return model, temperature, report, (logits, labels)
+        holdout_ndcg=round(best, 4),
+        holdout_ndcg_sources={  # feature 2s + 1 is source s's 1/log2(2 + rank)
+            name: round(list_ndcg(lists.side.numpy()[held_rows, 2 * s + 1], lists, held_rows), 4)
+            for s, name in enumerate(sources)},
+        ece_before=round(ece(sigmoid(logits), labels), 4),
+        ece_after=round(ece(after, labels), 4), brier_after=round(brier(after, labels), 5),
+        base_rate=round(float(labels.mean()), 5), train_rows=len(train_rows),
+        holdout_rows=len(held_rows), lists=len(lists.users),
+        platt=tuple(round(v, 5) for v in platt))
+    return model, report, (logits, labels)
 
 
 # --------------------------------------------------------------------------- serving
 
 
 class Scorer:
-    """A trained scorer for one build: calibrated probabilities for candidates."""
+    """A trained, calibrated scorer for one build's sources."""
 
-    def __init__(self, feat: Featurizer, model: AttentionScorer, temperature: float,
-                 report: dict, platt: tuple[float, float] | None = None):
+    def __init__(self, feat: Featurizer, model: AttentionScorer, platt: tuple[float, float],
+                 sources: list[str], union_weights: dict[str, float], report: dict):
         self.feat = feat
         self.model = model.eval()
-        self.temperature = temperature
-        self.report = report
         self.platt = platt
-        """(a, b): log-odds a * logit + b, fitted on the candidates retrieval returns (see
-        `calibrate_on_candidates`); None until the build has fitted it."""
+        """(a, b): calibrated log-odds = a * raw logit + b (fitted on held-out lists)."""
+        self.sources = sources
+        """The source names whose features the model reads, in order."""
+        self.union_weights = union_weights
+        """The fusion weights of the union it was trained on (serving uses the same)."""
+        self.report = report
 
     @torch.no_grad()
     def logits(self, history: list[tuple[str, float]], user_id: str | None,
-               candidates: list[str], *, on_candidates: bool = True) -> np.ndarray:
-        """Calibrated log-odds per candidate: the temperature applied, then (when fitted
-        and `on_candidates`) the Platt scaling to retrieval's candidate lists. Finite by
-        construction: a NaN (e.g. from a corrupt vector) becomes the lowest score."""
-        if not candidates:
+               r: Retrieval) -> np.ndarray:
+        """Calibrated log-odds per candidate of `r`. Finite by construction: a NaN (e.g.
+        from a corrupt vector) becomes the lowest score."""
+        if not r.items:
             return np.zeros(0, dtype=np.float32)
-        z = self.model(*self.feat.batch(history, user_id, candidates)).numpy() / self.temperature
-        if on_candidates and self.platt is not None:
-            z = self.platt[0] * z + self.platt[1]
+        z = self.model(*self.feat.batch(history, user_id, r)).numpy()
+        z = self.platt[0] * z + self.platt[1]
         return np.nan_to_num(z, nan=-30.0, posinf=30.0, neginf=-30.0)
 
-    def probabilities(self, history: list[tuple[str, float]], user_id: str | None,
-                      candidates: list[str]) -> np.ndarray:
-        """Calibrated P(like) per candidate, in [0, 1]."""
-        return sigmoid(self.logits(history, user_id, candidates))
+    @torch.no_grad()
+    def attention(self, history: list[tuple[str, float]], items: list[str]
+                  ) -> dict[str, dict[str, float]]:
+        """Per item: history item id -> the attention weight its score gave that item."""
+        rows = self.feat.history_rows(history)
+        if not rows or not items:
+            return {i: {} for i in items}
+        by_row = {self.feat.row[i]: i for i, _ in history if i in self.feat.row}
+        hist = torch.zeros(len(items), self.feat.cfg.max_history, dtype=torch.long)
+        hist[:, :len(rows)] = torch.tensor(rows)
+        cand = torch.tensor([self.feat.row.get(i, 0) for i in items])
+        weights = self.model.attention(cand, hist)[2][:, :len(rows)].numpy()
+        return {item: {by_row[r]: float(w) for r, w in zip(rows, ws)}
+                for item, ws in zip(items, weights)}
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), folder / "model.pt")
         (folder / "scorer.json").write_text(json.dumps({
-            "config": self.model.cfg.model_dump(), "temperature": self.temperature,
-            "platt": self.platt,
+            "config": self.model.cfg.model_dump(), "platt": list(self.platt),
+            "sources": self.sources, "union_weights": self.union_weights,
+            "n_side": self.model.skip.in_features,
             "fingerprint": self.feat.a.folder.name, "items": self.feat.item_ids,
             "report": self.report}, indent=1))
 
     @classmethod
-    def fit(cls, artifacts: Artifacts, cfg: ScorerSettings, *, progress: bool = True) -> Scorer:
-        """Train, calibrate and save to `scorer_dir`, with a reliability diagram
-        (before/after calibration, validation) beside the checkpoint."""
-        feat = Featurizer(artifacts, cfg)
-        model, temperature, report, (logits, labels) = train(feat, cfg, progress=progress)
-        scorer = cls(feat, model, temperature, vars(report))
-        folder = scorer_dir(artifacts, cfg)
+    def fit(cls, feat: Featurizer, lists: Lists, sources: list[str],
+            union_weights: dict[str, float], folder: Path, *, progress: bool = True) -> Scorer:
+        """Train, calibrate and save to `folder`, with a reliability diagram of the
+        held-out lists (raw vs calibrated) beside the checkpoint."""
+        model, report, (logits, labels) = train(feat, lists, sources, feat.cfg,
+                                                progress=progress)
+        scorer = cls(feat, model, report.platt, sources, union_weights, vars(report))
         scorer.save(folder)
-        reliability_diagram({"before calibration": (sigmoid(logits), labels),
-                             "after calibration": (sigmoid(logits / temperature), labels)},
+        a, b = report.platt
+        reliability_diagram({"raw": (sigmoid(logits), labels),
+                             "calibrated": (sigmoid(a * logits + b), labels)},
                             folder / "reliability.png")
         return scorer
 
     @classmethod
-    def load(cls, folder: Path, artifacts: Artifacts,
-             expected: ScorerSettings | None = None) -> Scorer:
+    def load(cls, folder: Path, artifacts: Artifacts, cfg: ScorerSettings,
+             sources: list[str]) -> Scorer:
         """The checkpoint in `folder`; `StaleArtifact` (naming the command that fixes it)
-        when it is missing, corrupt, from another build, or trained with settings other
-        than `expected`."""
-        fix = f"rebuild with `rag-rec build{' --split ' + artifacts.split_name if artifacts.split else ''}`"
+        when it is missing, corrupt, from another build, or trained with other settings
+        or sources."""
+        fix = (f"rebuild with `rag-rec build"
+               f"{' --split ' + artifacts.split_name if artifacts.split else ''}`")
         try:
             meta = json.loads((folder / "scorer.json").read_text())
             state = torch.load(folder / "model.pt", weights_only=True)
@@ -430,53 +462,17 @@ class Scorer:
                 :len(meta["items"])]:
             raise StaleArtifact(f"scorer checkpoint in {folder} does not match the current "
                                 f"data and embeddings; {fix}")
-        cfg = ScorerSettings(**meta["config"])
-        if expected is not None and cfg != expected:
+        if ScorerSettings(**meta["config"]) != cfg or meta["sources"] != sources:
             raise StaleArtifact(f"scorer checkpoint in {folder} was trained with other "
-                                f"scorer settings; {fix}")
+                                f"scorer settings or sources; {fix}")
         feat = Featurizer(artifacts, cfg)
-        model = AttentionScorer(feat.features, artifacts.kg.dim, cfg)
+        model = AttentionScorer(feat.features, artifacts.kg.dim, meta["n_side"], cfg)
         # Items added since training join with their content and a zero id embedding.
         ids = torch.zeros(len(feat.features), cfg.id_dim)
         ids[:state["ids.weight"].shape[0]] = state["ids.weight"]
         state.update({"ids.weight": ids, "features": feat.features})
         model.load_state_dict(state)
-        platt = tuple(meta["platt"]) if meta.get("platt") else None
-        return cls(feat, model, meta["temperature"], meta["report"], platt)
-
-    def calibrate_on_candidates(self, retriever: CandidateGenerator,
-                                held_out: dict[str, str], *, progress: bool = True) -> dict:
-        """Fit the Platt scaling on what serving ranks: each user's retrieval candidates,
-        labelled by whether they are the user's held-out item (which the graph must not
-        hold). The temperature alone is fitted on sampled negatives (1 positive : 4), whose
-        base rate is far above a candidate list's; this maps the scores onto the latter."""
-        logits, labels = [], []
-        for user_id, item_id in tqdm(held_out.items(), desc="calibrate on candidates",
-                                     unit="user", disable=not progress):
-            r = retriever.for_user(user_id)
-            ids = [c.item.id for c in r.candidates]
-            logits.append(self.logits(r.history, user_id, ids, on_candidates=False))
-            labels.append(np.array([i == item_id for i in ids], dtype=np.float32))
-        x, y = np.concatenate(logits), np.concatenate(labels)
-        self.platt = fit_platt(x, y)
-        after = sigmoid(self.platt[0] * x + self.platt[1])
-        figures = {"candidate_pairs": len(y), "candidate_base_rate": round(float(y.mean()), 5),
-                   "candidate_ece_temperature": round(ece(sigmoid(x), y), 4),
-                   "candidate_ece_platt": round(ece(after, y), 4),
-                   "platt": [round(v, 4) for v in self.platt]}
-        self.report.update(figures)
-        return figures
+        return cls(feat, model, tuple(meta["platt"]), meta["sources"], meta["union_weights"],
+                   meta["report"])
 
 
-def scorer_dir(artifacts: Artifacts, cfg: ScorerSettings) -> Path:
-    """Where a build keeps the scorer trained with `cfg`: one folder per settings, so
-    ablations, the test suite's small scorer and the served one live side by side."""
-    return artifacts.folder / f"scorer-{cfg.fingerprint()}"
-
-
-def load_or_fit(artifacts: Artifacts, cfg: ScorerSettings, *, progress: bool = True) -> Scorer:
-    """The build's scorer for `cfg`, trained first if there is none (or a stale one)."""
-    try:
-        return Scorer.load(scorer_dir(artifacts, cfg), artifacts, cfg)
-    except StaleArtifact:
-        return Scorer.fit(artifacts, cfg, progress=progress)

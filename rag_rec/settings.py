@@ -128,16 +128,15 @@ class EmbedSettings(BaseModel):
 class RetrievalSettings(BaseModel):
     """Candidate generation."""
 
-    budget: int = Field(100, ge=1, le=2000)
-    """Candidates per user."""
+    budget: int = Field(200, ge=1, le=2000)
+    """Candidates per user: the union of the sources, cut to this size, that the scorer
+    ranks (eval/results/offline_eval.json reports its recall against each source's)."""
     index_kind: Literal["auto", "flat", "hnsw"] = "auto"
     """`auto`: exact inner product up to `exact_max_items`, HNSW beyond."""
     exact_max_items: int = Field(100_000, ge=1)
     hnsw_m: int = Field(32, ge=4)
     max_entity_degree: int = Field(200, ge=1)
     """KG-path candidates skip entities linked to more items than this (hubs)."""
-    neighbours: int = Field(50, ge=1)
-    """Co-rating neighbours behind collaborative candidates."""
     rrf_k: int = Field(60, ge=1)
     """Reciprocal-rank fusion constant: a candidate at rank r of a source adds 1/(rrf_k+r)."""
     tail_share: float = Field(0.1, ge=0, le=1)
@@ -152,33 +151,76 @@ class RetrievalSettings(BaseModel):
     in eval/reports/offline_eval.md."""
 
 
+class SourceSettings(BaseModel):
+    """The candidate sources (rag_rec/sources.py): which run, and each one's knobs. Every
+    field changes what a build fits, so the sources' folder is keyed by all of them."""
+
+    enabled: tuple[str, ...] = ("ease", "sasrec", "faiss", "kg_path", "popular")
+    """Source names from `rag_rec.sources.SOURCES`, in the order of the scorer's features."""
+    per_source: int = Field(100, ge=1)
+    """Each source's top items that enter the union (before the budget cut)."""
+    ease_l2: tuple[float, ...] = (100.0, 200.0, 350.0, 500.0, 800.0, 1200.0)
+    """EASE's L2 grid; the value with the best NDCG@10 on the tuning items is kept."""
+    ease_max_items: int = Field(30_000, ge=1)
+    """Above this catalogue size EASE's dense item-item matrix does not fit: the source
+    says so and the union goes on without it."""
+    sasrec_d: int = Field(64, ge=8)
+    sasrec_blocks: int = Field(2, ge=1)
+    sasrec_heads: int = Field(1, ge=1)
+    sasrec_max_len: int = Field(50, ge=2)
+    sasrec_dropout: float = Field(0.2, ge=0, lt=1)
+    sasrec_lr: float = Field(1e-3, gt=0)
+    sasrec_batch: int = Field(128, ge=1)
+    sasrec_epochs: int = Field(60, ge=1)
+    """Upper bound; training stops when NDCG@10 on the tuning items stops improving
+    (an epoch over MovieLens-100K takes ~3-5 s on two CPU cores)."""
+    sasrec_patience: int = Field(3, ge=1)
+    """Validation checks (every `sasrec_eval_every` epochs) without improvement."""
+    sasrec_eval_every: int = Field(3, ge=1)
+    sasrec_content: bool = True
+    """Add the items' projected text + KG vectors to their id embeddings (helps items with
+    few interactions)."""
+    sasrec_refit_share: float = Field(0.5, ge=0, le=2)
+    """The refit on all train data starts from the tuned model and runs this share of
+    the epochs the tuning run found best (a warm start, not a second full training)."""
+    seed: int = 42
+
+    def fingerprint(self) -> str:
+        return _digest(self.model_dump())
+
+
 class ScorerSettings(BaseModel):
-    """The attention scorer (rag_rec/scorer.py); a checkpoint records the values it was
-    trained with, and `rag-rec build` retrains it when they change."""
+    """The attention scorer, a stacker over the sources (rag_rec/scorer.py); a checkpoint
+    records the values it was trained with, and `rag-rec build` retrains it when they
+    change."""
 
     d: int = Field(64, ge=8)
     id_dim: int = Field(32, ge=1)
     max_history: int = Field(50, ge=1)
-    positives_per_user: int = Field(20, ge=1)
-    """Training positives: each user's last this-many train interactions."""
-    negatives: int = Field(4, ge=1)
-    hard_share: float = Field(0.5, ge=0, le=1)
-    """Share of negatives drawn from the user's nearest items (the rest at random)."""
+    slice: Literal["latest", "random"] = "latest"
+    """The ranker slice the stacker learns on, held out of the sources' training data:
+    each user's latest `slice_latest` train items (what comes next: serving and the
+    leave-last-out protocol), or a random `slice_share` of them (the k-fold protocol).
+    What the scorer is trained for must match what it is measured on."""
+    slice_latest: int = Field(3, ge=1)
+    slice_share: float = Field(0.25, gt=0, lt=1)
+    """0.25 of the train part is 20% of a user's history, the k-fold test share."""
+    holdout_users: float = Field(0.15, gt=0, lt=1)
+    """Share of users whose slice lists stop training early and fit the calibration."""
     id_dropout: float = Field(0.3, ge=0, lt=1)
     """Items lose their id embedding this often in training, so cold items (no id
     embedding) are scored from content like items the model has seen."""
     dropout: float = Field(0.2, ge=0, lt=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
-    batch_size: int = Field(512, ge=1)
-    epochs: int = Field(15, ge=1)
-    patience: int = Field(2, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    epochs: int = Field(20, ge=1)
+    patience: int = Field(3, ge=1)
     use_text: bool = True
     """Ablations: False zeroes the item text embeddings (`use_kg`: the KG embeddings)."""
     use_kg: bool = True
-    calibration_users: int = Field(0, ge=0)
-    """Users whose held-out item calibrates the scores on retrieval's candidate lists
-    (a fixed random sample; 0: all users)."""
+    drop_sources: tuple[str, ...] = ()
+    """Ablations: sources left out of the union and the features (still fitted)."""
     seed: int = 42
 
     def fingerprint(self) -> str:
@@ -212,6 +254,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     embed: EmbedSettings = EmbedSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    sources: SourceSettings = SourceSettings()
     scorer: ScorerSettings = ScorerSettings()
     api: ApiSettings = ApiSettings()
 

@@ -12,12 +12,11 @@ from rag_rec.graph import GraphClient
 from rag_rec.settings import Settings, get_settings
 
 
-# The suite trains its own small scorer (a minute, not the served one's four): the
-# settings select the checkpoint, so it lives beside the served one instead of replacing
-# it, and the servers the API tests start inherit the same choice.
-os.environ.setdefault("RAG_REC_SCORER__EPOCHS", "3")
-os.environ.setdefault("RAG_REC_SCORER__POSITIVES_PER_USER", "5")
-os.environ.setdefault("RAG_REC_SCORER__CALIBRATION_USERS", "150")
+# The suite fits its own small sources and scorer (a few minutes, not the served ones'
+# longer training): the settings key their folders, so they live beside the served ones
+# instead of replacing them, and the servers the API tests start inherit the same choice.
+os.environ.setdefault("RAG_REC_SCORER__EPOCHS", "4")
+os.environ.setdefault("RAG_REC_SOURCES__SASREC_EPOCHS", "6")
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +51,8 @@ def llm(settings: Settings):
 
 @pytest.fixture(scope="session")
 def artifacts(settings: Settings, graph: GraphClient):
-    """The full-data build (text + PyKEEN embeddings, FAISS index, scorer); built if
-    missing."""
+    """The full-data build (text + PyKEEN embeddings, FAISS index, sources, scorer); built
+    if missing."""
     from rag_rec.build import build
 
     return build(settings, None, progress=False)

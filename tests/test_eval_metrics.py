@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.metrics import rank_positions, ranking_metrics
+from rag_rec.metrics import rank_positions, ranking_metrics
 
 
 def test_metrics_match_a_hand_computed_ranking() -> None:

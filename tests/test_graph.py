@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rag_rec.data import Dataset, leave_last_out_split
-from rag_rec.errors import GraphUnavailable
+from rag_rec.errors import GraphMismatch, GraphUnavailable
 from rag_rec.graph import QUERIES, GraphClient
 from rag_rec.settings import GraphSettings, Settings
 
@@ -52,12 +52,18 @@ def test_interrupted_ingest_is_completed_by_a_rerun(graph: GraphClient, dataset:
     partial = graph.counts()["interactions"]
     assert 0 < partial < len(dataset.interactions)
     assert graph.meta()["complete"] is False
+    assert graph.holds(dataset, "full") == "its last ingest did not complete"
     graph.ingest(dataset, progress=False)
     assert graph.counts() == expected_counts(dataset)
     assert graph.meta()["complete"] is True
 
 
-def test_split_ingest_keeps_held_out_items_out(graph: GraphClient, dataset: Dataset) -> None:
+def test_split_ingest_keeps_held_out_items_out_and_serving_refuses_it(
+        graph: GraphClient, dataset: Dataset, settings, artifacts) -> None:
+    """A graph holding another split than the served build is refused with the fix named
+    (it once served rated items silently); the full graph is restored even on failure."""
+    from rag_rec.recommender import Recommender
+
     split = leave_last_out_split(dataset)
     try:
         graph.ingest(dataset, split, progress=False)
@@ -66,24 +72,13 @@ def test_split_ingest_keeps_held_out_items_out(graph: GraphClient, dataset: Data
         for row in split.test.head(20).itertuples():
             history = {h["item_id"] for h in graph.user_history(row.user_id)}
             assert row.item_id not in history
+        with Recommender(settings, use_llm=False) as rec:
+            with pytest.raises(GraphMismatch, match="holds split 'loo'.*rag-rec graph ingest`"):
+                rec.recommend("42", k=5, explain=False)
     finally:
         graph.ingest(dataset, progress=False)
     assert graph.counts() == expected_counts(dataset)
-
-
-def test_interactions_hidden_for_a_block_come_back(graph: GraphClient,
-                                                   dataset: Dataset) -> None:
-    rows = [{"user_id": r.user_id, "item_id": r.item_id, "rating": float(r.rating),
-             "timestamp": int(r.timestamp)} for r in dataset.interactions.head(30).itertuples()]
-    with pytest.raises(RuntimeError, match="boom"):
-        with graph.without_interactions(rows):
-            assert graph.counts()["interactions"] == len(dataset.interactions) - 30
-            assert not graph.meta()["complete"]
-            history = {h["item_id"] for h in graph.user_history(rows[0]["user_id"])}
-            assert rows[0]["item_id"] not in history
-            raise RuntimeError("boom")
-    assert graph.counts() == expected_counts(dataset)
-    assert graph.meta()["complete"]
+    assert graph.holds(dataset, "full") is None
 
 
 def test_user_history(graph: GraphClient, dataset: Dataset) -> None:
@@ -103,21 +98,6 @@ def test_kg_path_candidates(graph: GraphClient, dataset: Dataset) -> None:
     assert all(r["paths"] >= 1 and r["relations"] for r in rows)
     scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)
-
-
-def test_collaborative_candidates(graph: GraphClient, dataset: Dataset) -> None:
-    seen = set(dataset.interactions[dataset.interactions.user_id == "1"].item_id)
-    rows = graph.query("collaborative_candidates", user_id="1", neighbours=30, limit=40)
-    assert len(rows) == 40 and not seen & {r["item_id"] for r in rows}
-    assert all(1 <= r["users"] <= 30 for r in rows)
-
-
-def test_popular_by_entity_for_cold_start(graph: GraphClient) -> None:
-    rows = graph.query("popular_by_entity", entity_ids=[RIDLEY_SCOTT],
-                       exclude_item_ids=["924"], limit=10)
-    ids = [r["item_id"] for r in rows]
-    assert {"89", "326"} <= set(ids) and "924" not in ids
-    assert ids.index("89") < ids.index("326")  # Blade Runner is the more popular
 
 
 def test_facts_are_readable_triples_with_stable_ids(graph: GraphClient) -> None:

@@ -1,4 +1,5 @@
-"""Embeddings, the FAISS index and candidate generation on the real data and graph."""
+"""Embeddings, the FAISS index and candidate retrieval (the union of the sources, cold
+start, new items) on the real data and graph."""
 
 from __future__ import annotations
 
@@ -8,22 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag_rec.build import load_artifacts
 from rag_rec.data import Dataset
 from rag_rec.embed import TextCache, item_node, make_text_encoder, user_node
 from rag_rec.errors import StaleArtifact
 from rag_rec.graph import GraphClient
 from rag_rec.index import ItemIndex
 from rag_rec.models import ColdStartProfile, Item
-from rag_rec.retrieve import CandidateGenerator
+from rag_rec.recommender import Recommender
 from rag_rec.settings import Settings
+from rag_rec.sources import Query
 
 RIDLEY_SCOTT = "http://dbpedia.org/resource/Ridley_Scott"
 
 
-@pytest.fixture
-def generator(artifacts, graph: GraphClient, settings: Settings) -> CandidateGenerator:
-    return CandidateGenerator(artifacts, graph, settings)
+@pytest.fixture(scope="module")
+def recommender(settings: Settings, artifacts, graph: GraphClient):
+    with Recommender(settings, use_llm=False) as rec:
+        yield rec
 
 
 def test_index_round_trip(artifacts, settings: Settings, tmp_path: Path) -> None:
@@ -97,60 +99,60 @@ def test_llm_hidden_state_encoder(settings: Settings) -> None:
 
 
 @pytest.mark.parametrize("user_id", ["1", "42", "405", "833"])
-def test_seen_items_never_returned(generator: CandidateGenerator, dataset: Dataset,
+def test_seen_items_never_returned(recommender: Recommender, dataset: Dataset,
                                    user_id: str) -> None:
-    result = generator.for_user(user_id)
-    seen = set(dataset.interactions[dataset.interactions.user_id == user_id].item_id)
-    ids = [c.item.id for c in result.candidates]
-    assert len(ids) == len(set(ids)) == generator.r.budget
-    assert not seen & set(ids)
-    assert not result.cold_start and result.flags == []
-    assert all(c.sources and set(c.sources) <= {"faiss", "kg_path", "collaborative", "popular"}
-               for c in result.candidates)
-    tail = [i for i in ids if generator.is_tail(i)]
-    assert len(tail) >= int(generator.r.tail_share * generator.r.budget)
+    history = [(i.item_id, i.rating) for i in dataset.history(user_id)]
+    ranked = recommender.rank([Query(history)], [user_id])[0]
+    seen = {i for i, _ in history}
+    budget = recommender.settings.retrieval.budget
+    assert len(ranked.items) == len(set(ranked.items)) == budget
+    assert not seen & set(ranked.items)
+    assert not ranked.cold_start and ranked.flags == []
+    assert all(set(p) <= set(recommender.sources) for p in ranked.proposed_by)
+    tail = [i for i in ranked.items if recommender.retriever.is_tail(i)]
+    assert len(tail) >= int(recommender.settings.retrieval.tail_share * budget)
 
 
-def test_unknown_user_goes_cold(generator: CandidateGenerator) -> None:
-    result = generator.for_user("no-such-user")
-    assert result.cold_start and result.flags == ["unknown_user", "empty_history"]
-    assert len(result.candidates) == generator.r.budget
-    assert result.candidates[0].item.title == "Star Wars"  # the most rated movie
+def test_unknown_user_goes_cold(recommender: Recommender) -> None:
+    result = recommender.recommend("no-such-user", k=5, explain=False)
+    assert result.cold_start and result.flags[0] == "unknown_user"
+    assert result.items[0].item.title == "Star Wars"  # the most rated movie
 
 
-def test_cold_user_with_liked_items(generator: CandidateGenerator) -> None:
+def test_cold_user_with_liked_items(recommender: Recommender) -> None:
     liked = ["89", "183"]  # Blade Runner, Alien
-    result = generator.for_new_user(liked)
-    ids = {c.item.id for c in result.candidates}
-    assert result.cold_start and not ids & set(liked)
-    assert {"faiss", "kg_path", "collaborative"} <= {s for c in result.candidates
-                                                      for s in c.sources}
-    assert {"326", "924"} & ids  # other Ridley Scott films
+    ranked = recommender.rank([Query([(i, 5.0) for i in liked])], [None])[0]
+    assert ranked.cold_start and not set(ranked.items) & set(liked)
+    assert {"faiss", "kg_path", "ease"} <= {s for p in ranked.proposed_by for s in p}
+    assert {"326", "924"} & set(ranked.items)  # other Ridley Scott films
 
 
-def test_cold_user_with_free_text_only(generator: CandidateGenerator) -> None:
+def test_cold_user_with_free_text_only(recommender: Recommender) -> None:
     profile = ColdStartProfile(genres=("Sci-Fi",), people=("Ridley Scott",))
-    result = generator.for_new_user([], "gritty sci-fi, anything by Ridley Scott",
-                                    profile=profile)
-    assert result.flags == ["text_only"]
-    top = [c.item.id for c in result.candidates[:20]]
-    assert "89" in top  # Blade Runner: Sci-Fi and Ridley Scott
+    query = Query([], text=recommender._text_vector("gritty sci-fi, anything by Ridley Scott"),
+                  entities=tuple(recommender.profile_entities(profile)))
+    ranked = recommender.rank([query], [None])[0]
+    assert ranked.cold_start and RIDLEY_SCOTT in query.entities
+    assert "89" in ranked.items[:30]  # Blade Runner: Sci-Fi and Ridley Scott
 
 
-def test_new_item_is_retrievable_at_once(settings: Settings, graph: GraphClient) -> None:
-    fresh = load_artifacts(settings)
-    gen = CandidateGenerator(fresh, graph, settings)
+def test_new_item_is_retrievable_at_once(settings: Settings, artifacts,
+                                         graph: GraphClient) -> None:
     item = Item(id="new-prometheus", title="Prometheus", year=2012, genres=("Sci-Fi", "Horror"),
                 abstract="A science fiction horror film directed by Ridley Scott.")
     try:
-        gen.add_item(item, [("directed_by", RIDLEY_SCOTT), ("has_genre", "genre:Sci-Fi")])
-        assert fresh.index.search(fresh.index.vector(item.id), 1)[0][0][0] == item.id
-        result = gen.for_new_user([], "Prometheus, a 2012 science fiction horror film by "
-                                      "Ridley Scott")
-        assert item.id in [c.item.id for c in result.candidates[:10]]
-        facts = graph.candidate_facts([item.id], {"89": 5.0})[item.id]
-        assert any(f.entity_id == RIDLEY_SCOTT for f in facts)
-        with pytest.raises(ValueError, match="already exists"):
-            gen.add_item(item, [])
+        with Recommender(settings, use_llm=False) as rec:
+            rec.add_item(item, [("directed_by", RIDLEY_SCOTT), ("has_genre", "genre:Sci-Fi")])
+            index = rec.artifacts.index
+            assert index.search(index.vector(item.id), 1)[0][0][0] == item.id
+            query = Query([("89", 5.0)], text=rec._text_vector(
+                "Prometheus, a 2012 science fiction horror film by Ridley Scott"))
+            ranked = rec.rank([query], [None])[0]
+            assert item.id in ranked.items[:50]
+            assert {"faiss", "kg_path"} & set(ranked.proposed_by[ranked.items.index(item.id)])
+            facts = graph.candidate_facts([item.id], {"89": 5.0})[item.id]
+            assert any(f.entity_id == RIDLEY_SCOTT for f in facts)
+            with pytest.raises(ValueError, match="already exists"):
+                rec.add_item(item, [])
     finally:
         graph.query("delete_item", item_id=item.id)

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rag_rec.errors import (
+    GraphMismatch,
     GraphUnavailable,
     LLMUnavailable,
     RagRecError,
@@ -43,7 +44,7 @@ log = logging.getLogger("rag_rec.api")
 
 STATUS: dict[type[RagRecError], int] = {
     UnknownUser: 404, UnknownItem: 404, GraphUnavailable: 503, LLMUnavailable: 503,
-    StaleArtifact: 503,
+    StaleArtifact: 503, GraphMismatch: 503,
 }
 
 

@@ -73,5 +73,5 @@ class RecommendationRetriever(BaseRetriever):
             node = TextNode(id_=f"item:{r.item.id}", text=text, metadata={
                 "item_id": r.item.id, "rank": r.rank,
                 "facts": [f.text for f in r.facts], "sources": list(r.sources)})
-            nodes.append(NodeWithScore(node=node, score=r.probability))
+            nodes.append(NodeWithScore(node=node, score=r.p_next))
         return nodes

@@ -1,4 +1,5 @@
-"""Full-ranking metrics, computed the same way for every system.
+"""Full-ranking metrics, computed the same way for every system (the offline evaluation,
+and the sources' own tuning).
 
 A system hands over a score matrix (evaluated users x all catalogue items); items the
 user has already seen (train, and validation at test time) are masked out, every other
@@ -54,3 +55,23 @@ def ranking_metrics(scores: np.ndarray, seen: np.ndarray, test: np.ndarray,
     out["tail_share@10"] = float((top10 & tail[None, :]).sum() / top10.sum())
     return out
 
+
+
+def ndcg_at(scores: np.ndarray, seen: np.ndarray, test: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k over users with test items (the same definition as `ranking_metrics`,
+    per user in `ndcg_per_user`)."""
+    per_user = ndcg_per_user(scores, seen, test, k)
+    return float(per_user.mean()) if len(per_user) else 0.0
+
+
+def ndcg_per_user(scores: np.ndarray, seen: np.ndarray, test: np.ndarray,
+                  k: int = 10) -> np.ndarray:
+    """NDCG@k of each user that has test items (paired bootstrap intervals need these)."""
+    keep = test.any(1)
+    scores, seen, test = scores[keep], seen[keep], test[keep]
+    masked = np.where(seen, -np.inf, scores)
+    top = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    hits = np.take_along_axis(test, top, axis=1)
+    dcg = (hits / np.log2(np.arange(2, k + 2))[None, :]).sum(1)
+    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.minimum(test.sum(1), k) - 1]
+    return dcg / ideal

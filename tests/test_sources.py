@@ -1,0 +1,128 @@
+"""Candidate sources and their union on the real data: unseen items only, deterministic
+under a seed, the in-memory KG paths equal to the graph's query, a source that cannot
+fit left out and flagged, and no ranker-slice leakage into what the scorer stacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag_rec.build import load_ranker, sources_dir
+from rag_rec.data import Dataset, make_split
+from rag_rec.embed import RATED, kg_triples, user_node
+from rag_rec.retrieve import Retriever
+from rag_rec.scorer import ranker_slice
+from rag_rec.settings import Settings
+from rag_rec.sources import EASE, SASRec, Query, fit_sources, histories_of, load_sources
+
+
+@pytest.fixture(scope="module")
+def ranker(settings: Settings, artifacts):
+    return load_ranker(settings, artifacts)
+
+
+def _history(dataset: Dataset, user_id: str) -> list[tuple[str, float]]:
+    return [(i.item_id, i.rating) for i in dataset.history(user_id)]
+
+
+def test_each_source_and_the_union_return_only_unseen_items(settings: Settings, artifacts,
+                                                            ranker, dataset: Dataset) -> None:
+    assert set(ranker.sources) == set(settings.sources.enabled), ranker.report
+    users = ["1", "42", "405"]
+    queries = [Query(_history(dataset, u)) for u in users]
+    for name, source in ranker.sources.items():
+        retriever = Retriever(artifacts, {name: source}, [name], settings.retrieval,
+                              settings.sources.per_source)
+        for q, r in zip(queries, retriever.retrieve(queries)):
+            seen = {i for i, _ in q.history}
+            assert len(r.items) == settings.retrieval.budget and not seen & set(r.items)
+            assert any(name in p for p in r.proposed_by), name
+            assert np.isfinite(r.features).all()
+    union = Retriever(artifacts, ranker.sources, list(ranker.sources), settings.retrieval,
+                      settings.sources.per_source).retrieve(queries, exclude=[{"50"}, set(), set()])
+    assert "50" not in union[0].items
+
+
+def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
+                                                dataset: Dataset) -> None:
+    inter = dataset.interactions
+    small = inter[inter.user_id.isin([str(u) for u in range(1, 120)])]
+    tune = small.sort_values("timestamp").groupby("user_id").tail(1)
+    cfg = settings.sources.model_copy(update={"sasrec_epochs": 2, "sasrec_eval_every": 1})
+    queries = [Query(_history(dataset, u)[:-1]) for u in ("3", "77")]
+    for cls in (EASE, SASRec):
+        runs = []
+        for _ in range(2):
+            source = cls(artifacts, cfg, settings.retrieval)
+            source.fit(small, tune)
+            runs.append(source.scores(queries))
+        np.testing.assert_array_equal(runs[0], runs[1])
+    other = SASRec(artifacts, cfg.model_copy(update={"seed": 7}), settings.retrieval)
+    other.fit(small, tune)
+    assert not np.array_equal(other.scores(queries), runs[1])
+
+
+def test_kg_path_source_equals_the_graph_query(graph, ranker, artifacts) -> None:
+    rows = graph.query("kg_path_candidates", user_id="1", max_entity_degree=200, limit=50)
+    history = [(r["item_id"], r["rating"]) for r in reversed(graph.user_history("1", 1000))]
+    scores = ranker.sources["kg_path"].scores([Query(history)])[0]
+    col = {i: c for c, i in enumerate(artifacts.index.ids)}
+    assert len(rows) == 50
+    for r in rows:
+        assert scores[col[r["item_id"]]] == pytest.approx(r["score"], rel=1e-4)
+
+
+def test_a_source_that_cannot_fit_is_left_out_and_flagged(settings: Settings, artifacts,
+                                                          dataset: Dataset) -> None:
+    tight = settings.sources.model_copy(update={"ease_max_items": 10,
+                                                "enabled": ("ease", "popular")})
+    sources, report = fit_sources(artifacts, tight, settings.retrieval,
+                                  dataset.interactions, None)
+    assert list(sources) == ["popular"] and "ease_max_items" in report["ease"]["unavailable"]
+    r = Retriever(artifacts, sources, ["ease", "popular"], settings.retrieval, 50).retrieve(
+        [Query(_history(dataset, "42"))])[0]
+    assert len(r.items) == settings.retrieval.budget
+    assert not r.features[:, :2].any()  # the missing source's features are zero
+
+
+def test_the_ranker_slice_never_reaches_what_the_scorer_stacks(settings: Settings, artifacts,
+                                                               dataset: Dataset) -> None:
+    """The tuning sources, whose lists train the scorer, and the KG embeddings never saw
+    the slice they are labelled by; the serving sources see all train data."""
+    fit_part, slice_part = ranker_slice(artifacts.train, settings.scorer)
+    assert len(slice_part) > 0 and len(fit_part) + len(slice_part) == len(artifacts.train)
+    pairs = set(zip(slice_part.user_id, slice_part.item_id))
+    assert not pairs & set(zip(fit_part.user_id, fit_part.item_id))
+    folder = sources_dir(artifacts, settings)
+    key = artifacts.folder.name
+    args = (artifacts, settings.sources, settings.retrieval)
+    tuning, _ = load_sources(*args, folder / "tuning", key)
+    serving, _ = load_sources(*args, folder / "serving", key)
+    histories = histories_of(fit_part)
+    users = sorted(slice_part.user_id.unique())[:50]
+    full = histories_of(artifacts.train)
+    # EASE: the tuning model differs from one fit on train, and equals a refit on the
+    # slice-free part.
+    refit = EASE(*args)
+    refit.fit(fit_part, None, warm=tuning["ease"])
+    queries = [Query(histories[u]) for u in users]
+    np.testing.assert_allclose(tuning["ease"].scores(queries), refit.scores(queries), atol=1e-5)
+    assert not np.allclose(serving["ease"].scores(queries), refit.scores(queries))
+    # KG: no user -rated-> item triple of the slice is among the embedding's training data.
+    triples = {tuple(t) for t in kg_triples(dataset, fit_part) if t[1] == RATED}
+    assert not {(user_node(u), RATED, f"item:{i}") for u, i in pairs} & triples
+    assert all(len(full[u]) > len(histories[u]) for u in users)
+
+
+def test_ranker_slice_follows_the_protocol(settings: Settings, dataset: Dataset) -> None:
+    split = make_split(dataset, "kfold0")
+    latest = settings.scorer.model_copy(update={"slice": "latest", "slice_latest": 3})
+    fit_part, slice_part = ranker_slice(split.train, latest)
+    last = split.train.sort_values(["timestamp", "item_id"]).groupby("user_id").tail(3)
+    assert set(zip(slice_part.user_id, slice_part.item_id)) == set(zip(last.user_id,
+                                                                        last.item_id))
+    random = settings.scorer.model_copy(update={"slice": "random", "slice_share": 0.2})
+    a = ranker_slice(split.train, random)[1]
+    b = ranker_slice(split.train, random)[1]
+    assert a.equals(b) and 0.15 < len(a) / len(split.train) < 0.25
+    assert a.groupby("user_id").size().min() >= 1
