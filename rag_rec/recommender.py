@@ -45,9 +45,11 @@ from rag_rec.settings import Settings, get_settings
 
 class Recommender:
     def __init__(self, settings: Settings | None = None, *, split: str | None = None,
-                 use_llm: bool = True):
+                 use_llm: bool = True, autostart: bool = True):
+        """`autostart=False` connects to a running graph only (a service answers 503 at
+        once while Neo4j is down, instead of starting it inside a request)."""
         self.settings = settings or get_settings()
-        self.graph = GraphClient(self.settings.graph, self.settings.home)
+        self.graph = GraphClient(self.settings.graph, self.settings.home, autostart=autostart)
         self.artifacts = load_artifacts(self.settings, split)
         self.retriever = CandidateGenerator(self.artifacts, self.graph, self.settings)
         self.scorer = Scorer.load(scorer_dir(self.artifacts, self.settings.scorer),
@@ -221,9 +223,12 @@ class Recommender:
         return [(self.artifacts.items[i], s) for i, s in hits]
 
     async def health(self) -> Health:
+        """`down` when no full answer is possible: Neo4j unreachable, or its last ingest
+        unfinished (recommendations are refused with `IngestIncomplete` then);
+        `degraded` when only the LLM is missing."""
         try:
-            await asyncio.to_thread(self.graph.counts)
-            neo4j = "ok"
+            problem = await asyncio.to_thread(self.graph.ingest_problem)
+            neo4j = "ok" if problem is None else f"incomplete: {problem}"
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             neo4j = f"error: {exc}"
         if self.llm is None:
