@@ -11,7 +11,7 @@ from llama_index.core.tools import FunctionTool
 
 from pydantic import ValidationError
 
-from rag_rec.errors import RagRecError
+from rag_rec.errors import RagRecError, error_line
 from rag_rec.models import RecommendRequest, Recommendations
 from rag_rec.recommender import Recommender
 
@@ -39,10 +39,11 @@ def recommend_tool(recommender: Recommender) -> FunctionTool:
         try:
             request = RecommendRequest(user_id=user_id, liked_item_ids=liked_item_ids or [],
                                        text=text, k=min(k, 20))
+            await asyncio.to_thread(recommender.graph.require_complete_ingest)
             return _as_text(await recommender.arun(request))
         except (ValidationError, RagRecError) as exc:
             # An agent recovers from a readable error; an exception would end its turn.
-            return f"error: {exc}"
+            return f"error: {error_line(exc)}"
 
     # LlamaIndex derives the argument schema from the signature and runs the coroutine
     # for sync callers itself.
@@ -64,6 +65,7 @@ class RecommendationRetriever(BaseRetriever):
         request = (RecommendRequest(user_id=query.removeprefix("user:"), k=self.k,
                                     explain=self.explain) if query.startswith("user:")
                    else RecommendRequest(text=query, k=self.k, explain=self.explain))
+        self.recommender.graph.require_complete_ingest()
         result = asyncio.run(self.recommender.arun(request))
         nodes = []
         for r in result.items:
