@@ -64,27 +64,40 @@ _TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
 # --------------------------------------------------------------------------- reading
 
 
+def _decoded(path: Path, encoding: str) -> Iterator[str]:
+    """The file's lines, decoded one at a time so a bad byte is reported with its line."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}:{lineno}: not valid {encoding}: byte {raw[exc.start]:#04x} at "
+                    f"column {exc.start + 1}; re-save the file as {encoding}") from None
+
+
 def _rows(path: Path, sep: str, n_fields: int, *, encoding: str = "utf-8",
           header: bool = False) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, fields) of a delimited file, rejecting rows of the wrong width."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, encoding=encoding, newline="") as fh:
-        if sep == ",":
-            lines: Iterator[list[str]] = csv.reader(fh)
-        else:
-            lines = (line.rstrip("\r\n").split(sep) for line in fh)
-        for lineno, fields in enumerate(lines, start=1):
-            if header and lineno == 1:
-                continue
-            if fields == [] or fields == [""]:
-                continue
-            if len(fields) < n_fields:
-                raise DataError(
-                    f"{path}:{lineno}: expected {n_fields} fields separated by {sep!r}, "
-                    f"got {len(fields)}: {sep.join(fields)[:80]!r}"
-                )
-            yield lineno, fields
+    lines = _decoded(path, encoding)
+    if sep == ",":
+        reader = csv.reader(lines)
+        rows: Iterator[tuple[int, list[str]]] = ((reader.line_num, f) for f in reader)
+    else:
+        rows = enumerate((line.rstrip("\r\n").split(sep) for line in lines), start=1)
+    for lineno, fields in rows:
+        if header and lineno == 1:
+            continue
+        if fields == [] or fields == [""]:
+            continue
+        if len(fields) < n_fields:
+            raise DataError(
+                f"{path}:{lineno}: expected {n_fields} fields separated by {sep!r}, "
+                f"got {len(fields)}: {sep.join(fields)[:80]!r}"
+            )
+        yield lineno, fields
 
 
 def _convert(path: Path, lineno: int, what: str, fn: Callable[[str], object], value: str):
@@ -94,11 +107,29 @@ def _convert(path: Path, lineno: int, what: str, fn: Callable[[str], object], va
         raise DataError(f"{path}:{lineno}: bad {what} {value!r}") from None
 
 
-def _interaction(path: Path, lineno: int, u: str, i: str, r: str, t: str) -> tuple:
+#: The rating scale of each MovieLens release (RecBole atomic files keep their release's).
+RATING_SCALES = {"ml-100k": (1.0, 5.0), "ml-1m": (1.0, 5.0), "ml-latest": (0.5, 5.0)}
+
+
+def _scale(name: str) -> tuple[float, float]:
+    return next((v for k, v in RATING_SCALES.items() if name.startswith(k)), (0.5, 5.0))
+
+
+def _interaction(path: Path, lineno: int, u: str, i: str, r: str, t: str,
+                 scale: tuple[float, float]) -> tuple:
+    """(user, item, rating, timestamp, line) of one rating row, checked."""
     rating = _convert(path, lineno, "rating", float, r)
     if not np.isfinite(rating):
         raise DataError(f"{path}:{lineno}: bad rating {r!r}")
-    return u.strip(), i.strip(), rating, int(_convert(path, lineno, "timestamp", float, t))
+    lo, hi = scale
+    if not lo <= rating <= hi:
+        raise DataError(f"{path}:{lineno}: rating {r.strip()} is outside this dataset's "
+                        f"scale {lo:g}-{hi:g}")
+    user, item = u.strip(), i.strip()
+    for what, value in (("user", user), ("item", item)):
+        if not value:
+            raise DataError(f"{path}:{lineno}: empty {what} id")
+    return user, item, rating, int(_convert(path, lineno, "timestamp", float, t)), lineno
 
 
 def _split_title(title: str) -> tuple[str, int | None]:
@@ -123,7 +154,9 @@ def _title_year(path: Path, lineno: int, title: str, year: str) -> tuple[str, in
 
 def _read_recbole(folder: Path, name: str) -> tuple[list, list, list]:
     def typed(path: Path, wanted: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
-        first = path.open(encoding="utf-8").readline().rstrip("\r\n").split("\t")
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+        first = next(_decoded(path, "utf-8"), "").rstrip("\r\n").split("\t")
         columns = [c.split(":")[0] for c in first]
         missing = [w for w in wanted if w not in columns]
         if missing:
@@ -133,13 +166,14 @@ def _read_recbole(folder: Path, name: str) -> tuple[list, list, list]:
 
     inter_path = folder / f"{name}.inter"
     inter = [
-        _interaction(inter_path, n, r["user_id"], r["item_id"], r["rating"], r["timestamp"])
+        _interaction(inter_path, n, r["user_id"], r["item_id"], r["rating"], r["timestamp"],
+                     _scale(name))
         for n, r in typed(inter_path, _INTERACTION_COLUMNS)
     ]
     item_path = folder / f"{name}.item"
     items = [
-        (r["item_id"], *_title_year(item_path, n, r["movie_title"], r["release_year"]),
-         tuple(r["class"].split()))
+        (r["item_id"].strip(), *_title_year(item_path, n, r["movie_title"], r["release_year"]),
+         tuple(r["class"].split()), n)
         for n, r in typed(item_path, ["item_id", "movie_title", "release_year", "class"])
     ]
     user_path = folder / f"{name}.user"
@@ -153,7 +187,8 @@ def _read_recbole(folder: Path, name: str) -> tuple[list, list, list]:
 
 def _read_ml100k(folder: Path) -> tuple[list, list, list]:
     data = folder / "u.data"
-    inter = [_interaction(data, n, *f[:4]) for n, f in _rows(data, "\t", 4)]
+    inter = [_interaction(data, n, *f[:4], RATING_SCALES["ml-100k"])
+             for n, f in _rows(data, "\t", 4)]
     genre_path = folder / "u.genre"
     genres = [f[0] for _, f in _rows(genre_path, "|", 2, encoding="latin-1")]
     item_path = folder / "u.item"
@@ -161,7 +196,8 @@ def _read_ml100k(folder: Path) -> tuple[list, list, list]:
     for n, f in _rows(item_path, "|", 5 + len(genres), encoding="latin-1"):
         title, year = _split_title(f[1])
         flags = f[5:5 + len(genres)]
-        items.append((f[0], title, year, tuple(g for g, on in zip(genres, flags) if on == "1")))
+        items.append((f[0].strip(), title, year,
+                      tuple(g for g, on in zip(genres, flags) if on == "1"), n))
     user_path = folder / "u.user"
     users = [(f[0], int(_convert(user_path, n, "age", int, f[1])), f[2], f[3])
              for n, f in _rows(user_path, "|", 5)]
@@ -170,12 +206,13 @@ def _read_ml100k(folder: Path) -> tuple[list, list, list]:
 
 def _read_ml1m(folder: Path) -> tuple[list, list, list]:
     ratings = folder / "ratings.dat"
-    inter = [_interaction(ratings, n, *f[:4]) for n, f in _rows(ratings, "::", 4)]
+    inter = [_interaction(ratings, n, *f[:4], RATING_SCALES["ml-1m"])
+             for n, f in _rows(ratings, "::", 4)]
     movies = folder / "movies.dat"
     items = []
-    for _, f in _rows(movies, "::", 3, encoding="latin-1"):
+    for n, f in _rows(movies, "::", 3, encoding="latin-1"):
         title, year = _split_title(f[1])
-        items.append((f[0], title, year, tuple(f[2].split("|"))))
+        items.append((f[0].strip(), title, year, tuple(f[2].split("|")), n))
     users_path = folder / "users.dat"
     users = [(f[0], int(_convert(users_path, n, "age", int, f[2])), f[1], f[3])
              for n, f in _rows(users_path, "::", 5)] if users_path.exists() else []
@@ -184,13 +221,14 @@ def _read_ml1m(folder: Path) -> tuple[list, list, list]:
 
 def _read_latest(folder: Path) -> tuple[list, list, list]:
     ratings = folder / "ratings.csv"
-    inter = [_interaction(ratings, n, *f[:4]) for n, f in _rows(ratings, ",", 4, header=True)]
+    inter = [_interaction(ratings, n, *f[:4], RATING_SCALES["ml-latest"])
+             for n, f in _rows(ratings, ",", 4, header=True)]
     movies = folder / "movies.csv"
     items = []
-    for _, f in _rows(movies, ",", 3, header=True):
+    for n, f in _rows(movies, ",", 3, header=True):
         title, year = _split_title(f[1])
         genres = () if f[2] == "(no genres listed)" else tuple(f[2].split("|"))
-        items.append((f[0], title, year, genres))
+        items.append((f[0].strip(), title, year, genres, n))
     return inter, items, []
 
 
@@ -365,19 +403,10 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
     name, read, files = _detect(Path(folder))
     inter_rows, item_rows, user_rows = read()
 
-    interactions = pd.DataFrame(inter_rows, columns=_INTERACTION_COLUMNS)
+    _check_rows(files[0], files[1], inter_rows, item_rows)
+    interactions = pd.DataFrame([r[:4] for r in inter_rows], columns=_INTERACTION_COLUMNS)
     interactions = interactions.astype({"rating": "float64", "timestamp": "int64"})
-    dup = interactions.duplicated(["user_id", "item_id"])
-    if dup.any():
-        first = interactions[dup].iloc[0]
-        raise DataError(f"{files[0]}: user {first.user_id} rated item {first.item_id} twice")
-    items = pd.DataFrame(item_rows, columns=_ITEM_COLUMNS).set_index("item_id")
-    if items.index.has_duplicates:
-        raise DataError(f"{files[1]}: duplicate item id {items.index[items.index.duplicated()][0]}")
-    unknown = set(interactions["item_id"]) - set(items.index)
-    if unknown:
-        raise DataError(f"{files[0]}: {len(unknown)} rated item ids are not in {files[1].name}, "
-                        f"e.g. {sorted(unknown)[:3]}")
+    items = pd.DataFrame([r[:4] for r in item_rows], columns=_ITEM_COLUMNS).set_index("item_id")
     items["year"] = items["year"].astype("Int64")
     users = pd.DataFrame(user_rows, columns=_USER_COLUMNS).set_index("user_id")
 
@@ -405,6 +434,32 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
             digest.update(path.read_bytes())
     return Dataset(name=name, interactions=interactions, items=items, users=users,
                    entities=entities, triples=triple_df, fingerprint=digest.hexdigest()[:16])
+
+
+def _check_rows(inter_path: Path, item_path: Path, inter_rows: list[tuple],
+                item_rows: list[tuple]) -> None:
+    """Whole-file checks, each naming the offending line: no rows at all (a header-only
+    file), an item id listed twice, a rating repeated, a rated item not in the catalogue."""
+    for path, rows, what in ((inter_path, inter_rows, "ratings"), (item_path, item_rows, "items")):
+        if not rows:
+            raise DataError(f"{path}:1: no {what}: the file is empty or holds only a header")
+    item_line: dict[str, int] = {}
+    for item_id, *_, lineno in item_rows:
+        if not item_id:
+            raise DataError(f"{item_path}:{lineno}: empty item id")
+        if item_id in item_line:
+            raise DataError(f"{item_path}:{lineno}: item id {item_id!r} is listed again "
+                            f"(first at line {item_line[item_id]})")
+        item_line[item_id] = lineno
+    rated: dict[tuple[str, str], int] = {}
+    for user_id, item_id, _, _, lineno in inter_rows:
+        if (user_id, item_id) in rated:
+            raise DataError(f"{inter_path}:{lineno}: user {user_id!r} rated item {item_id!r} "
+                            f"again (first at line {rated[user_id, item_id]})")
+        rated[user_id, item_id] = lineno
+        if item_id not in item_line:
+            raise DataError(f"{inter_path}:{lineno}: item id {item_id!r} is not in "
+                            f"{item_path.name}")
 
 
 # --------------------------------------------------------------------------- splits

@@ -3,6 +3,11 @@ map them to exit codes and status codes in one place."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
 
 class RagRecError(Exception):
     """Base class of every error rag_rec raises on purpose."""
@@ -35,3 +40,73 @@ class LLMUnavailable(RagRecError):
 class GraphMismatch(RagRecError):
     """The graph holds other data, another split, or an incomplete ingest than the build
     being served; the message names the command that fixes it."""
+
+
+class IngestIncomplete(GraphUnavailable):
+    """The graph's last ingest did not finish (killed, or a build is still holding ratings
+    back), so answers from it would be partial; rerunning the ingest repairs it."""
+
+
+# --------------------------------------------------------------------------- rendering
+# What the adapters send back about an error. Inputs can hold anything JSON allows (NaN,
+# lone UTF-16 surrogates, megabytes of text), so an error never echoes them: it names the
+# field and the reason only, in text that any JSON encoder and any UTF-8 stream can carry.
+
+
+def safe_text(value: object, limit: int = 200) -> str:
+    """`value` as printable, UTF-8-encodable text of at most `limit` characters."""
+    text = str(value)
+    if not text.isprintable() or any("\ud800" <= c <= "\udfff" for c in text):
+        text = "".join(c if c.isprintable() and not "\ud800" <= c <= "\udfff"
+                       else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                       for c in text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def public_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Validation errors (pydantic's or FastAPI's) reduced to type, loc and msg: never
+    the rejected input or the parser's context, which may hold unencodable values."""
+    return [{"type": safe_text(e.get("type", "invalid"), 64),
+             "loc": [p if isinstance(p, int) else safe_text(p, 64) for p in e.get("loc", ())],
+             "msg": safe_text(e.get("msg", "invalid value"))} for e in errors]
+
+
+def summarise(errors: Iterable[Mapping[str, Any]]) -> str:
+    """One line for text-only channels (MCP, agents): `field: reason; ...`."""
+    return "; ".join(".".join(str(p) for p in e["loc"]) + ": " + e["msg"] if e["loc"]
+                     else e["msg"] for e in public_errors(errors))
+
+
+def lone_surrogate(value: object, loc: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """The location of the first string (key or value) in `value` holding a lone UTF-16
+    surrogate, which JSON can carry but UTF-8 cannot; None if there is none."""
+    if isinstance(value, str):
+        return loc if any("\ud800" <= c <= "\udfff" for c in value) else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = lone_surrogate(key, loc) or lone_surrogate(item, (*loc, key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = lone_surrogate(item, (*loc, i))
+            if found is not None:
+                return found
+    return None
+
+
+SURROGATE_MSG = "String holds a lone UTF-16 surrogate, which UTF-8 cannot encode"
+
+
+def describe(exc: RagRecError) -> dict[str, str]:
+    """The body every adapter gives for a domain error: its type and its message."""
+    return {"error": type(exc).__name__, "detail": safe_text(exc, 1000)}
+
+
+def error_line(exc: RagRecError | ValidationError) -> str:
+    """The same message as one line, for text-only channels (MCP tool errors, agents):
+    `UnknownUser: unknown user id 'x'`, `InvalidRequest: k: Input should be ...`."""
+    if isinstance(exc, ValidationError):
+        return f"InvalidRequest: {summarise(exc.errors())}"
+    body = describe(exc)
+    return f"{body['error']}: {body['detail']}"

@@ -16,6 +16,7 @@ With no `NEO4J_URI`, the bundled Neo4j 5.26 Community (graph/server: embedded, B
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from typing import Any
 
 import neo4j
 import pandas as pd
-from neo4j.exceptions import AuthError, ServiceUnavailable
+from neo4j.exceptions import AuthError, ServiceUnavailable, SessionExpired
 from tqdm import tqdm
 
 from rag_rec.data import Dataset, Split
@@ -45,6 +46,19 @@ def _load_queries() -> dict[str, str]:
 
 
 QUERIES = _load_queries()
+
+_WRITE_CLAUSE = re.compile(r"\b(CREATE|MERGE|SET|DELETE|REMOVE|DROP|FOREACH|LOAD\s+CSV)\b"
+                           r"|\bIN\s+TRANSACTIONS\b", re.IGNORECASE)
+
+
+def _writes(text: str) -> bool:
+    code = "\n".join(line.split("//", 1)[0] for line in text.splitlines())
+    return _WRITE_CLAUSE.search(code) is not None
+
+
+WRITE_QUERIES = frozenset(name for name, text in QUERIES.items() if _writes(text))
+"""Named queries holding a write clause; every other one runs in a read transaction, so
+the server refuses a write from a reading path even if one slips into its Cypher."""
 
 
 # --------------------------------------------------------------------------- server
@@ -173,12 +187,14 @@ class GraphClient:
             text = QUERIES[name]
         except KeyError:
             raise ValueError(f"unknown query {name!r}; valid: {', '.join(QUERIES)}") from None
+        routing = (neo4j.RoutingControl.WRITE if name in WRITE_QUERIES
+                   else neo4j.RoutingControl.READ)
         try:
             records, _, _ = self.driver.execute_query(
                 neo4j.Query(text, timeout=self.settings.query_timeout_s), params,
-                database_="neo4j",
+                database_="neo4j", routing_=routing,
             )
-        except ServiceUnavailable as exc:
+        except (ServiceUnavailable, SessionExpired) as exc:
             raise GraphUnavailable(f"Neo4j at {self.uri} went away: {exc}") from None
         return [r.data() for r in records]
 
@@ -191,8 +207,22 @@ class GraphClient:
         return self.query("counts")[0]
 
     def meta(self) -> dict[str, Any]:
+        """The last ingest's bookkeeping: dataset, fingerprint, split, complete."""
         rows = self.query("get_meta", key="ingest")
         return rows[0]["meta"] if rows else {}
+
+    def ingest_problem(self) -> str | None:
+        """Why answers from this graph would be partial, or None when its last ingest
+        finished. An ingest marks itself incomplete first and complete last, so a killed
+        one (or a build's calibration holding ratings back) shows here until it is rerun."""
+        meta = self.meta()
+        if not meta:
+            return "the graph holds no ingest yet: run `rag-rec graph ingest` or `rag-rec build`"
+        if not meta.get("complete"):
+            return (f"the graph's last ingest (split {meta.get('split', '?')!s}) did not "
+                    "finish, so it holds part of the data: rerun `rag-rec graph ingest` "
+                    "(or `rag-rec build`), which completes it")
+        return None
 
     def user_history(self, user_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         return self.query("user_history", user_id=user_id, limit=limit)
@@ -213,11 +243,10 @@ class GraphClient:
     def holds(self, ds: Dataset, split_name: str) -> str | None:
         """None when the graph holds a complete ingest of `ds` for `split_name` ("full":
         all interactions); otherwise what is wrong, in words."""
+        problem = self.ingest_problem()
+        if problem is not None:
+            return problem
         meta = self.meta()
-        if not meta:
-            return "nothing has been ingested"
-        if not meta.get("complete"):
-            return "its last ingest did not complete"
         if meta.get("fingerprint") != ds.fingerprint:
             return "it holds other data"
         if meta.get("split") != split_name:
@@ -251,12 +280,17 @@ class GraphClient:
         if split is not None and with_valid:
             split_name += "+valid"
         previous = self.meta()
-        if previous and (previous.get("split") != split_name
-                         or previous.get("fingerprint") != ds.fingerprint):
+        same = (previous.get("split") == split_name
+                and previous.get("fingerprint") == ds.fingerprint)
+        if previous and not same:
             self._run_autocommit("clear_interactions")
-        self.query("set_meta", key="ingest", props={
-            "dataset": ds.name, "fingerprint": ds.fingerprint, "split": split_name,
-            "complete": False})
+        # A rerun over a complete ingest of the same data only MERGEs what is there, so
+        # the graph stays complete throughout (a service keeps answering); anything
+        # else is incomplete until its last step.
+        if not (same and previous.get("complete")):
+            self.query("set_meta", key="ingest", props={
+                "dataset": ds.name, "fingerprint": ds.fingerprint, "split": split_name,
+                "complete": False})
 
         interactions = split.train if split is not None else ds.interactions
         if split is not None and with_valid:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Literal
+import re
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -146,13 +147,51 @@ class Recommendation(BaseModel):
 
 
 class Recommendations(BaseModel):
+    """An answer. `degraded` is derived here, in one place, from every stage's `flags`: a
+    stage only says what happened, and a flag in `DEGRADATION_FLAGS` makes the answer
+    degraded whichever stage raised it. Flags and explanation notes reach clients, so
+    the addresses and paths an error text may hold (the vLLM URL, a model folder) are
+    replaced by placeholders; the logs and an authorised /healthz keep them."""
+
+    DEGRADATION_FLAGS: ClassVar[frozenset[str]] = frozenset({
+        "llm_unavailable", "llm_score_unavailable", "profile_without_llm",
+        "explanations_from_templates", "explanations_timed_out",
+    })
+    """Flags (the part before any `: detail`) meaning a stage fell back. Informational
+    flags (`cold_start`-style: `unknown_user`, `short_history`, `text_only`, ...) are not
+    in it."""
+
     user_id: str | None
     items: list[Recommendation]
     cold_start: bool = False
     degraded: bool = False
-    """True when a stage fell back (LLM down, ...): `flags` says which."""
+    """True when a stage fell back (LLM down, ...): `flags` says which. Set from `flags`
+    on construction; a caller can only add to it, never clear a degradation flag's."""
     flags: list[str] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _derive(self) -> Recommendations:
+        self.flags = [_redact(f) for f in self.flags]
+        for r in self.items:
+            if r.explanation is not None and r.explanation.note:
+                r.explanation = r.explanation.model_copy(
+                    update={"note": _redact(r.explanation.note)})
+        self.degraded = self.degraded or any(
+            f.split(":", 1)[0].strip() in self.DEGRADATION_FLAGS for f in self.flags)
+        return self
+
+
+_INTERNALS = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^\s'\"),;]*[^\s'\"),;:.]"  # URLs (vLLM, Neo4j)
+    r"|(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?"  # IP addresses
+    r"|(?<![\w.:/])/(?:[\w.+-]+/)+[\w.+-]*",      # absolute paths
+    re.IGNORECASE)
+
+
+def _redact(text: str) -> str:
+    """`text` with URLs, IP addresses and absolute paths replaced by placeholders."""
+    return _INTERNALS.sub(lambda m: "<path>" if m[0].startswith("/") else "<address>", text)
 
 
 MAX_K = 100

@@ -28,7 +28,13 @@ import numpy as np
 from rag_rec.artifacts import load_artifacts
 from rag_rec.build import load_ranker
 from rag_rec.embed import TextCache, make_text_encoder
-from rag_rec.errors import GraphMismatch, LLMUnavailable, UnknownItem, UnknownUser
+from rag_rec.errors import (
+    GraphMismatch,
+    IngestIncomplete,
+    LLMUnavailable,
+    UnknownItem,
+    UnknownUser,
+)
 from rag_rec.graph import GraphClient
 from rag_rec.llm import LLMBackend, make_backend
 from rag_rec.models import (
@@ -68,6 +74,8 @@ class Ranked:
 class Recommender:
     def __init__(self, settings: Settings | None = None, *, split: str | None = None,
                  use_llm: bool = True, autostart: bool = True):
+        """`autostart=False` connects to a running graph only (a service answers 503 at
+        once while Neo4j is down, instead of starting it inside a request)."""
         self.settings = settings or get_settings()
         self.artifacts = load_artifacts(self.settings, split)
         ranker = load_ranker(self.settings, self.artifacts)
@@ -127,9 +135,13 @@ class Recommender:
         return out
 
     def check_graph(self) -> None:
-        """`GraphMismatch` unless the graph holds a complete ingest of this build's data
-        and split (an evaluation's `graph ingest --split` would otherwise leak rated items
-        into the answers)."""
+        """`IngestIncomplete` while the graph's last ingest is unfinished (answers would be
+        partial), `GraphMismatch` unless it holds this build's data and split (an
+        evaluation's `graph ingest --split` would otherwise leak rated items into the
+        answers). Every request that reads the graph passes here first."""
+        problem = self.graph.ingest_problem()
+        if problem is not None:
+            raise IngestIncomplete(problem)
         why = self.graph.holds(self.artifacts.ds, self.artifacts.split_name)
         if why:
             split = self.artifacts.split_name
@@ -138,7 +150,6 @@ class Recommender:
                                 f"run `{fix}`")
 
     def _history(self, user_id: str) -> list[tuple[str, float]]:
-        self.check_graph()
         rows = self.graph.user_history(user_id, limit=100_000)
         return [(r["item_id"], float(r["rating"])) for r in reversed(rows)]
 
@@ -172,6 +183,7 @@ class Recommender:
                          ) -> Recommendations:
         _check_k(k)
         start = time.perf_counter()
+        await asyncio.to_thread(self.check_graph)
         history = await asyncio.to_thread(self._history, user_id)
         timings = {"history": _ms(start)}
         t0 = time.perf_counter()
@@ -188,6 +200,7 @@ class Recommender:
                                   explain: bool = True) -> Recommendations:
         _check_k(k)
         start = time.perf_counter()
+        await asyncio.to_thread(self.check_graph)
         liked = [i for i in dict.fromkeys(liked_item_ids) if i in self.artifacts.items]
         profile = None
         flags = []
@@ -320,6 +333,7 @@ class Recommender:
 
     def history(self, user_id: str, limit: int = 1000) -> list[HistoryEntry]:
         """A user's ratings, newest first. `UnknownUser` if the graph has none."""
+        self.check_graph()
         rows = self.graph.user_history(user_id, limit=limit)
         if not rows:
             raise UnknownUser(f"unknown user id {user_id!r}")
@@ -329,6 +343,7 @@ class Recommender:
 
     def item_detail(self, item_id: str) -> ItemDetail:
         """An item with its KG facts. `UnknownItem` if the catalogue lacks it."""
+        self.check_graph()
         rows = self.graph.query("item_facts", item_id=item_id)
         if not rows or item_id not in self.artifacts.items:
             raise UnknownItem(f"unknown item id {item_id!r}")
@@ -348,9 +363,15 @@ class Recommender:
         return [(self.artifacts.items[i], s) for i, s in hits]
 
     async def health(self) -> Health:
+        """`down` when no full answer is possible: Neo4j unreachable, or its last ingest
+        unfinished (recommendations are refused with `IngestIncomplete` then);
+        `degraded` when only the LLM is missing."""
         try:
-            await asyncio.to_thread(self.graph.counts)
-            neo4j = "ok"
+            problem = await asyncio.to_thread(self.graph.ingest_problem)
+            mismatch = await asyncio.to_thread(self.graph.holds, self.artifacts.ds,
+                                               self.artifacts.split_name)
+            neo4j = ("ok" if problem is None and mismatch is None
+                     else f"incomplete: {problem}" if problem else f"mismatch: {mismatch}")
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             neo4j = f"error: {exc}"
         if self.llm is None:

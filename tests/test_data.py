@@ -183,3 +183,61 @@ def test_missing_files(tmp_path: Path, dataset: Dataset) -> None:
     (tmp_path / "movies.dat").unlink()
     with pytest.raises(DataError, match=r"movies\.dat: file not found"):
         load_dataset(DataSettings(source=tmp_path), tmp_path)
+
+
+# ------------------------------------------------------------------ planted faults
+# Each case plants one fault in real files (a 10-user slice in the MovieLens format that
+# reads it) and expects `file:line: reason` naming the exact line.
+
+def _plant(folder: Path, name: str, line: int | None, text: str | bytes) -> None:
+    """Replace line `line` (1-based) of `name` with `text`, or the whole file if None."""
+    path = folder / name
+    if line is None:
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return
+    lines = path.read_bytes().splitlines()
+    lines[line - 1] = text if isinstance(text, bytes) else text.encode()
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+@pytest.mark.parametrize("writer,name,line,text,expected", [
+    (_write_latest, "ratings.csv", 3, b"1,2,4.0,88125\xff0949",
+     r"ratings\.csv:3: not valid utf-8: byte 0xff at column 14"),
+    (_write_ml100k, "u.data", 5, b"1\t\xe9\t3\t881250949", r"u\.data:5: not valid utf-8"),
+    (_write_latest, "ratings.csv", None, "userId,movieId,rating,timestamp\n",
+     r"ratings\.csv:1: no ratings: the file is empty or holds only a header"),
+    (_write_ml1m, "ratings.dat", 4, "1::2::99::881250949",
+     r"ratings\.dat:4: rating 99 is outside this dataset's scale 1-5"),
+    (_write_ml1m, "ratings.dat", 6, "1::2::-1::881250949",
+     r"ratings\.dat:6: rating -1 is outside this dataset's scale 1-5"),
+    (_write_latest, "ratings.csv", 2, "1,2,0.25,881250949",
+     r"ratings\.csv:2: rating 0\.25 is outside this dataset's scale 0\.5-5"),
+    (_write_ml100k, "u.data", 7, "\t2\t3\t881250949", r"u\.data:7: empty user id"),
+    (_write_latest, "ratings.csv", 4, "1, ,3.0,881250949", r"ratings\.csv:4: empty item id"),
+])
+def test_planted_faults_name_file_and_line(tmp_path: Path, dataset: Dataset, writer, name,
+                                           line, text, expected) -> None:
+    writer(tmp_path, dataset)
+    _plant(tmp_path, name, line, text)
+    with pytest.raises(DataError, match=expected):
+        load_dataset(DataSettings(source=tmp_path, kg_dir=tmp_path / "none"), tmp_path)
+
+
+def test_repeats_and_unknown_items_name_both_lines(tmp_path: Path, dataset: Dataset) -> None:
+    _write_ml1m(tmp_path, dataset)
+    settings = DataSettings(source=tmp_path, kg_dir=tmp_path / "none")
+    ratings = (tmp_path / "ratings.dat").read_text().splitlines()
+    user, item = ratings[2].split("::")[:2]
+    _plant(tmp_path, "ratings.dat", 9, f"{user}::{item}::4::881250949")
+    with pytest.raises(DataError, match=rf"ratings\.dat:9: user '{user}' rated item '{item}' "
+                                        r"again \(first at line 3\)"):
+        load_dataset(settings, tmp_path)
+    _plant(tmp_path, "ratings.dat", 9, "1::99999::4::881250949")
+    with pytest.raises(DataError, match=r"ratings\.dat:9: item id '99999' is not in movies\.dat"):
+        load_dataset(settings, tmp_path)
+    (tmp_path / "ratings.dat").write_text("\n".join(ratings) + "\n")
+    movies = (tmp_path / "movies.dat").read_text(encoding="latin-1").splitlines()
+    _plant(tmp_path, "movies.dat", 5, movies[1].encode("latin-1"))
+    with pytest.raises(DataError, match=r"movies\.dat:5: item id '\d+' is listed again "
+                                        r"\(first at line 2\)"):
+        load_dataset(settings, tmp_path)

@@ -5,10 +5,21 @@
     GET  /v1/items/{item_id}                         -> ItemDetail (with KG facts)
     GET  /healthz                                    -> Health (Neo4j, vLLM, build)
 
-/v1 needs `Authorization: Bearer <token>` when a token is configured, and the service
-refuses to listen beyond loopback without one. Bodies over `max_body_bytes` get 413, each
-request has a timeout (504), errors map to status codes in one place, and every request
-is logged as one JSON line (method, path, status, ms; never headers or tokens).
+Each request passes these layers, outermost first, all plain ASGI so they act before
+FastAPI parses anything:
+
+- `AccessLog`: one JSON line per request (method, path, status, ms, request id; never
+  headers or tokens); an unhandled error becomes a 500 logged with its traceback.
+- `BearerAuth`: /v1 needs `Authorization: Bearer <token>` when a token is set (an empty
+  token counts as none), checked before the body is read.
+- `BufferedBody`: the body is read in full first, within `max_body_bytes` (413, declared
+  or streamed, chunked included) and `request_timeout_s` (408 for a slow or partial
+  body), so the app only ever sees a complete body.
+
+Paths match exactly (no slash redirects, so no `Location` built from the Host header).
+Validation errors are 422s naming the field and reason, never echoing the input; domain
+errors map to status codes in one place (`STATUS`); /healthz without the token shows the
+status only. The service refuses to listen beyond loopback without a token.
 """
 
 
@@ -18,16 +29,19 @@ import json
 import logging
 import secrets
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from rag_rec.errors import (
+    SURROGATE_MSG,
     GraphMismatch,
     GraphUnavailable,
     LLMUnavailable,
@@ -35,6 +49,9 @@ from rag_rec.errors import (
     StaleArtifact,
     UnknownItem,
     UnknownUser,
+    describe,
+    lone_surrogate,
+    public_errors,
 )
 from rag_rec.models import Health, HistoryEntry, ItemDetail, RecommendRequest, Recommendations
 from rag_rec.recommender import Recommender
@@ -46,14 +63,23 @@ STATUS: dict[type[RagRecError], int] = {
     UnknownUser: 404, UnknownItem: 404, GraphUnavailable: 503, LLMUnavailable: 503,
     StaleArtifact: 503, GraphMismatch: 503,
 }
+PUBLIC_PATHS = ("/healthz", "/docs", "/openapi.json", "/redoc")
+"""Paths served without the token (/healthz then shows its status only)."""
 
 
 class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record, with the record's `fields` and, for errors, the
+    traceback (a 500 must leave a trace)."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {"ts": round(record.created, 3), "level": record.levelname,
                  "logger": record.name, "msg": record.getMessage()}
         entry.update(getattr(record, "fields", {}))
-        return json.dumps(entry)
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["traceback"] = record.exc_text
+        return json.dumps(entry, default=str)
 
 
 def is_loopback(host: str) -> bool:
@@ -65,12 +91,103 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for bodies over `limit` bytes, declared or streamed."""
+def bearer_token(settings: Settings) -> bytes | None:
+    """The configured token, or None when unset or blank: `RAG_REC_API__TOKEN=""` is no
+    token (not a token nobody can send)."""
+    token = settings.api.token
+    if token is None or not token.get_secret_value().strip():
+        return None
+    return token.get_secret_value().encode()
 
-    def __init__(self, app, limit: int):
+
+def _presented(scope) -> bytes | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, credentials = value.partition(b" ")
+            return credentials.strip() if scheme.lower() == b"bearer" else None
+    return None
+
+
+def token_ok(scope, token: bytes | None) -> bool:
+    presented = _presented(scope)
+    return token is None or (presented is not None and secrets.compare_digest(presented, token))
+
+
+async def _reply(send, status: int, body: dict[str, Any],
+                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class AccessLog:
+    """ASGI middleware: one JSON log line per request, and a logged 500 (traceback
+    included) for an unhandled error instead of a dropped connection."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers", []))
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex[:12]
+        start = time.perf_counter()
+        status = 0
+
+        async def send_logged(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_logged)
+        except Exception:
+            log.error("unhandled error", exc_info=True, extra={"fields": {
+                "request_id": request_id, "error": traceback.format_exc(limit=1).strip()
+                .splitlines()[-1]}})
+            if status == 0:
+                await _reply(send_logged, 500, {"detail": "internal error; the service log "
+                                                "has the traceback", "request_id": request_id})
+            else:
+                status = 500
+        finally:
+            log.info("request", extra={"fields": {
+                "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                "status": status or 500, "ms": round((time.perf_counter() - start) * 1000, 1)}})
+
+
+class BearerAuth:
+    """ASGI middleware: 401 for /v1 without the token, before any body is read or parsed."""
+
+    def __init__(self, app, token: bytes | None):
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope, receive, send):
+        if (scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS
+                and not token_ok(scope, self.token)):
+            return await _reply(send, 401, {"detail": "missing or wrong bearer token"},
+                                ((b"www-authenticate", b"Bearer"),))
+        return await self.app(scope, receive, send)
+
+
+class BufferedBody:
+    """ASGI middleware: reads the whole body before the app runs. Over `limit` bytes,
+    declared or streamed (chunked bodies have no Content-Length): 413. Not complete
+    within `timeout_s`: 408, and the connection closes (a client cannot hold a worker
+    with a partial body)."""
+
+    def __init__(self, app, limit: int, timeout_s: float):
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -78,39 +195,52 @@ class BodyLimit:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await _too_large(send, self.limit)
-        seen = 0
+        chunks: list[bytes] = []
+        size = 0
+        deadline = time.monotonic() + self.timeout_s
+        more = True
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                return await _reply(send, 408, {"detail": "request body not received within "
+                                                f"{self.timeout_s:g}s"},
+                                    ((b"connection", b"close"),))
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await _too_large(send, self.limit)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        delivered = False
 
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _BodyTooLarge
-            return message
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()  # after the body: only a disconnect can come
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _too_large(send, self.limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
+        return await self.app(scope, replay, send)
 
 
 async def _too_large(send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body over {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})
+    await _reply(send, 413, {"detail": f"request body over {limit} bytes"},
+                 ((b"connection", b"close"),))
 
 
 def create_app(settings: Settings | None = None,
                make_recommender: Callable[[Settings], Recommender] | None = None) -> FastAPI:
-    """The app. The recommender is built on first use (and again after a failure), so the
-    service starts, and answers /healthz and 503s, while Neo4j is still down."""
+    """The app. The recommender is built on first use (and again after a failure), without
+    starting Neo4j, so the service starts, and answers /healthz and 503s at once, while
+    Neo4j is down."""
     settings = settings or get_settings()
-    factory = make_recommender or (lambda s: Recommender(s, use_llm=s.api.use_llm))
+    factory = make_recommender or (lambda s: Recommender(s, use_llm=s.api.use_llm,
+                                                         autostart=False))
+    token = bearer_token(settings)
     state: dict[str, Recommender] = {}
     lock = asyncio.Lock()
 
@@ -120,10 +250,15 @@ def create_app(settings: Settings | None = None,
         if "rec" in state:
             state["rec"].close()
 
-    app = FastAPI(title="rag_rec", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="rag_rec", version="0.1.0", lifespan=lifespan, redirect_slashes=False,
                   description="Explained recommendations from a knowledge graph and an LLM.")
-    app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)
-    bearer = HTTPBearer(auto_error=False)
+    # add_middleware wraps: the last added runs first.
+    app.add_middleware(BufferedBody, limit=settings.api.max_body_bytes,
+                       timeout_s=settings.api.request_timeout_s)
+    app.add_middleware(BearerAuth, token=token)
+    app.add_middleware(AccessLog)
+    # Documents the scheme in OpenAPI; BearerAuth has checked the token already.
+    bearer = Depends(HTTPBearer(auto_error=False))
 
     async def recommender() -> Recommender:
         async with lock:
@@ -131,75 +266,56 @@ def create_app(settings: Settings | None = None,
                 state["rec"] = await asyncio.to_thread(factory, settings)
             return state["rec"]
 
-    def authorised(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        token = settings.api.token
-        if token is None:
-            return
-        if creds is None or not secrets.compare_digest(creds.credentials.encode(),
-                                                       token.get_secret_value().encode()):
-            raise _Unauthorised
-
     Rec = Annotated[Recommender, Depends(recommender)]
-    Auth = Depends(authorised)
 
-    @app.exception_handler(_Unauthorised)
-    async def unauthorised(request: Request, exc: _Unauthorised) -> JSONResponse:
-        return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
-                            headers={"WWW-Authenticate": "Bearer"})
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": public_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(RagRecError)
     async def domain_error(request: Request, exc: RagRecError) -> JSONResponse:
         status = next((c for t, c in STATUS.items() if isinstance(exc, t)), 500)
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__},
-                            status_code=status)
+        return JSONResponse(describe(exc), status_code=status)
 
     @app.exception_handler(TimeoutError)
     async def timeout(request: Request, exc: TimeoutError) -> JSONResponse:
         return JSONResponse({"detail": f"request took over {settings.api.request_timeout_s}s"},
                             status_code=504)
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
-        start = time.perf_counter()
-        response = await call_next(request)
-        response.headers["x-request-id"] = request_id
-        log.info("request", extra={"fields": {
-            "request_id": request_id, "method": request.method, "path": request.url.path,
-            "status": response.status_code,
-            "ms": round((time.perf_counter() - start) * 1000, 1)}})
-        return response
-
-    @app.post("/v1/recommendations", dependencies=[Auth])
+    @app.post("/v1/recommendations", dependencies=[bearer])
     async def recommendations(body: RecommendRequest, rec: Rec) -> Recommendations:
         """Explained recommendations for a known user, or a new user's liked items and/or
         free text (cold start). Degraded stages are flagged, not hidden."""
+        where = lone_surrogate(body.model_dump(exclude_defaults=True))
+        if where is not None:
+            raise RequestValidationError([{"type": "string_unicode", "loc": ("body", *where),
+                                           "msg": SURROGATE_MSG}])
         return await asyncio.wait_for(rec.arun(body), timeout=settings.api.request_timeout_s)
 
-    @app.get("/v1/users/{user_id}/history", dependencies=[Auth])
+    @app.get("/v1/users/{user_id}/history", dependencies=[bearer])
     async def history(user_id: str, rec: Rec) -> list[HistoryEntry]:
         """The user's ratings, newest first."""
         return await asyncio.to_thread(rec.history, user_id)
 
-    @app.get("/v1/items/{item_id}", dependencies=[Auth])
+    @app.get("/v1/items/{item_id}", dependencies=[bearer])
     async def item(item_id: str, rec: Rec) -> ItemDetail:
         """An item with its knowledge-graph facts."""
         return await asyncio.to_thread(rec.item_detail, item_id)
 
     @app.get("/healthz")
-    async def healthz() -> JSONResponse:
-        """Neo4j, vLLM and build status; 503 when no answer is possible."""
+    async def healthz(request: Request) -> JSONResponse:
+        """Neo4j, vLLM and build status; 503 when no full answer is possible. Without
+        the token (when one is set) only the status: the details name internal
+        addresses and paths."""
         try:
             health = await (await recommender()).health()
         except RagRecError as exc:
             health = Health(status="down", neo4j=f"error: {exc}", llm="unknown", build="unknown")
-        return JSONResponse(health.model_dump(), status_code=503 if health.status == "down" else 200)
+        body = (health.model_dump() if token_ok(request.scope, token)
+                else {"status": health.status})
+        return JSONResponse(body, status_code=503 if health.status == "down" else 200)
 
     return app
-
-
-class _Unauthorised(Exception):
-    pass
 
 
 def serve(settings: Settings | None = None) -> None:
@@ -207,7 +323,7 @@ def serve(settings: Settings | None = None) -> None:
     import uvicorn
 
     settings = settings or get_settings()
-    if not is_loopback(settings.api.host) and settings.api.token is None:
+    if not is_loopback(settings.api.host) and bearer_token(settings) is None:
         raise RagRecError(f"refusing to listen on {settings.api.host} without a token: set "
                           "RAG_REC_API__TOKEN, or bind 127.0.0.1")
     handler = logging.StreamHandler()

@@ -11,7 +11,7 @@ from llama_index.core.tools import FunctionTool
 
 from pydantic import ValidationError
 
-from rag_rec.errors import RagRecError
+from rag_rec.errors import RagRecError, error_line
 from rag_rec.models import RecommendRequest, Recommendations
 from rag_rec.recommender import Recommender
 
@@ -42,7 +42,7 @@ def recommend_tool(recommender: Recommender) -> FunctionTool:
             return _as_text(await recommender.arun(request))
         except (ValidationError, RagRecError) as exc:
             # An agent recovers from a readable error; an exception would end its turn.
-            return f"error: {exc}"
+            return f"error: {error_line(exc)}"
 
     # LlamaIndex derives the argument schema from the signature and runs the coroutine
     # for sync callers itself.
