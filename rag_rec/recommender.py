@@ -163,12 +163,12 @@ class Recommender:
             chosen = [c.item.id for c in ranked]
             try:
                 explanations = await asyncio.wait_for(
-                    explain_many(self.llm, self.settings.llm, user,
-                                 [c.item for c in candidates], chosen, facts),
+                    explain_many(self.llm, self.settings.llm, user, history,
+                                 [c.item for c in ranked], facts, None),
                     timeout=self.settings.llm.stage_budget_s)
             except TimeoutError:
-                explanations = await explain_many(None, self.settings.llm, user,
-                                                  [c.item for c in candidates], chosen, facts)
+                explanations = await explain_many(None, self.settings.llm, user, history,
+                                                  [c.item for c in ranked], facts, None)
                 degraded = True
                 flags.append("explanations_timed_out")
             timings["explain"] = (time.perf_counter() - t0) * 1000
