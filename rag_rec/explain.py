@@ -116,8 +116,9 @@ def attribute(fact: Fact) -> str:
     if fact.relation == "subject":
         if (person := _CATEGORY_PERSON.match(name)) is not None:
             return f"{_CATEGORY_PHRASE[person.group(1).lower()]} {person.group(2)}"
-        if re.match(r"films? ", name, re.I):
-            return f"one of the {name[0].lower()}{name[1:]}"
+        first = name.split()[0]
+        if first.lower() in _COMMON_FIRST:  # "Time travel films" -> "time travel films"
+            name = first.lower() + name[len(first):]
         if re.search(r"\bfilms\b", name) and not name.endswith(" in films"):
             return f"one of the {name}"
         return f"listed under “{name}”"
@@ -131,6 +132,11 @@ _CATEGORY_PERSON = re.compile(
 _CATEGORY_PHRASE = {"films directed by": "directed by", "screenplays by": "written by",
                     "films written by": "written by", "films produced by": "produced by",
                     "film scores by": "with a score by"}
+_COMMON_FIRST = set("""films film time romantic epic teen buddy space science disaster
+musical comedy crime drama war western horror mystery action adventure animated fantasy
+christmas sports biographical historical political coming-of-age heist road monster vampire
+spy satirical independent erotic psychological supernatural children's martial legal
+medical prison courtroom slasher parody mockumentary musical""".split())
 _PARTICIPLES = ("directed by", "written by", "starring", "produced by", "shot by",
                 "distributed by", "from the", "with a score by")
 
@@ -200,14 +206,17 @@ _CATEGORY_WEIGHT = [  # DBpedia categories (`subject`) by what they name
     (re.compile(r"^films based on ", re.I), 0.7),
     (re.compile(r"^films (set|about) ", re.I), 0.5),
     (re.compile(r"^films produced by |^film scores by ", re.I), 0.35),
-    (re.compile(r"^films (shot|filmed) |imax|3d |re-release|^\d{4} films$|-language films$",
-                re.I), 0.15),
+    (re.compile(r"^films (shot|filmed) |imax|3d |re-release|^\d{4} films$|-language films$|"
+                r"^[A-Z][a-z]+ films$"), 0.15),  # "American films": a nationality says little
 ]
 _CATEGORY_RELATION = [(re.compile(r"\bdirected by ", re.I), "directed_by"),
                       (re.compile(r"\b(screenplays|written) by ", re.I), "written_by"),
                       (re.compile(r"\bproduced by ", re.I), "produced_by")]
 
 
+BROAD_DEGREE = 50
+"""An entity linked to more films (a genre, a decade, "American films") is never the
+second half of a two-path sentence: it would dilute the first."""
 SPECIFIC_DEGREE = 8
 """Entities linked to at most this many films count as equally specific: below it, the
 degree says more about DBpedia's coverage (a bit-part actor in 2 films) than about taste,
@@ -336,7 +345,8 @@ def template_options(item: Item, evidence: Sequence[Evidence],
     same = next((e for e in evidence[1:] if e.fact.entity_id == best.fact.entity_id
                  and e.fact.history_item_id != best.fact.history_item_id), None)
     drafts: list[tuple[str | None, tuple[Evidence, ...]]] = []
-    if other is not None and other.weight >= 0.5 * best.weight:
+    if other is not None and other.weight >= 0.5 * best.weight and \
+            (other.fact.entity_degree or 0) <= BROAD_DEGREE:
         drafts.append((_pair(best, other), (best, other)))
     drafts += [(_one(best), (best,)), (_history_first(best), (best,))]
     if same is not None:

@@ -264,25 +264,20 @@ def test_junk_or_hallucinated_replies_fall_back_to_the_template(
     assert template.source == "template" and template.note == "LLM unavailable"
     hallucinated = ('{"evidence": ["E1"], "text": "Rob Roy stars Liam Neeson, directed by '
                     'Lethonne, like Schindler\'s List."}')
-    for backend, mode in [
+    cases = [
         (ScriptedBackend([JsonReply("not json", "stop"), JsonReply(hallucinated, "stop")]),
          "free"),
         (ScriptedBackend([JsonReply('{"evidence": ["', "length")] * 2), "free"),
         (ScriptedBackend(logprobs={"A": float("nan"), "B": 0.0, "C": 0.0}), "choose"),
         (ScriptedBackend(logprobs=RuntimeError("garbage")), "choose"),
-    ]:
-        ex = asyncio.run(explain_many(backend, settings.llm, user, history, [rob_roy], facts,
-                                      mode=mode))[0]
-        assert ex.source == "template" and ex.text == template.text and ex.note, mode
+    ]
+    shipped = [asyncio.run(explain_many(backend, settings.llm, user, history, [rob_roy], facts,
+                                        mode=mode))[0] for backend, mode in cases]
+    for ex in shipped:
+        assert ex.source == "template" and ex.text == template.text and ex.note
         assert ex.evidence == template.evidence
-    assert any("Lethonne" in r for r in ex_rejected(settings, user, history, rob_roy, facts,
-                                                     hallucinated))
-
-
-def ex_rejected(settings, user, history, item, facts, reply):
-    backend = ScriptedBackend([JsonReply(reply, "stop")] * 2)
-    return asyncio.run(explain_many(backend, settings.llm, user, history, [item], facts,
-                                    mode="free"))[0].rejected
+    assert shipped[0].rejected[0].startswith("invalid reply")
+    assert any("Lethonne" in p for p in shipped[0].rejected[1].split("; "))
 
 
 @pytest.mark.llm
