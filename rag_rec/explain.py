@@ -535,15 +535,32 @@ def check_claims(text: str, item: Item, cited: Sequence[Fact],
         elif not relations & supported.get(target.key, set()):
             problems.append(f"“{m.group()}” is not what {text[target.start:target.end]} "
                             "did according to the cited facts")
+    # A film named beside a person or category is said to share it: that pair must be a
+    # cited fact ("Randle, who also starred in The American President" needs that path).
+    linkable = [s for s in spans if s.kind in ("entity", "genre")]
+    for t in titles:
+        if t.key == item.id:
+            continue
+        bounds = _sentence_bounds(masked_text, t.start, stops=".!?")
+        near = [s for s in linkable if bounds[0] <= s.start < bounds[1]]
+        before = [s for s in near if s.end <= t.start]
+        after = [s for s in near if s.start >= t.end]
+        link = before[-1] if before else (after[0] if after else None)
+        if link is not None and not any(
+                f.history_item_id == t.key and (f.entity_id == link.key if link.kind == "entity"
+                                                else f.entity_name == link.key)
+                for f in cited):
+            problems.append(f"no cited fact links {text[link.start:link.end]} to "
+                            f"{text[t.start:t.end]}")
     keys = {s.key for s in spans}
     if cited and not keys & ({f.entity_id for f in cited} | {f.history_item_id for f in cited}):
         problems.append("names none of the cited facts' entities or films")
     return list(dict.fromkeys(problems))
 
 
-def _sentence_bounds(text: str, pos: int) -> tuple[int, int]:
-    starts = [m.end() for m in re.finditer(r"[.!?;]\s", text[:pos])]
-    end = re.search(r"[.!?;](\s|$)", text[pos:])
+def _sentence_bounds(text: str, pos: int, stops: str = ".!?;") -> tuple[int, int]:
+    starts = [m.end() for m in re.finditer(rf"[{stops}]\s", text[:pos])]
+    end = re.search(rf"[{stops}](\s|$)", text[pos:])
     return (starts[-1] if starts else 0, pos + end.start() if end else len(text))
 
 

@@ -102,6 +102,9 @@ def test_checker_accepts_good_text_and_catches_subtle_errors(dataset: Dataset,
         "A comedy starring Liam Neeson, like Schindler's List.": "genre",
         "Starring Liam Neeson, winner of an Oscar.": "Oscar",
         "A film you will enjoy.": "names none",
+        # A real free-text reply: the actor and the film are both real, the link is not.
+        "Starring Liam Neeson, who also starred in Nell, which you rated 3 stars.":
+            "no cited fact links Liam Neeson to Nell",
     }
     for text, expected in bad.items():
         problems = check_claims(text, rob_roy, neeson, history)
