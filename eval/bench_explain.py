@@ -143,9 +143,11 @@ async def main() -> None:
                            "facts_top10": latency_summary(tf)}}
     path = write_results("explain", figures)
     d, f = figures["default_mode"], figures["free_mode"]
-    print_table("Explanations (default mode, and free text for a few users)", [
-        {"mode": figures["mode"], **{k: v for k, v in d.items() if not isinstance(v, dict)}},
-        {"mode": "free", **{k: v for k, v in f.items() if not isinstance(v, dict)}}])
+    flat = [{k: v for k, v in m.items() if k != "relations"} for m in (d, f)]
+    for m in flat:
+        m.update({f"{k} %": v for k, v in m.pop("share_pct").items()})
+    print_table("Explanations", [{"": k, f"{figures['mode']} (default)": flat[0].get(k, ""),
+                                  "free": flat[1].get(k, "")} for k in flat[0]])
     print_table("Explain-stage latency", [{"stage": k, **v}
                                          for k, v in figures["latency"].items()])
     write_report(shipped, free, figures)
