@@ -1,5 +1,5 @@
-"""LLM benchmark: rerank and explanation latency, throughput under concurrency, and how
-often explanations are valid and grounded.
+"""LLM benchmark: rerank (label scoring) latency and throughput under concurrency.
+Explanations have their own benchmark: eval/bench_explain.py.
 
     uv run --extra cpu python eval/bench_llm.py [--users 10] [--requests 16]
 
@@ -23,7 +23,7 @@ from eval.common import latency_summary, print_table, write_results  # noqa: E40
 from rag_rec.data import load_dataset  # noqa: E402
 from rag_rec.graph import GraphClient  # noqa: E402
 from rag_rec.llm import make_backend, model_path, render  # noqa: E402
-from rag_rec.rerank import LABELS, explain, explain_many, score_candidates  # noqa: E402
+from rag_rec.rerank import LABELS, score_candidates  # noqa: E402
 from rag_rec.settings import get_settings  # noqa: E402
 
 
@@ -46,81 +46,51 @@ async def main() -> None:
             rows = graph.query("kg_path_candidates", user_id=uid, max_entity_degree=200,
                                limit=50)
             history = [(ds.item(i.item_id), i.rating) for i in ds.history(uid)]
-            candidates = [ds.item(r["item_id"]) for r in rows]
-            facts = graph.candidate_facts([c.id for c in candidates[:10]],
-                                          {i.id: r for i, r in history})
-            cases.append((ds.user(uid), history, candidates, facts))
+            cases.append((ds.user(uid), history, [ds.item(r["item_id"]) for r in rows]))
 
     rerank_lat: dict[int, list[float]] = {20: [], 50: []}
-    explain_lat: list[float] = []
-    explanations = []
-    for user, history, candidates, facts in cases:
+    for user, history, candidates in cases:
         for n in rerank_lat:
             start = time.perf_counter()
             result = await score_candidates(backend, s.llm, user, history, candidates[:n])
             rerank_lat[n].append(time.perf_counter() - start)
             if result.degraded:
                 raise SystemExit(f"LLM unavailable: {result.error}")
-        start = time.perf_counter()
-        top = [c.id for c in candidates[:10]]
-        explanations += [(ex, facts[i]) for i, ex in zip(top, await explain_many(
-            backend, s.llm, user, candidates, top, facts))]
-        explain_lat.append(time.perf_counter() - start)
 
     throughput = await measure_throughput(backend, s, cases, args.requests)
-    n_ex = len(explanations)
     figures = {
         "model": model_path(s.llm, s.home), "backend": backend.name,
         "rerank_permutations": s.llm.rerank_permutations, "rerank_window": s.llm.rerank_window,
-        "latency": {f"rerank_{n}": latency_summary(v) for n, v in rerank_lat.items()}
-        | {"explain_top10": latency_summary(explain_lat)},
+        "latency": {f"rerank_{n}": latency_summary(v) for n, v in rerank_lat.items()},
         "throughput": throughput,
-        "explanations": {
-            "n": n_ex,
-            "valid_first_try_pct": round(100 * sum(e.source == "llm" for e, _ in explanations)
-                                         / n_ex, 1),
-            "valid_after_retry_pct": round(100 * sum(e.source == "llm_retry"
-                                                     for e, _ in explanations) / n_ex, 1),
-            "template_pct": round(100 * sum(e.source == "template" for e, _ in explanations)
-                                  / n_ex, 1),
-            "grounded_pct": round(100 * sum(set(e.fact_ids) <= {f.id for f in fs}
-                                            for e, fs in explanations) / n_ex, 1),
-        },
         "users": args.users,
     }
     print_table("latency (one user request)",
                 [{"what": k, **v} for k, v in figures["latency"].items()])
     print_table("throughput", [{"request": k, **v} for k, v in throughput.items()])
-    print_table("explanations", [figures["explanations"]])
     print(f"wrote {write_results('llm', figures)}")
 
 
 async def measure_throughput(backend, s, cases, n_requests: int) -> dict[str, dict]:
-    """Requests/s of single label-scoring calls (20 candidates, one forward pass) and of
-    single explanations, at concurrency 1/4/16 (vLLM batches concurrent requests)."""
+    """Requests/s of single label-scoring calls (20 candidates, one forward pass) at
+    concurrency 1/4/16 (vLLM batches concurrent requests)."""
     out: dict[str, dict] = {}
     for concurrency in (1, 4, 16):
         gate = asyncio.Semaphore(concurrency)
 
         async def label_call(k: int) -> None:
-            user, history, candidates, _ = cases[k % len(cases)]
+            user, history, candidates = cases[k % len(cases)]
             labels = LABELS[:20]
             messages = render("rerank", user=user, history=[], labels=labels, candidates=[
                 {"label": lb, "title": c.title} for lb, c in zip(labels, candidates)])
             async with gate:
                 await backend.choice_logprobs(messages, labels)
 
-        async def explain_call(k: int) -> None:
-            user, _, candidates, facts = cases[k % len(cases)]
-            item = candidates[k % 10]
-            async with gate:
-                await explain(backend, s.llm, user, item, facts[item.id])
-
-        for name, call in (("label_scoring", label_call), ("explanation", explain_call)):
-            start = time.perf_counter()
-            await asyncio.gather(*(call(k) for k in range(n_requests)))
-            elapsed = time.perf_counter() - start
-            out.setdefault(name, {})[f"c{concurrency}_req_per_s"] = round(n_requests / elapsed, 2)
+        start = time.perf_counter()
+        await asyncio.gather(*(label_call(k) for k in range(n_requests)))
+        elapsed = time.perf_counter() - start
+        out.setdefault("label_scoring", {})[f"c{concurrency}_req_per_s"] = round(
+            n_requests / elapsed, 2)
     return out
 
 

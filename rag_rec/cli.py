@@ -247,7 +247,8 @@ def recommend(
         why = escape(r.explanation.text) if r.explanation else ""
         if r.explanation and r.explanation.source != "llm":
             why += f"\n[dim]({r.explanation.source}: {escape(r.explanation.note or '')})[/dim]"
-        why += "".join(f"\n[cyan]{f.id}[/cyan] {escape(f.text)}" for f in r.facts)
+        if r.explanation:
+            why += "".join(f"\n• {escape(t)}" for t in r.explanation.facts_in_words)
         year = f" ({r.item.year})" if r.item.year else ""
         table.add_row(str(r.rank), escape(r.item.title + year), f"{r.p_next:.3f}", why)
     console.print(table)

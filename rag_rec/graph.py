@@ -227,12 +227,18 @@ class GraphClient:
     def user_history(self, user_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         return self.query("user_history", user_id=user_id, limit=limit)
 
-    def candidate_facts(self, item_ids: Sequence[str], history: dict[str, float],
-                        per_candidate: int = 3) -> dict[str, list[Fact]]:
-        """Facts linking each candidate to the history items (id -> rating)."""
+    def candidate_facts(self, item_ids: Sequence[str], history: dict[str, float | None],
+                        per_candidate: int = 30, per_entity: int = 3,
+                        min_rating: float = 3.0) -> dict[str, list[Fact]]:
+        """KG paths linking each candidate to the history items (id -> rating; None or
+        missing ratings count as liked), with entity kind/degree and the rating, for
+        the explainer to choose from. Paths through items rated below `min_rating` are
+        not returned; see graph/queries/candidate_facts.cypher for the order and caps."""
+        ratings = {i: float(r) for i, r in history.items() if r is not None}
         rows = self.query("candidate_facts", item_ids=list(item_ids),
-                          history_item_ids=list(history), ratings=history,
-                          per_candidate=per_candidate)
+                          history_item_ids=list(history), ratings=ratings,
+                          min_rating=min_rating, per_candidate=per_candidate,
+                          per_entity=per_entity)
         facts: dict[str, list[Fact]] = {i: [] for i in item_ids}
         for row in rows:
             facts[row["candidate_id"]].append(Fact(**row))

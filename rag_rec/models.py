@@ -70,6 +70,13 @@ class Fact(_Frozen):
     history_relation: str
     history_item_id: str
     history_title: str
+    # Context for choosing and phrasing evidence; not part of the path, so not of its id.
+    entity_kind: str | None = None
+    """`dbpedia` (a person or company), `category`, `genre` or `decade`."""
+    entity_degree: int | None = None
+    """Items linked to the entity: 2 for a rare director, hundreds for a genre."""
+    history_rating: float | None = None
+    """The user's rating of the history item, where known."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -89,6 +96,15 @@ class Fact(_Frozen):
             f"<-[{self.history_relation}]-({self.history_title})"
         )
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def plain(self) -> str:
+        """The path in plain words, e.g. "Rob Roy stars Liam Neeson, who also stars in
+        Schindler's List." (for readers: no ids, no arrows)."""
+        from rag_rec.explain import fact_in_words
+
+        return fact_in_words(self)
+
 
 class Candidate(BaseModel):
     """An item proposed for a user, with where it came from and why."""
@@ -99,16 +115,64 @@ class Candidate(BaseModel):
     facts: list[Fact] = Field(default_factory=list)
 
 
+class Evidence(_Frozen):
+    """One KG path used to explain an item, with the numbers that chose it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # `plain` is derived
+
+    fact: Fact
+    history_rating: float | None = None
+    """The user's rating of the history item the path goes through (None: unknown, as
+    for a new user's liked items)."""
+    attention: float = Field(ge=0, le=1)
+    """The scorer's attention on that history item for this candidate, scaled so the
+    most-attended history item is 1 (uniform when the scorer gave none)."""
+    specificity: float = Field(ge=0)
+    """1 / log2(1 + max(entity degree, 8)): a director of 3 films beats a genre of 700."""
+    weight: float = Field(ge=0)
+    """What ranked this path: relation weight × specificity × rating factor ×
+    attention factor (`rag_rec.explain.select_evidence`)."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def plain(self) -> str:
+        """The fact in plain words, with the user's rating of the history item."""
+        from rag_rec.explain import evidence_in_words
+
+        return evidence_in_words(self)
+
+
 class Explanation(_Frozen):
-    """Why an item is recommended, citing KG facts by id (never a fact not retrieved)."""
+    """Why an item is recommended: a short sentence, and the KG facts (evidence) behind it.
+
+    Every text is either rendered by code from the evidence (templates, and the options
+    the small LLM chooses among) or LLM free text that passed the claim checker
+    (`rag_rec.explain.check_claims`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # `facts_in_words` is derived
 
     text: str
+    """The short "why", in plain words (no fact ids)."""
     fact_ids: tuple[str, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    """The paths the text states, strongest first, with their weights."""
     source: Literal["llm", "llm_retry", "template"]
-    """`llm`: valid on the first try; `llm_retry`: valid after one retry; `template`:
-    built from the strongest KG path because the LLM failed or was unavailable."""
+    """`llm`: the LLM's choice or text, accepted first time; `llm_retry`: accepted after
+    one retry; `template`: rendered from the strongest evidence, because the LLM was
+    unavailable, failed, or its text was rejected (`rejected` says why)."""
+    mode: Literal["choose", "free"] | None = None
+    """How the LLM was asked: `choose` among verified sentences, or write `free` text
+    that the claim checker must pass; None when it was not asked."""
+    rejected: tuple[str, ...] = ()
+    """The claim checker's (or validator's) reasons for each LLM reply it rejected."""
     note: str | None = None
     """Why a retry or the template was needed."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def facts_in_words(self) -> tuple[str, ...]:
+        """The cited facts in plain words, for the CLI and the API to list under the why."""
+        return tuple(e.plain for e in self.evidence)
 
 
 class ColdStartProfile(_Frozen):

@@ -50,7 +50,8 @@ from rag_rec.models import (
     Recommendations,
     User,
 )
-from rag_rec.rerank import cold_start_profile, explain_many, score_candidates
+from rag_rec.explain import explain_many
+from rag_rec.rerank import cold_start_profile, score_candidates
 from rag_rec.retrieve import Retriever
 from rag_rec.scorer import sigmoid
 from rag_rec.settings import Settings, get_settings
@@ -262,13 +263,16 @@ class Recommender:
             timings["facts"] = _ms(t0)
             t0 = time.perf_counter()
             candidates = [items[i] for i in chosen]
+            # The history items each candidate's score attended to: the evidence of choice.
+            attention = self.scorer.attention(history, chosen)
             try:
                 explanations = await asyncio.wait_for(
-                    explain_many(self.llm, self.settings.llm, user, candidates, chosen, facts),
+                    explain_many(self.llm, self.settings.llm, user, history_items, candidates,
+                                 facts, attention),
                     timeout=self.settings.llm.stage_budget_s)
             except TimeoutError:
-                explanations = await explain_many(None, self.settings.llm, user, candidates,
-                                                  chosen, facts)
+                explanations = await explain_many(None, self.settings.llm, user, history_items,
+                                                  candidates, facts, attention)
                 degraded = True
                 flags.append("explanations_timed_out")
             timings["explain"] = _ms(t0)

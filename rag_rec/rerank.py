@@ -1,4 +1,4 @@
-"""LLM rerank by label scoring, KG-grounded explanations, and cold-start profiles.
+"""LLM rerank by label scoring, and cold-start profiles.
 
 Rerank reads probabilities instead of parsing text: candidates get single-letter labels,
 the model's next token is restricted to those labels (structured output `choice`,
@@ -7,10 +7,7 @@ Orders are shuffled `rerank_permutations` times and the scores averaged to cance
 bias; large candidate sets are cut into windows of at most `rerank_window`. A label can
 only name a candidate, so no text in a title can put a non-candidate in the output.
 
-Explanations are JSON constrained by a schema generated from a pydantic model whose
-`fact_ids` may only be the ids of the facts retrieved for that item; the reply is validated
-again (schema, fact ids, length), retried once, and otherwise replaced by a deterministic
-template built from the strongest KG path. Every result says which of these happened.
+Explanations live in `rag_rec.explain`.
 """
 
 from __future__ import annotations
@@ -22,18 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import Field, ValidationError, create_model
 
 from rag_rec.errors import LLMUnavailable
 from rag_rec.llm import LLMBackend, render
-from rag_rec.models import ColdStartProfile, Explanation, Fact, Item, User
+from rag_rec.models import ColdStartProfile, Item, User
 from rag_rec.settings import LLMSettings
 
 LABELS = [chr(ord("A") + i) for i in range(26)]
 HISTORY_IN_PROMPT = 20
 """Most recent history items shown to the LLM (SmolLM2's context is small)."""
 TITLE_CHARS = 120
-RETRY_TEMPERATURE = 0.7
 
 
 def _item_json(item: Item, **extra: Any) -> dict[str, Any]:
@@ -107,107 +103,6 @@ async def score_candidates(backend: LLMBackend, settings: LLMSettings, user: Use
             totals.setdefault(item_id, []).append(score)
     return RerankResult(scores={i: sum(v) / len(v) for i, v in totals.items()},
                         requests=len(jobs))
-
-
-# --------------------------------------------------------------------------- explain
-
-
-def _explanation_model(facts: Sequence[Fact], settings: LLMSettings) -> type[BaseModel]:
-    """The reply schema for one item: only its own fact ids may be cited."""
-    fact_id = Literal[tuple(f.id for f in facts)]  # type: ignore[valid-type]
-    lo, hi = settings.explanation_chars
-    return create_model(
-        "ExplanationReply",
-        fact_ids=(list[fact_id], Field(min_length=1, max_length=min(3, len(facts)))),
-        text=(str, Field(min_length=lo, max_length=hi)),
-    )
-
-
-def template_explanation(item: Item, facts: Sequence[Fact], note: str) -> Explanation:
-    """Deterministic explanation from the strongest KG path (facts come rarest-entity
-    first), or a plain statement when the item has no path to the history."""
-    if not facts:
-        return Explanation(text=f"{item.title} was found by similarity and popularity; the "
-                                "knowledge graph has no path from it to your history.",
-                           source="template", note=note)
-    f = facts[0]
-    relation = f.relation.replace("_", " ")
-    return Explanation(
-        text=f"Recommended because you watched {f.history_title}: {item.title} shares "
-             f"{f.entity_name} ({relation}) with it.",
-        fact_ids=(f.id,), source="template", note=note)
-
-
-async def explain(backend: LLMBackend | None, settings: LLMSettings, user: User, item: Item,
-                  facts: Sequence[Fact]) -> Explanation:
-    """Explain one recommendation, citing only `facts` (see the module docstring)."""
-    if backend is None:
-        return template_explanation(item, facts, "LLM unavailable")
-    if not facts:
-        return template_explanation(item, facts, "no KG path links this item to the history")
-    reply_model = _explanation_model(facts, settings)
-    messages = render("explain", user=user, item=_item_json(item),
-                      facts=[{"id": f.id, "text": f.text} for f in facts])
-    by_id = {f.id: f for f in facts}
-    note = None
-    for attempt in range(2):
-        try:
-            # Greedy first; the retry samples, since greedy would repeat the same reply.
-            reply = await asyncio.wait_for(
-                backend.generate_json(messages, reply_model.model_json_schema(),
-                                      settings.explain_max_tokens,
-                                      temperature=RETRY_TEMPERATURE if attempt else 0.0),
-                timeout=settings.request_timeout_s)
-        except (LLMUnavailable, TimeoutError) as exc:
-            return template_explanation(item, facts, f"LLM unavailable: {exc or 'timeout'}")
-        if reply.finish_reason == "length":
-            note = "reply truncated at max_tokens"
-            continue
-        try:
-            parsed = reply_model.model_validate_json(reply.text)
-        except ValidationError as exc:
-            note = f"invalid reply: {exc.errors()[0]['msg']}"
-            continue
-        cited = tuple(dict.fromkeys(parsed.fact_ids))
-        problem = _text_problem(parsed.text, [by_id[i] for i in cited if i in by_id])
-        if not set(cited) <= by_id.keys():  # the schema should make this impossible
-            problem = "reply cited facts that were not retrieved"
-        if problem:
-            note = problem
-            continue
-        return Explanation(text=parsed.text.strip(), fact_ids=cited,
-                           source="llm" if attempt == 0 else "llm_retry", note=note)
-    return template_explanation(item, facts, f"{note}; after one retry")
-
-
-def _text_problem(text: str, cited: Sequence[Fact]) -> str | None:
-    """Checks a schema cannot express: the text names what it cites, and does not loop
-    (small models repeat a phrase until max_tokens)."""
-    words = text.lower().split()
-    if len(words) >= 12 and len(set(words)) < 0.5 * len(words):
-        return "repetitive text"
-    lowered = text.lower()
-    if not any(f.entity_name.lower() in lowered or f.history_title.lower() in lowered
-               for f in cited):
-        return "text names none of the cited facts' entities or movies"
-    return None
-
-
-async def explain_many(backend: LLMBackend | None, settings: LLMSettings, user: User,
-                       candidates: Sequence[Item], chosen: Sequence[str],
-                       facts: dict[str, list[Fact]]) -> list[Explanation]:
-    """Explanations for the `chosen` item ids, which must all be candidates."""
-    by_id = {c.id: c for c in candidates}
-    strangers = [i for i in chosen if i not in by_id]
-    if strangers:
-        raise ValueError(f"items {strangers} are not among the candidates")
-    gate = asyncio.Semaphore(settings.concurrency)
-
-    async def one(item_id: str) -> Explanation:
-        async with gate:
-            return await explain(backend, settings, user, by_id[item_id], facts.get(item_id, []))
-
-    return list(await asyncio.gather(*(one(i) for i in chosen)))
 
 
 # --------------------------------------------------------------------------- cold start

@@ -1,4 +1,5 @@
-"""LLM rerank and explanations against the real vLLM server, plus the fallbacks."""
+"""LLM rerank and explanations against the real vLLM server, plus the fallbacks (the
+explanation checker, evidence and modes in detail: tests/test_explain.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,8 @@ from rag_rec.data import Dataset
 from rag_rec.graph import GraphClient
 from rag_rec.llm import JsonReply, OpenAIBackend, render
 from rag_rec.models import Item
-from rag_rec.rerank import (
-    cold_start_profile,
-    explain,
-    explain_many,
-    history_json,
-    score_candidates,
-    template_explanation,
-)
+from rag_rec.explain import explain_many
+from rag_rec.rerank import cold_start_profile, history_json, score_candidates
 from rag_rec.settings import Settings
 
 USER = "42"
@@ -84,12 +79,10 @@ def test_injection_title_cannot_add_a_non_candidate(
     assert set(result.scores) == {c.id for c in candidates}
     assert "1" not in result.scores or "1" in {c.id for c in candidates}
     facts = graph.candidate_facts([poisoned.id], _ratings(dataset))
-    ex = asyncio.run(explain(llm, settings.llm, dataset.user(USER), poisoned,
-                             facts[poisoned.id]))
-    assert set(ex.fact_ids) <= {f.id for f in facts[poisoned.id]}
-    with pytest.raises(ValueError, match="not among the candidates"):
-        asyncio.run(explain_many(llm, settings.llm, dataset.user(USER), candidates, ["1"],
-                                 facts))
+    ex = asyncio.run(explain_many(llm, settings.llm, dataset.user(USER), _history(dataset),
+                                  [poisoned], facts))[0]
+    assert ex.fact_ids and set(ex.fact_ids) <= {f.id for f in facts[poisoned.id]}
+    assert INJECTION not in ex.text and "item 1" not in ex.text
 
 
 @pytest.mark.llm
@@ -97,17 +90,16 @@ def test_explanations_cite_only_retrieved_graph_facts(
         llm, settings: Settings, dataset: Dataset, graph: GraphClient) -> None:
     candidates = _candidates(graph, dataset, 8)
     facts = graph.candidate_facts([c.id for c in candidates], _ratings(dataset))
-    chosen = [c.id for c in candidates]
-    explanations = asyncio.run(explain_many(llm, settings.llm, dataset.user(USER),
-                                            candidates, chosen, facts))
-    lo, hi = settings.llm.explanation_chars
-    for item_id, ex in zip(chosen, explanations):
-        retrieved = {f.id for f in facts[item_id]}
-        assert ex.fact_ids and set(ex.fact_ids) <= retrieved
-        assert ex.source in {"llm", "llm_retry", "template"}
-        assert ex.source == "template" or lo <= len(ex.text) <= hi
-        if ex.source != "llm":
-            assert ex.note
+    for mode in ("choose", "free"):
+        explanations = asyncio.run(explain_many(llm, settings.llm, dataset.user(USER),
+                                                _history(dataset), candidates, facts,
+                                                mode=mode))
+        for item, ex in zip(candidates, explanations):
+            retrieved = {f.id for f in facts[item.id]}
+            assert ex.fact_ids and set(ex.fact_ids) <= retrieved
+            assert ex.source in {"llm", "llm_retry", "template"} and ex.mode == mode
+            if ex.source != "llm":
+                assert ex.note
 
 
 class ScriptedBackend:
@@ -129,34 +121,35 @@ class ScriptedBackend:
 
 def _one_item_with_facts(graph: GraphClient, dataset: Dataset):
     item = _candidates(graph, dataset, 1)[0]
-    return item, graph.candidate_facts([item.id], _ratings(dataset))[item.id]
+    return item, graph.candidate_facts([item.id], _ratings(dataset))
 
 
-@pytest.mark.parametrize("replies,source", [
-    ([JsonReply("not json", "stop"), JsonReply('{"fact_ids": ["fnope"], "text": "x"}', "stop")],
-     "template"),
-    ([JsonReply('{"fact_ids": ["', "length"), JsonReply("", "length")], "template"),
+@pytest.mark.parametrize("replies", [
+    [JsonReply("not json", "stop"), JsonReply('{"evidence": ["E9"], "text": "x"}', "stop")],
+    [JsonReply('{"evidence": ["', "length"), JsonReply("", "length")],
 ])
-def test_invalid_or_truncated_replies_fall_back_after_one_retry(
-        settings: Settings, dataset: Dataset, graph: GraphClient, replies, source) -> None:
+def test_invalid_or_truncated_free_replies_fall_back_after_one_retry(
+        settings: Settings, dataset: Dataset, graph: GraphClient, replies) -> None:
     item, facts = _one_item_with_facts(graph, dataset)
     backend = ScriptedBackend(replies)
-    ex = asyncio.run(explain(backend, settings.llm, dataset.user(USER), item, facts))
-    assert backend.calls == 2
-    assert ex.source == source and "after one retry" in ex.note
-    assert ex == template_explanation(item, facts, ex.note)
-    assert ex.fact_ids == (facts[0].id,) and facts[0].entity_name in ex.text
+    args = (settings.llm, dataset.user(USER), _history(dataset), [item], facts)
+    ex = asyncio.run(explain_many(backend, *args, mode="free"))[0]
+    assert backend.calls == 2 and len(ex.rejected) == 2
+    template = asyncio.run(explain_many(None, *args))[0]
+    assert ex.source == "template" and ex.text == template.text
+    assert ex.fact_ids == template.fact_ids
 
 
-def test_valid_reply_on_retry_is_marked(settings: Settings, dataset: Dataset,
-                                        graph: GraphClient) -> None:
+def test_valid_free_reply_on_retry_is_marked(settings: Settings, dataset: Dataset,
+                                             graph: GraphClient) -> None:
     item, facts = _one_item_with_facts(graph, dataset)
-    good = json.dumps({"fact_ids": [facts[0].id],
-                       "text": f"You liked {facts[0].history_title}; this one shares "
-                               f"{facts[0].entity_name}."})
+    args = (settings.llm, dataset.user(USER), _history(dataset), [item], facts)
+    best = asyncio.run(explain_many(None, *args))[0].evidence[0]
+    good = json.dumps({"evidence": ["E1"], "text": best.plain})
     backend = ScriptedBackend([JsonReply("{}", "stop"), JsonReply(good, "stop")])
-    ex = asyncio.run(explain(backend, settings.llm, dataset.user(USER), item, facts))
-    assert ex.source == "llm_retry" and ex.fact_ids == (facts[0].id,)
+    ex = asyncio.run(explain_many(backend, *args, mode="free"))[0]
+    assert ex.source == "llm_retry" and ex.fact_ids == (best.fact.id,), ex.rejected
+    assert ex.text == best.plain and ex.rejected
 
 
 @pytest.mark.llm
@@ -171,7 +164,8 @@ def test_server_down_or_timing_out_degrades(settings: Settings, dataset: Dataset
         result = asyncio.run(score_candidates(backend, backend.settings, dataset.user(USER),
                                               _history(dataset), candidates))
         assert result.degraded and result.scores == {} and result.error
-        ex = asyncio.run(explain(backend, backend.settings, dataset.user(USER), item, facts))
+        ex = asyncio.run(explain_many(backend, backend.settings, dataset.user(USER),
+                                      _history(dataset), [item], facts))[0]
         assert ex.source == "template" and ex.note.startswith("LLM unavailable")
 
 

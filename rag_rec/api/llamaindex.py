@@ -20,7 +20,7 @@ def _as_text(result: Recommendations) -> str:
     lines = []
     for r in result.items:
         why = r.explanation.text if r.explanation else ""
-        facts = "; ".join(f.text for f in r.facts)
+        facts = "; ".join(f.plain for f in r.facts)
         lines.append(f"{r.rank}. {r.item.title} ({r.item.year}) - {why}"
                      + (f" [facts: {facts}]" if facts else ""))
     if result.degraded:
@@ -72,6 +72,6 @@ class RecommendationRetriever(BaseRetriever):
                 text += f" Why: {r.explanation.text}"
             node = TextNode(id_=f"item:{r.item.id}", text=text, metadata={
                 "item_id": r.item.id, "rank": r.rank,
-                "facts": [f.text for f in r.facts], "sources": list(r.sources)})
+                "facts": [f.plain for f in r.facts], "sources": list(r.sources)})
             nodes.append(NodeWithScore(node=node, score=r.p_next))
         return nodes
