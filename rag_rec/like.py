@@ -43,8 +43,6 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 
 from rag_rec.data import Dataset, Split, latest_per_user
@@ -285,6 +283,10 @@ class LikeModel:
             settings: LikeSettings) -> LikeModel:
         """Train on `split.train` (None: all ratings but each user's latest), stop early
         and Platt-calibrate on the validation ratings."""
+        # sklearn (and scipy behind it) take ~2 s to import: fitting needs them, serving not.
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import log_loss, roc_auc_score
+
         start = time.perf_counter()
         torch.manual_seed(settings.seed)
         rng = np.random.default_rng(settings.seed)
@@ -398,8 +400,8 @@ class LikeModel:
         z = None
         if self.net.full:
             if len(hist):
-                terms = self.net.history_term(torch.from_numpy(hist),
-                                              torch.from_numpy(ratings - self.stats.mu).float())
+                terms = self.net.history_term(torch.tensor(hist),
+                                              torch.tensor(ratings - self.stats.mu).float())
                 total = terms.sum(0, keepdim=True)
                 # A candidate in the history leaves its own term out (as in training).
                 own = {int(r): p for p, r in enumerate(hist)}
@@ -412,7 +414,7 @@ class LikeModel:
                 z = z / torch.from_numpy(np.sqrt(np.maximum(n, 1.0))).float()[:, None]
             else:
                 z = torch.zeros(len(cand), self.net.q.embedding_dim)
-        out = self.net(torch.from_numpy(user), torch.from_numpy(cand), f, z)
+        out = self.net(torch.tensor(user), torch.tensor(cand), f, z)
         return out.numpy().astype(np.float64)
 
     def _held_logits(self, held: _Pairs, histories: dict[str, tuple[np.ndarray, np.ndarray]]
