@@ -13,7 +13,8 @@
 
 Libraries that install their own terminal handler (transformers does, on first use) are
 pointed back at these handlers when they are imported, so their messages follow the same
-rules instead of bypassing them.
+rules instead of bypassing them; transformers' weight-loading bars show only with
+`verbose`. rag_rec's own progress bars (embedding, ingest, training) stay.
 """
 
 from __future__ import annotations
@@ -81,18 +82,25 @@ def setup_logging(settings: Settings, verbose: bool = False) -> Path:
     # Hugging Face libraries read these once, at import.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    _route_transformers()
+    _route_transformers(_transformers_hook(verbose))
     return path
 
 
 # --------------------------------------------------------------------------- transformers
 
 
-def _propagate_transformers(module: ModuleType) -> None:
-    """transformers logs through its own stderr handler with propagation off; hand its
-    records to the root handlers instead."""
-    module.disable_default_handler()
-    module.enable_propagation()
+def _transformers_hook(verbose: bool):
+    def route(module: ModuleType) -> None:
+        """transformers logs through its own stderr handler with propagation off: hand its
+        records to the root handlers instead. Its weight-loading bars (a fraction of a
+        second per model, on every serving start) show only with `verbose`."""
+        module.disable_default_handler()
+        module.enable_propagation()
+        if verbose:
+            module.enable_progress_bar()
+        else:
+            module.disable_progress_bar()
+    return route
 
 
 class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -119,9 +127,11 @@ class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.then(module)
 
 
-def _route_transformers() -> None:
+def _route_transformers(then) -> None:
     name = "transformers.utils.logging"
+    sys.meta_path[:] = [f for f in sys.meta_path
+                        if not (isinstance(f, _AfterImport) and f.name == name)]
     if name in sys.modules:
-        _propagate_transformers(sys.modules[name])
-    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport(name, _propagate_transformers))
+        then(sys.modules[name])
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, then))
