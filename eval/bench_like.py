@@ -3,7 +3,7 @@
     uv run --extra cpu python eval/bench_like.py [--splits loo,kfold0,...] [--vectors text]
 
 Per split, both models are fitted the same way (BCE on the train ratings, early stopping
-and Platt scaling on the validation ratings) and scored on the test ratings, label =
+and Platt scaling on the validation ratings; the baseline with its own step size and decay) and scored on the test ratings, label =
 rating >= 4, each user's history being their train + validation ratings:
 AUC, ECE (10 equal-mass bins, beside the ECE a perfectly calibrated model would show on
 this many ratings: its noise floor), Brier score and log-loss with their skill against
@@ -45,6 +45,9 @@ BINS = 10
 CANDIDATES = 100
 EASE_LAMBDA = 500.0
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: The baseline with its own step size and decay: the full model's (lr 2e-3, decay 0.5)
+#: leave the biases under-fitted (loo AUC 0.749 instead of 0.775).
+BIAS_ONLY = {"terms": "bias", "lr": 5e-3, "weight_decay": 1e-4}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -259,8 +262,8 @@ def evaluate_split(settings: Settings, ds: Dataset, name: str, vectors: str, boo
     hist = histories(split.train, split.valid)
     out: dict = {"vectors": note, "models": {}}
     preds = {}
-    for label, terms in (("like", "full"), ("bias_only", "bias")):
-        model = LikeModel.fit(ds, split, vecs, settings.like.model_copy(update={"terms": terms}))
+    for label, update in (("like", {}), ("bias_only", BIAS_ONLY)):
+        model = LikeModel.fit(ds, split, vecs, settings.like.model_copy(update=update))
         users, p, y = predict_held(model, split.test, hist)
         preds[label] = p
         point = binary_metrics(p, y)

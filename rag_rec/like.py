@@ -165,8 +165,12 @@ class _Featurizer:
         n = valid.sum(1)
         user_mean = (valid @ ratings + k * s.mu) / (n + k)
         user_like = (valid @ liked + k * s.like_rate) / (n + k)
-        from_end = np.cumsum(valid[:, ::-1], axis=1)[:, ::-1]
-        recent = valid & (from_end <= RECENT)
+        if causal or inside.any():
+            from_end = np.cumsum(valid[:, ::-1], axis=1)[:, ::-1]
+            recent = valid & (from_end <= RECENT)
+        else:  # serving: every candidate sees the whole history
+            recent = np.zeros((m, n_hist), dtype=bool)
+            recent[:, -RECENT:] = True
         user_recent = (recent @ ratings + 3 * user_mean) / (recent.sum(1) + 3)
 
         i_n = s.item_count[cand] - inside
@@ -476,16 +480,23 @@ def like_dir(build_folder: Path, settings: LikeSettings) -> Path:
     return build_folder / f"like-{settings.fingerprint()}"
 
 
+def load_built(ds: Dataset, split: Split | None, item_vectors: ItemVectors,
+               settings: LikeSettings, build_folder: Path) -> LikeModel:
+    """The build's P(like) head for serving; `StaleArtifact` (naming `rag-rec build`) when
+    there is none for this data, split, item vectors and settings."""
+    key = like_key(ds, split, _vector_table(list(ds.items.index), item_vectors), settings)
+    return LikeModel.load(like_dir(build_folder, settings), key)
+
+
 def load_or_fit(ds: Dataset, split: Split | None, item_vectors: ItemVectors,
                 settings: LikeSettings, build_folder: Path) -> LikeModel:
-    """The build's P(like) head, fitted and saved first if missing or stale."""
-    folder = like_dir(build_folder, settings)
-    key = like_key(ds, split, _vector_table(list(ds.items.index), item_vectors), settings)
+    """The build's P(like) head, fitted and saved first if missing or stale (the build
+    step)."""
     try:
-        return LikeModel.load(folder, key)
+        return load_built(ds, split, item_vectors, settings, build_folder)
     except StaleArtifact:
         model = LikeModel.fit(ds, split, item_vectors, settings)
-        model.save(folder)
+        model.save(like_dir(build_folder, settings))
         return model
 
 
