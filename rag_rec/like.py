@@ -427,7 +427,9 @@ class LikeModel:
         users = np.array(self.users)
         for u in np.unique(held.user):
             rows = np.flatnonzero(held.user == u)
-            hist, ratings = histories.get(users[u - 1], (np.zeros(0, np.int64), np.zeros(0)))
+            empty = (np.zeros(0, np.int64), np.zeros(0))
+            # Row 0: users without train ratings (unknown to the model), empty history.
+            hist, ratings = histories.get(users[u - 1], empty) if u > 0 else empty
             out[rows] = self._logits(held.user[rows], held.item[rows], held.feats[rows], hist,
                                      ratings)
         return out
