@@ -6,6 +6,7 @@
       -> sources fit on train minus the slice (knobs tuned on the slice)      "tuning"
       -> scorer trained on their candidate lists for the slice, calibrated     (stacking)
       -> sources refit on all train (warm-started from the tuning fit)         "serving"
+      -> the P(like) head (like.py) on the observed ratings
 
 Artifacts live under `<home>/builds/<split>/<key>/` (artifacts.py): the key hashes the
 data, the split, the slice and the embedding settings; the sources sit in
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag_rec import like
 from rag_rec.artifacts import Artifacts, build_dir, load_artifacts, text_vectors
 from rag_rec.data import load_dataset, make_split
 from rag_rec.embed import KGEmbeddings, fuse, item_node, kg_triples, train_kg_embeddings
@@ -105,6 +107,7 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     artifacts = load_artifacts(settings, split_name, ds=ds, text=text)
     if ranker:
         load_or_fit_ranker(settings, artifacts, progress=progress)
+        like.load_or_fit(ds, split, artifacts.index, settings.like, folder)
     return artifacts
 
 

@@ -1,6 +1,11 @@
 """The `rag-rec` command. Adapters only: each command calls the library and prints.
 
-Typed errors become one readable line on stderr and a non-zero exit code.
+Typed errors become one readable line on stderr and a non-zero exit code. Library logs
+and warnings go to `<home>/logs/rag-rec.log` (rag_rec/logs.py); `-v` shows them too.
+
+Imports are lazy: this module loads typer, rich and the settings only, and each command
+imports what it needs, so `rag-rec --help` and the light commands never pay for torch,
+vLLM or PyKEEN.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from rag_rec.errors import (
 )
 from rag_rec.settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, help="rag_rec: explained recommendations.")
+app = typer.Typer(no_args_is_help=True, help="rag_rec: explained recommendations.",
+                  pretty_exceptions_show_locals=False)
 data_app = typer.Typer(no_args_is_help=True, help="The dataset.")
 graph_app = typer.Typer(no_args_is_help=True, help="The Neo4j knowledge graph.")
 app.add_typer(data_app, name="data")
@@ -42,9 +48,20 @@ EXIT_CODES: dict[type[RagRecError], int] = {
 }
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+VerboseFlag = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Also show library logs and warnings on the terminal (they "
+                            "always go to <home>/logs/rag-rec.log).")]
 SplitOption = Annotated[str | None, typer.Option(
     help="Ingest only this split's train interactions (loo, kfold0..kfold4); "
          "default: all interactions.")]
+
+
+@app.callback()
+def main(verbose: VerboseFlag = False) -> None:
+    """rag_rec: explained recommendations."""
+    from rag_rec.logs import setup_logging
+
+    setup_logging(get_settings(), verbose)
 
 
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -237,10 +254,17 @@ def recommend(
     if as_json:
         print(result.model_dump_json(indent=2))
         return
-    who = f"user {user}" if user is not None else "a new user"
-    table = Table(title=f"Recommendations for {who}", show_lines=True)
-    for column in ("#", "title", "P(like)", "why (cited KG facts)"):
-        table.add_column(column)
+    _print_recommendations(result, f"user {user}" if user is not None else "a new user")
+
+
+def _print_recommendations(result: Any, who: str) -> None:
+    """The table of `rag-rec recommend`: each number is headed by what it is."""
+    table = Table(title=f"Recommendations for {who}", show_lines=True, caption=(
+        "P(next): calibrated chance the film is among what you watch next (scores on one "
+        "list share that chance, so each is small) · P(like): chance you rate it 4 or 5 "
+        "stars if you watch it"))
+    for column in ("#", "title", "P(next)", "P(like)", "why (cited KG facts)"):
+        table.add_column(column, justify="right" if column.startswith("P(") else "left")
     for r in result.items:
         # Titles, facts and LLM text contain brackets: escape them, or rich reads
         # `-[directed_by]->` as markup and drops it.
@@ -250,7 +274,8 @@ def recommend(
         if r.explanation:
             why += "".join(f"\n• {escape(t)}" for t in r.explanation.facts_in_words)
         year = f" ({r.item.year})" if r.item.year else ""
-        table.add_row(str(r.rank), escape(r.item.title + year), f"{r.p_next:.3f}", why)
+        table.add_row(str(r.rank), escape(r.item.title + year), f"{r.p_next:.2%}",
+                      "-" if r.p_like is None else f"{r.p_like:.0%}", why)
     console.print(table)
     status = ", ".join(result.flags) if result.flags else "all stages ran"
     console.print(f"cold start: {result.cold_start} · degraded: {result.degraded} ({status}) "
@@ -274,7 +299,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
 def evaluate(ctx: typer.Context,
              name: Annotated[str, typer.Argument(
                  help="offline (the evaluation against baselines), or a benchmark: graph, "
-                      "retrieval, kg, llm, load")]
+                      "retrieval, kg, llm, load, like")]
              ) -> None:
     """Run the offline evaluation or a benchmark from eval/ (extra options pass through);
     each prints its figures and writes eval/results/NAME.json."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag_rec import like
 from rag_rec.artifacts import load_artifacts
 from rag_rec.build import load_ranker
 from rag_rec.embed import TextCache, make_text_encoder
@@ -86,6 +87,8 @@ class Recommender:
         self.retriever = Retriever(self.artifacts, self.sources, self.scorer.sources,
                                    self.settings.retrieval, self.settings.sources.per_source,
                                    self.scorer.union_weights)
+        a = self.artifacts
+        self.like = like.load_built(a.ds, a.split, a.index, self.settings.like, a.folder)
         self._graph: GraphClient | None = None
         self._autostart = autostart
         self._text_cache: TextCache | None = None
@@ -122,11 +125,15 @@ class Recommender:
         """Retrieve, featurise and score: each query's top `k` candidates (all of them
         when None), never an item of its history or `exclude`. In memory, batched."""
         boost = self.settings.retrieval.tail_boost
+        enjoy = self.settings.like.rank_weight
         out = []
         for q, user_id, r in zip(queries, user_ids,
                                  self.retriever.retrieve(queries, exclude)):
             logits = self.scorer.logits(q.history, user_id, r)
             scores = logits + boost * np.array([self.retriever.is_tail(i) for i in r.items])
+            if enjoy > 0:  # "films you will enjoy, not just watch"
+                scores = scores + enjoy * np.log(np.clip(
+                    self.like.predict(q.history, user_id, r.items), 1e-6, 1.0))
             top = np.argsort(-scores, kind="stable")[:k]
             cold = len(q.history) <= self.settings.retrieval.cold_history
             flags = r.flags + self.unavailable + (["short_history"] if cold and q.history
@@ -279,13 +286,15 @@ class Recommender:
             if any(e.note and e.note.startswith("LLM unavailable") for e in explanations):
                 degraded = True
                 flags.append("explanations_from_templates")
+        known = user.id if user.id in self.artifacts.ds.users.index else None
+        p_like = self.like.predict(history, known, chosen) if chosen else []
         out = []
-        for rank, (item_id, ex) in enumerate(zip(chosen, explanations), start=1):
+        for rank, (item_id, ex, pl) in enumerate(zip(chosen, explanations, p_like), start=1):
             cited = [f for f in facts[item_id] if ex and f.id in ex.fact_ids]
             out.append(Recommendation(
                 item=items[item_id], rank=rank, score=scores[item_id],
                 p_next=float(sigmoid(logits[item_id] + weight * llm_scores.get(item_id, 0.0))),
-                llm_score=llm_scores.get(item_id), explanation=ex, facts=cited,
+                p_like=float(pl), llm_score=llm_scores.get(item_id), explanation=ex, facts=cited,
                 sources=proposed[item_id]))
         timings["total"] = _ms(start)
         return Recommendations(user_id=None if user.id == "new" else user.id, items=out,

@@ -232,6 +232,60 @@ class ScorerSettings(BaseModel):
         return _digest(self.model_dump())
 
 
+class LikeSettings(BaseModel):
+    """The P(like) head (rag_rec/like.py): the chance a user rates an item at least
+    `threshold` if they watch it. A saved model records these values and its folder is
+    keyed by them, so changed settings mean a refit."""
+
+    threshold: float = Field(4.0, gt=0)
+    """A rating at or above this counts as liked (4 of 5 stars on MovieLens)."""
+    terms: Literal["full", "bias"] = "full"
+    """`full`: learned biases, rating statistics, content similarity to the liked and
+    disliked history, and a factorization term; `bias`: global + user + item biases only
+    (the baseline eval/bench_like.py compares against)."""
+    dim: int = Field(32, ge=1)
+    """Latent factors of the factorization term."""
+    neighbours: int = Field(20, ge=1)
+    """History items (most similar first) behind the content neighbourhood features."""
+    temperature: float = Field(0.1, gt=0)
+    """Softmax temperature over the neighbours' cosine similarities."""
+    shrink: float = Field(5.0, ge=0)
+    """Pseudo-ratings at the global mean added to every user and item statistic, so a
+    few ratings do not make an extreme mean."""
+    user_dropout: float = Field(0.2, ge=0, lt=1)
+    """Training pairs lose their user id this often, so unknown users (scored from their
+    history alone) get the same model."""
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.5, ge=0)
+    """AdamW's decoupled weight decay (tuned on loo validation log-loss; 1e-4 overfits
+    the id tables within three epochs)."""
+    batch_size: int = Field(4096, ge=64)
+    """Training pairs per step, in whole users."""
+    epochs: int = Field(30, ge=1)
+    patience: int = Field(3, ge=1)
+    """Epochs without a better validation log-loss before training stops."""
+    seed: int = 42
+    rank_weight: float = Field(0.0, ge=0)
+    """Ranking mode "films you will enjoy": rank by log P(next) + w · log P(like). 0 ranks
+    by P(next) alone; eval/bench_like.py measures w = 1 and a tuned w on loo (no gain on
+    NDCG@10 of liked test items there, fewer disliked ones), hence off. Serving only: the
+    fitted model does not depend on it."""
+
+    def fingerprint(self) -> str:
+        return _digest(self.model_dump(exclude={"rank_weight"}))
+
+
+class LogSettings(BaseModel):
+    """Where library logs and warnings go (rag_rec/logs.py)."""
+
+    file: Path | None = None
+    """The log file; None: `<home>/logs/rag-rec.log`."""
+    file_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """What the log file receives (PyKEEN, torch, transformers, httpx, neo4j, rag_rec)."""
+    console_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "ERROR"
+    """What reaches the terminal without `-v`; `-v` lowers it to INFO."""
+
+
 class ApiSettings(BaseModel):
     """The HTTP service."""
 
@@ -262,6 +316,8 @@ class Settings(BaseSettings):
     sources: SourceSettings = SourceSettings()
     scorer: ScorerSettings = ScorerSettings()
     api: ApiSettings = ApiSettings()
+    like: LikeSettings = LikeSettings()
+    log: LogSettings = LogSettings()
 
     llm_url: str | None = Field(None, validation_alias=AliasChoices("RAG_REC_LLM_URL"))
     neo4j_uri: str | None = Field(None, validation_alias=AliasChoices("NEO4J_URI"))

@@ -326,8 +326,12 @@ def serve(settings: Settings | None = None) -> None:
     if not is_loopback(settings.api.host) and bearer_token(settings) is None:
         raise RagRecError(f"refusing to listen on {settings.api.host} without a token: set "
                           "RAG_REC_API__TOKEN, or bind 127.0.0.1")
+    # The access log goes to stderr as JSON lines; the root logger keeps the CLI's
+    # log-file handler (rag_rec/logs.py) for the libraries.
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port,
                 log_config=None, access_log=False)

@@ -1,0 +1,91 @@
+"""The `rag-rec` command: light commands import no heavy library, the output is short and
+each number is headed by what it is, and library logs go to the log file (and to the
+terminal only with -v)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("torch", "vllm", "pykeen", "transformers", "faiss")
+
+
+def _run(args: list[str], log: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAG_REC_LOG__FILE": str(log)}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+
+
+def test_help_and_light_commands_import_no_heavy_library(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from rag_rec.cli import app\n"
+        "for args in (['--help'], ['graph', '--help'], ['data', 'stats', '--json']):\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    proc = _run(["-c", code], tmp_path / "log")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_data_stats_is_short_and_quiet(tmp_path: Path) -> None:
+    proc = _run(["-m", "rag_rec.cli", "data", "stats"], tmp_path / "log")
+    assert proc.returncode == 0, proc.stderr
+    assert "interactions" in proc.stdout and proc.stderr == ""
+    assert len(_lines(proc)) <= 20
+
+
+def test_recommend_is_short_headed_and_logs_libraries(artifacts, tmp_path: Path) -> None:
+    log = tmp_path / "rag-rec.log"
+    proc = _run(["-m", "rag_rec.cli", "recommend", "--user", "42", "--no-explain"], log)
+    assert proc.returncode == 0, proc.stderr
+    lines = _lines(proc)
+    # 10 rows of at most two lines, borders, the caption and the status line.
+    assert len(lines) <= 45, "\n".join(lines)
+    assert "P(next)" in proc.stdout and "P(like)" in proc.stdout
+    assert "what you watch next" in proc.stdout and "4 or 5" in proc.stdout
+    assert "Loading weights" not in proc.stderr and "Warning" not in proc.stderr
+    loggers = {line.split()[3].rstrip(":") for line in log.read_text().splitlines()
+               if line[:4].isdigit() and len(line.split()) > 3}
+    assert any(not name.startswith("rag_rec") for name in loggers), loggers
+
+
+ROUTING = """
+import logging, sys, warnings
+from rag_rec.logs import setup_logging
+from rag_rec.settings import Settings
+
+setup_logging(Settings(log={"file": sys.argv[1]}), verbose=sys.argv[2] == "1")
+logging.getLogger("neo4j.notifications").warning("label `Meta` does not exist")
+logging.getLogger("pykeen.training").info("pykeen epoch done")
+warnings.warn("a library UserWarning")
+logging.getLogger("rag_rec.build").info("step finished: index")
+import transformers.utils.logging as tl
+tl.get_logger("transformers.modeling_utils").warning("transformers speaks")
+"""
+MESSAGES = ("label `Meta` does not exist", "pykeen epoch done", "a library UserWarning",
+            "step finished: index", "transformers speaks")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_library_logs_go_to_the_file_and_to_the_terminal_only_with_verbose(
+        tmp_path: Path, verbose: bool) -> None:
+    log = tmp_path / "logs" / "rag-rec.log"
+    proc = _run(["-c", ROUTING, str(log), "1" if verbose else "0"], log, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = log.read_text()
+    assert all(m in text for m in MESSAGES), text
+    shown = [m for m in MESSAGES if m in proc.stderr]
+    assert shown == (list(MESSAGES) if verbose else ["step finished: index"]), proc.stderr
