@@ -4,7 +4,7 @@
 
 For real users (known users by id, and cold-start users given 3 films another user rated
 5) it ranks with `Recommender` (the prebuilt artifacts), retrieves the KG facts for the
-top 10, takes the scorer's attention over the history (`scorer_attention`) and explains
+top 10, takes the scorer's attention over the history (`Scorer.attention`) and explains
 the top 10 (and, timed separately, the top 5) with `rag_rec.explain.explain_many` in the
 configured mode (`choose` by default); a few users also in `free` mode. It measures:
 unsupported claims in what is shipped (the claim checker, plus every cited path looked up
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import random
 import sys
 import time
@@ -32,26 +31,6 @@ from rag_rec.explain import check_claims, display_title, explain_many, explain_m
 from rag_rec.models import Explanation, Item, User  # noqa: E402
 
 REPORT = Path(__file__).resolve().parent / "reports" / "explanations.md"
-
-
-def scorer_attention(scorer, history: list[tuple[str, float]], user_id: str | None,
-                     item_ids: list[str]) -> dict[str, dict[str, float]]:
-    """Item id -> {history item id: attention weight}: the softmax the scorer's
-    `AttentionScorer.forward` computes over the user's last `max_history` films for each
-    candidate (recomputed here from its own layers; scorer.py is not changed)."""
-    import torch
-
-    feat, model = scorer.feat, scorer.model
-    cand, hist, _, _ = feat.batch(history, user_id, list(item_ids))
-    with torch.no_grad():
-        c = model.embed(cand)
-        mask = hist > 0
-        h = model.embed(hist) + model.positions.weight[None, :hist.shape[1]]
-        scores = (h @ c.unsqueeze(-1)).squeeze(-1) / math.sqrt(model.cfg.d)
-        attn = torch.softmax(scores.masked_fill(~mask, -1e9), dim=-1) * mask.any(-1, keepdim=True)
-    order = [i for i, _ in reversed(feat._known(history))]  # newest first, as batch() does
-    return {item: {h_id: float(attn[row, pos]) for pos, h_id in enumerate(order)}
-            for row, item in enumerate(item_ids)}
 
 
 def verify_paths(graph, explanations: list[tuple[Item, Explanation]]) -> int:
@@ -77,8 +56,7 @@ async def run_case(rec, user: User, user_id: str | None, history: list[tuple[Ite
     t0 = time.perf_counter()
     facts = await asyncio.to_thread(rec.graph.candidate_facts, [i.id for i in items], ratings)
     t_facts = time.perf_counter() - t0
-    attention = scorer_attention(rec.scorer, [(h.id, r) for h, r in history], user_id,
-                                 [i.id for i in items])
+    attention = rec.scorer.attention([(h.id, r) for h, r in history], [i.id for i in items])
     t0 = time.perf_counter()
     out = await explain_many(rec.llm, rec.settings.llm, user, history, items, facts, attention,
                              mode=mode)

@@ -380,6 +380,15 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
 # --------------------------------------------------------------------------- main
 
 
+def _cached(path: Path, fresh: bool, compute) -> dict:
+    """A finished part from `path`, or computed and kept there."""
+    if path.exists() and not fresh:
+        return json.loads(path.read_text())
+    value = compute()
+    path.write_text(json.dumps(value))
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--splits", default="kfold0,kfold1,kfold2,kfold3,kfold4,loo,loo-cold",
@@ -403,32 +412,27 @@ def main(argv: list[str] | None = None) -> int:
         proto = Protocol.of(ds, split, settings.retrieval.head_mass)
         runs[name] = {}
         for i, seed in enumerate(seeds[:1] if name.startswith("kfold") else seeds):
-            path = settings.home / "eval" / name / f"seed{seed}.json"
-            if path.exists() and not args.fresh:
-                runs[name][seed] = json.loads(path.read_text())
-                continue
+            folder = settings.home / "eval" / name
+            folder.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
-            run = {"baselines": run_baselines(settings, ds, proto, seed, recbole,
-                                              settings.home / "eval" / "recbole"),
-                   "rag_rec": run_rag_rec(settings, proto, seed, i == 0),
+            run = {"baselines": _cached(folder / f"baselines-seed{seed}.json", args.fresh,
+                                        lambda: run_baselines(settings, ds, proto, seed, recbole,
+                                                              settings.home / "eval" / "recbole")),
+                   "rag_rec": _cached(folder / f"rag_rec-seed{seed}.json", args.fresh,
+                                      lambda: run_rag_rec(settings, proto, seed, i == 0)),
                    "protocol": split.info | {"cold_users": len(proto.cold_rows)},
-                   "users": len(proto.users)}
-            keep = proto.test.any(1)
-            run["cold_index"] = np.flatnonzero(
-                np.isin(np.flatnonzero(keep), proto.cold_rows)).tolist()
-            run["wall_s"] = round(time.perf_counter() - start, 1)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(run))
+                   "users": len(proto.users),
+                   "cold_index": np.flatnonzero(np.isin(np.flatnonzero(proto.test.any(1)),
+                                                        proto.cold_rows)).tolist(),
+                   "wall_s": round(time.perf_counter() - start, 1)}
             runs[name][seed] = run
             print(f"{name} seed {seed}: rag_rec ndcg@10 "
-                  f"{run['rag_rec']['systems']['rag_rec']['all']['ndcg@10']:.4f} "
-                  f"({run['wall_s']} s)", flush=True)
+                  f"{run['rag_rec']['systems']['rag_rec']['all']['ndcg@10']:.4f}", flush=True)
         first = seeds[0]
-        if name in args.ablations.split(",") and first in runs[name]:
-            path = settings.home / "eval" / name / f"ablations-seed{first}.json"
-            if not path.exists() or args.fresh:
-                path.write_text(json.dumps(run_ablations(settings, proto, first)))
-            runs[name][first]["rag_rec"]["systems"].update(json.loads(path.read_text()))
+        if name in args.ablations.split(","):
+            runs[name][first]["rag_rec"]["systems"].update(_cached(
+                settings.home / "eval" / name / f"ablations-seed{first}.json", args.fresh,
+                lambda: run_ablations(settings, proto, first)))
     figures = summarise(runs)
     path = write_results("offline_eval", figures)
     report = write_report(figures)

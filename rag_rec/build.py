@@ -53,9 +53,13 @@ def sources_dir(artifacts: Artifacts, settings: Settings) -> Path:
 
 
 def scorer_dir(artifacts: Artifacts, settings: Settings) -> Path:
-    """One folder per scorer settings, so ablations, the test suite's small scorer and
-    the served one live side by side."""
-    return sources_dir(artifacts, settings) / f"scorer-{settings.scorer.fingerprint()}"
+    """One folder per scorer settings and union shape (the lists it learns on), so
+    ablations, the test suite's small scorer and the served one live side by side."""
+    r = settings.retrieval
+    parts = [settings.scorer.fingerprint(), r.per_source, r.union_sharpness, r.rrf_k,
+             r.tail_share, r.head_mass, r.cold_history, r.cold_floor]
+    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
+    return sources_dir(artifacts, settings) / f"scorer-{digest}"
 
 
 def scorer_sources(settings: Settings) -> list[str]:
@@ -141,10 +145,9 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
         feat = Featurizer(artifacts, settings.scorer)
         stacked = {n: s for n, s in tuning.items() if n in names}
         histories = histories_of(fit_part)
-        weights = union_weights(stacked, histories, slice_part, settings.sources.per_source,
+        weights = union_weights(stacked, histories, slice_part, settings.retrieval,
                                 artifacts.index.ids)
-        retriever = Retriever(artifacts, stacked, names, settings.retrieval,
-                              settings.sources.per_source, weights)
+        retriever = Retriever(artifacts, stacked, names, settings.retrieval, weights)
         # p_next is calibrated for what the protocol asks: the very next interaction
         # (the slice's first item) for "latest", the whole random share otherwise.
         calibrate_on = (slice_part.groupby("user_id").head(1)

@@ -85,8 +85,7 @@ class Recommender:
         self.unavailable = [f"source_unavailable: {n}" for n in self.scorer.sources
                             if n not in self.sources]
         self.retriever = Retriever(self.artifacts, self.sources, self.scorer.sources,
-                                   self.settings.retrieval, self.settings.sources.per_source,
-                                   self.scorer.union_weights)
+                                   self.settings.retrieval, self.scorer.union_weights)
         a = self.artifacts
         self.like = like.load_built(a.ds, a.split, a.index, self.settings.like, a.folder)
         self._graph: GraphClient | None = None
@@ -131,6 +130,11 @@ class Recommender:
                                  self.retriever.retrieve(queries, exclude)):
             logits = self.scorer.logits(q.history, user_id, r)
             scores = logits + boost * np.array([self.retriever.is_tail(i) for i in r.items])
+            if not q.history:
+                # The scorer never learns from an empty history: keep the union's order
+                # (text and KG matches for a taste profile; popularity for nobody).
+                scores = -np.arange(len(r.items), dtype=np.float64)
+                r.flags.append("union_order")
             if enjoy > 0:  # "films you will enjoy, not just watch"
                 scores = scores + enjoy * np.log(np.clip(
                     self.like.predict(q.history, user_id, r.items), 1e-6, 1.0))

@@ -57,14 +57,13 @@ class Retrieval:
 
 class Retriever:
     def __init__(self, artifacts: Artifacts, sources: dict[str, CandidateSource],
-                 source_names: Sequence[str], settings: RetrievalSettings, per_source: int,
+                 source_names: Sequence[str], settings: RetrievalSettings,
                  weights: dict[str, float] | None = None):
         self.a = artifacts
         self.sources = sources
         self.source_names = list(source_names)
         """Every source the scorer was trained with, fitted or not (feature order)."""
         self.r = settings
-        self.per_source = per_source
         self.weights = weights or {}
         """Source -> its weight in the fusion (`union_weights`; 1 when absent)."""
         self.refresh_tail()
@@ -90,6 +89,7 @@ class Retriever:
             cols = [col[i] for i, _ in q.history if i in col] + [col[i] for i in extra if i in col]
             seen[r, cols] = True
         n_unseen = (~seen).sum(1)
+        cold = np.array([len(q.history) <= self.r.cold_history for q in queries])
         feats = np.zeros((len(queries), len(ids), FEATURES_PER_SOURCE * len(self.source_names)),
                          dtype=np.float32)
         fused = np.zeros((len(queries), len(ids)), dtype=np.float64)
@@ -110,8 +110,11 @@ class Retriever:
             z = np.where(valid, (safe - mean) / np.sqrt(var + 1e-12), 0.0)
             feats[:, :, 2 * s] = np.clip(z, -10, 10)
             feats[:, :, 2 * s + 1] = np.where(valid, 1.0 / np.log2(rank + 2.0), 0.0)
-            top = (rank < self.per_source) & valid
+            top = (rank < self.r.per_source) & valid
             fused += np.where(top, self.weights.get(name, 1.0) / (self.r.rrf_k + rank + 1.0), 0.0)
+            # Cold start: each source's own best always get a place (ahead of any fused
+            # sum), so content and KG paths are not crowded out by sources that know little.
+            fused += np.where((rank < self.r.cold_floor) & valid & cold[:, None], 1.0, 0.0)
             tops[name] = (top, raw)
         out = []
         for r, q in enumerate(queries):
@@ -147,10 +150,12 @@ class Retriever:
 
 
 def union_weights(sources: dict[str, CandidateSource], histories: dict[str, list],
-                  targets: pd.DataFrame, per_source: int, item_ids: list[str]) -> dict[str, float]:
+                  targets: pd.DataFrame, settings: RetrievalSettings,
+                  item_ids: list[str]) -> dict[str, float]:
     """Each source's fusion weight: its recall of `targets` within its top `per_source`
-    given each user's history, relative to the best source's (the build measures it on
-    the ranker slice, never on test data)."""
+    given each user's history, relative to the best source's, to the power
+    `union_sharpness` (the build measures it on the ranker slice, never on test data)."""
+    per_source = settings.per_source
     queries, seen, wanted = held_out_matrices(histories, targets,
                                               {i: c for c, i in enumerate(item_ids)})
     recall = {}
@@ -161,4 +166,5 @@ def union_weights(sources: dict[str, CandidateSource], histories: dict[str, list
         found = np.take_along_axis(wanted & np.isfinite(scores), top, axis=1).sum(1)
         recall[name] = float(np.mean(found / np.maximum(wanted.sum(1), 1)))
     best = max(recall.values()) or 1.0
-    return {name: round(r / best, 4) for name, r in recall.items()}
+    return {name: round((r / best) ** settings.union_sharpness, 4)
+            for name, r in recall.items()}

@@ -213,7 +213,9 @@ class EASE(_Base):
 
     def scores(self, queries: Sequence[Query]) -> np.ndarray:
         x = self.history_matrix([q.history for q in queries], len(self.b))
-        return self._pad(np.asarray(x @ self.b, dtype=np.float32))
+        out = np.asarray(x @ self.b, dtype=np.float32)
+        out[x.getnnz(1) == 0] = -np.inf  # no known history: nothing to score from
+        return self._pad(out)
 
     def save(self, folder: Path) -> None:
         np.save(folder / "ease.npy", self.b)

@@ -222,13 +222,12 @@ def test_free_text_ships_only_when_the_checker_passes(llm, settings: Settings,
 
 @pytest.mark.llm
 def test_real_scorer_attention_drives_evidence(settings: Settings, artifacts, graph) -> None:
-    from eval.bench_explain import scorer_attention
     from rag_rec.recommender import Recommender
 
     with Recommender(settings) as rec:
         history = [(i.item_id, i.rating) for i in rec.artifacts.ds.history(USER)]
         items = [c.id for c in _candidates(graph, rec.artifacts.ds, 3)]
-        weights = scorer_attention(rec.scorer, history, USER, items)
+        weights = rec.scorer.attention(history, items)
     assert set(weights) == set(items)
     for per_item in weights.values():
         assert math.isclose(sum(per_item.values()), 1.0, rel_tol=1e-4)

@@ -25,8 +25,7 @@ def ranker(settings, artifacts):
 @pytest.fixture(scope="module")
 def retrieved(settings, artifacts, ranker, dataset):
     history = [(i.item_id, i.rating) for i in dataset.history("42")]
-    retriever = Retriever(artifacts, ranker.sources, ranker.scorer.sources, settings.retrieval,
-                          settings.sources.per_source)
+    retriever = Retriever(artifacts, ranker.sources, ranker.scorer.sources, settings.retrieval)
     return history, retriever.retrieve([Query(history)])[0]
 
 

@@ -31,15 +31,14 @@ def test_each_source_and_the_union_return_only_unseen_items(settings: Settings, 
     users = ["1", "42", "405"]
     queries = [Query(_history(dataset, u)) for u in users]
     for name, source in ranker.sources.items():
-        retriever = Retriever(artifacts, {name: source}, [name], settings.retrieval,
-                              settings.sources.per_source)
+        retriever = Retriever(artifacts, {name: source}, [name], settings.retrieval)
         for q, r in zip(queries, retriever.retrieve(queries)):
             seen = {i for i, _ in q.history}
             assert len(r.items) == settings.retrieval.budget and not seen & set(r.items)
             assert any(name in p for p in r.proposed_by), name
             assert np.isfinite(r.features).all()
-    union = Retriever(artifacts, ranker.sources, list(ranker.sources), settings.retrieval,
-                      settings.sources.per_source).retrieve(queries, exclude=[{"50"}, set(), set()])
+    union = Retriever(artifacts, ranker.sources, list(ranker.sources),
+                      settings.retrieval).retrieve(queries, exclude=[{"50"}, set(), set()])
     assert "50" not in union[0].items
 
 
@@ -79,7 +78,8 @@ def test_a_source_that_cannot_fit_is_left_out_and_flagged(settings: Settings, ar
     sources, report = fit_sources(artifacts, tight, settings.retrieval,
                                   dataset.interactions, None)
     assert list(sources) == ["popular"] and "ease_max_items" in report["ease"]["unavailable"]
-    r = Retriever(artifacts, sources, ["ease", "popular"], settings.retrieval, 50).retrieve(
+    r = Retriever(artifacts, sources, ["ease", "popular"],
+                  settings.retrieval.model_copy(update={"per_source": 50})).retrieve(
         [Query(_history(dataset, "42"))])[0]
     assert len(r.items) == settings.retrieval.budget
     assert not r.features[:, :2].any()  # the missing source's features are zero
