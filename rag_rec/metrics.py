@@ -34,12 +34,10 @@ def ranking_metrics(scores: np.ndarray, seen: np.ndarray, test: np.ndarray,
     pos, seen, test, n_test = pos[keep], seen[keep], test[keep], n_test[keep]
     test_pos = np.where(test, pos, np.iinfo(pos.dtype).max)
     out: dict[str, float] = {"users": int(keep.sum())}
-    gains = np.where(test, 1.0 / np.log2(np.maximum(pos, 0) + 2.0), 0.0)
     for k in TOP:
         hit = test & (pos < k)
         out[f"recall@{k}"] = float(np.mean(hit.sum(1) / n_test))
-        ideal = np.array([np.sum(1.0 / np.log2(np.arange(min(n, k)) + 2.0)) for n in n_test])
-        out[f"ndcg@{k}"] = float(np.mean(np.where(hit, gains, 0.0).sum(1) / ideal))
+        out[f"ndcg@{k}"] = float(np.mean(_ndcg(pos, test, k)))
     out["hr@10"] = float(np.mean((test & (pos < 10)).any(1)))
     out["mrr"] = float(np.mean(1.0 / (test_pos.min(1) + 1.0)))
     # AUC: a test item at position p with j test items above it has p - j negatives
@@ -57,9 +55,15 @@ def ranking_metrics(scores: np.ndarray, seen: np.ndarray, test: np.ndarray,
 
 
 
+def _ndcg(pos: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@k per user from each item's 0-based position (users with test items only)."""
+    gains = np.where(test & (pos >= 0) & (pos < k), 1.0 / np.log2(np.maximum(pos, 0) + 2.0), 0.0)
+    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.minimum(test.sum(1), k) - 1]
+    return gains.sum(1) / ideal
+
+
 def ndcg_at(scores: np.ndarray, seen: np.ndarray, test: np.ndarray, k: int = 10) -> float:
-    """Mean NDCG@k over users with test items (the same definition as `ranking_metrics`,
-    per user in `ndcg_per_user`)."""
+    """Mean NDCG@k over users with test items (the one `ranking_metrics` reports)."""
     per_user = ndcg_per_user(scores, seen, test, k)
     return float(per_user.mean()) if len(per_user) else 0.0
 
@@ -68,10 +72,4 @@ def ndcg_per_user(scores: np.ndarray, seen: np.ndarray, test: np.ndarray,
                   k: int = 10) -> np.ndarray:
     """NDCG@k of each user that has test items (paired bootstrap intervals need these)."""
     keep = test.any(1)
-    scores, seen, test = scores[keep], seen[keep], test[keep]
-    masked = np.where(seen, -np.inf, scores)
-    top = np.argsort(-masked, axis=1, kind="stable")[:, :k]
-    hits = np.take_along_axis(test, top, axis=1)
-    dcg = (hits / np.log2(np.arange(2, k + 2))[None, :]).sum(1)
-    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.minimum(test.sum(1), k) - 1]
-    return dcg / ideal
+    return _ndcg(rank_positions(scores[keep], seen[keep]), test[keep], k)
