@@ -402,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recbole", default="",
                     help="RecBole 1.2.0 models to add, e.g. BPR,LightGCN,CKE,KGIN")
     ap.add_argument("--fresh", action="store_true", help="recompute cached parts")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="report the (split, seed) parts already computed, fit nothing new")
     args = ap.parse_args(argv)
     settings = get_settings()
     ds = load_dataset(settings.data, settings.home)
@@ -415,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, seed in enumerate(seeds[:1] if name.startswith("kfold") else seeds):
             folder = settings.home / "eval" / name
             folder.mkdir(parents=True, exist_ok=True)
+            if args.cached_only and not (folder / f"rag_rec-seed{seed}.json").exists():
+                continue
             start = time.perf_counter()
             path = folder / f"baselines-seed{seed}.json"
             done = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
@@ -432,8 +436,13 @@ def main(argv: list[str] | None = None) -> int:
             runs[name][seed] = run
             print(f"{name} seed {seed}: rag_rec ndcg@10 "
                   f"{run['rag_rec']['systems']['rag_rec']['all']['ndcg@10']:.4f}", flush=True)
+        if not runs[name]:
+            del runs[name]
+            continue
         first = seeds[0]
-        if name in args.ablations.split(","):
+        if name in args.ablations.split(",") and not (
+                args.cached_only and not (settings.home / "eval" / name /
+                                          f"ablations-seed{first}.json").exists()):
             runs[name][first]["rag_rec"]["systems"].update(_cached(
                 settings.home / "eval" / name / f"ablations-seed{first}.json", args.fresh,
                 lambda: run_ablations(settings, proto, first)))
