@@ -55,10 +55,11 @@ def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
             source = cls(artifacts, cfg, settings.retrieval)
             source.fit(small, tune)
             runs.append(source.scores(queries))
-        np.testing.assert_array_equal(runs[0], runs[1])
+        # Equal up to the order of multi-threaded float sums (~1e-7).
+        np.testing.assert_allclose(runs[0], runs[1], rtol=1e-4, atol=1e-5)
     other = SASRec(artifacts, cfg.model_copy(update={"seed": 7}), settings.retrieval)
     other.fit(small, tune)
-    assert not np.array_equal(other.scores(queries), runs[1])
+    assert not np.allclose(other.scores(queries), runs[1], rtol=1e-4, atol=1e-5)
 
 
 def test_kg_path_source_equals_the_graph_query(graph, ranker, artifacts) -> None:
