@@ -299,7 +299,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
 def evaluate(ctx: typer.Context,
              name: Annotated[str, typer.Argument(
                  help="offline (the evaluation against baselines), or a benchmark: graph, "
-                      "retrieval, kg, llm, load, like")]
+                      "kg, llm, explain, latency, load, like")]
              ) -> None:
     """Run the offline evaluation or a benchmark from eval/ (extra options pass through);
     each prints its figures and writes eval/results/NAME.json."""
