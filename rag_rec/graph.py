@@ -211,11 +211,11 @@ class GraphClient:
         rows = self.query("get_meta", key="ingest")
         return rows[0]["meta"] if rows else {}
 
-    def ingest_problem(self) -> str | None:
+    def ingest_problem(self, meta: dict[str, Any] | None = None) -> str | None:
         """Why answers from this graph would be partial, or None when its last ingest
-        finished. An ingest marks itself incomplete first and complete last, so a killed
-        one (or a build's calibration holding ratings back) shows here until it is rerun."""
-        meta = self.meta()
+        finished (`meta`: `self.meta()` already read). An ingest marks itself incomplete
+        first and complete last, so a killed one shows here until it is rerun."""
+        meta = self.meta() if meta is None else meta
         if not meta:
             return "the graph holds no ingest yet: run `rag-rec graph ingest` or `rag-rec build`"
         if not meta.get("complete"):
@@ -246,13 +246,14 @@ class GraphClient:
 
     # -- ingest
 
-    def holds(self, ds: Dataset, split_name: str) -> str | None:
+    def holds(self, ds: Dataset, split_name: str,
+              meta: dict[str, Any] | None = None) -> str | None:
         """None when the graph holds a complete ingest of `ds` for `split_name` ("full":
-        all interactions); otherwise what is wrong, in words."""
-        problem = self.ingest_problem()
+        all interactions); otherwise what is wrong, in words (one meta read)."""
+        meta = self.meta() if meta is None else meta
+        problem = self.ingest_problem(meta)
         if problem is not None:
             return problem
-        meta = self.meta()
         if meta.get("fingerprint") != ds.fingerprint:
             return "it holds other data"
         if meta.get("split") != split_name:

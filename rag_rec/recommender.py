@@ -146,20 +146,28 @@ class Recommender:
                               [r.proposed_by[t] for t in top], cold_start=cold, flags=flags))
         return out
 
-    def check_graph(self) -> None:
-        """`IngestIncomplete` while the graph's last ingest is unfinished (answers would be
-        partial), `GraphMismatch` unless it holds this build's data and split (an
-        evaluation's `graph ingest --split` would otherwise leak rated items into the
-        answers). Every request that reads the graph passes here first."""
-        problem = self.graph.ingest_problem()
+    def graph_problem(self) -> IngestIncomplete | GraphMismatch | None:
+        """What stops the graph from serving this build, from one meta read:
+        `IngestIncomplete` while its last ingest is unfinished (answers would be partial),
+        `GraphMismatch` unless it holds this build's data and split (an evaluation's
+        `graph ingest --split` would otherwise leak rated items into the answers)."""
+        meta = self.graph.meta()
+        problem = self.graph.ingest_problem(meta)
         if problem is not None:
-            raise IngestIncomplete(problem)
-        why = self.graph.holds(self.artifacts.ds, self.artifacts.split_name)
+            return IngestIncomplete(problem)
+        why = self.graph.holds(self.artifacts.ds, self.artifacts.split_name, meta)
         if why:
             split = self.artifacts.split_name
             fix = "rag-rec graph ingest" + (f" --split {split}" if split != "full" else "")
-            raise GraphMismatch(f"the graph does not match the build being served ({why}); "
-                                f"run `{fix}`")
+            return GraphMismatch(f"the graph does not match the build being served ({why}); "
+                                 f"run `{fix}`")
+        return None
+
+    def check_graph(self) -> None:
+        """Every request that reads the graph passes here first (see `graph_problem`)."""
+        problem = self.graph_problem()
+        if problem is not None:
+            raise problem
 
     def _history(self, user_id: str) -> list[tuple[str, float]]:
         rows = self.graph.user_history(user_id, limit=100_000)
@@ -384,11 +392,10 @@ class Recommender:
         unfinished (recommendations are refused with `IngestIncomplete` then);
         `degraded` when only the LLM is missing."""
         try:
-            problem = await asyncio.to_thread(self.graph.ingest_problem)
-            mismatch = await asyncio.to_thread(self.graph.holds, self.artifacts.ds,
-                                               self.artifacts.split_name)
-            neo4j = ("ok" if problem is None and mismatch is None
-                     else f"incomplete: {problem}" if problem else f"mismatch: {mismatch}")
+            problem = await asyncio.to_thread(self.graph_problem)
+            neo4j = ("ok" if problem is None else
+                     f"{'incomplete' if isinstance(problem, IngestIncomplete) else 'mismatch'}: "
+                     f"{problem}")
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             neo4j = f"error: {exc}"
         if self.llm is None:
