@@ -315,12 +315,22 @@ class Recommender:
 
     # -- cold start and new items
 
-    def _text_vector(self, text: str) -> np.ndarray:
+    def _texts(self) -> TextCache:
+        # Loaded on first use: most answers encode no text, and a CLI call should not pay it.
         if self._text_cache is None:
             encoder = make_text_encoder(self.settings.embed, self.settings.llm,
                                         self.settings.home)
             self._text_cache = TextCache(encoder, self.settings.home / "embeddings")
-        return self._text_cache.embed([text])[0]
+        return self._text_cache
+
+    def _text_vector(self, text: str) -> np.ndarray:
+        return self._texts().embed([text])[0]
+
+    def warm_up(self) -> None:
+        """Load the text encoder now (seconds on CPU) rather than inside the first free-text
+        request: a long-running service pays it once at start, not within a request's time
+        limit."""
+        self._texts().encoder.encode(["warm up"])
 
     def profile_entities(self, profile: ColdStartProfile) -> list[str]:
         """Entity ids for a text profile: its genres, and people matched by exact name."""

@@ -232,14 +232,19 @@ async def _too_large(send, limit: int) -> None:
                  ((b"connection", b"close"),))
 
 
+def _serving_recommender(settings: Settings) -> Recommender:
+    rec = Recommender(settings, use_llm=settings.api.use_llm, autostart=False)
+    rec.warm_up()
+    return rec
+
+
 def create_app(settings: Settings | None = None,
                make_recommender: Callable[[Settings], Recommender] | None = None) -> FastAPI:
     """The app. The recommender is built on first use (and again after a failure), without
     starting Neo4j, so the service starts, and answers /healthz and 503s at once, while
     Neo4j is down."""
     settings = settings or get_settings()
-    factory = make_recommender or (lambda s: Recommender(s, use_llm=s.api.use_llm,
-                                                         autostart=False))
+    factory = make_recommender or _serving_recommender
     token = bearer_token(settings)
     state: dict[str, Recommender] = {}
     lock = asyncio.Lock()
