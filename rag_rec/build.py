@@ -145,8 +145,8 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
         feat = Featurizer(artifacts, settings.scorer)
         stacked = {n: s for n, s in tuning.items() if n in names}
         histories = histories_of(fit_part)
-        weights = union_weights(stacked, histories, slice_part, settings.retrieval,
-                                artifacts.index.ids)
+        weights, union = union_weights(artifacts, stacked, histories, slice_part,
+                                       settings.retrieval)
         retriever = Retriever(artifacts, stacked, names, settings.retrieval, weights)
         # p_next is calibrated for what the protocol asks: the very next interaction
         # (the slice's first item) for "latest", the whole random share otherwise.
@@ -155,7 +155,7 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
         lists = make_lists(feat, retriever, histories, slice_part, calibrate_on,
                            progress=progress)
         scorer = Scorer.fit(feat, lists, names, weights, scorer_dir(artifacts, settings),
-                            progress=progress)
+                            union=union, progress=progress)
     try:
         serving, report = load_sources(*args, folder / "serving", key)
     except StaleArtifact:

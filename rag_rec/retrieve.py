@@ -149,22 +149,42 @@ class Retriever:
         return [int(c) for c in chosen]
 
 
-def union_weights(sources: dict[str, CandidateSource], histories: dict[str, list],
-                  targets: pd.DataFrame, settings: RetrievalSettings,
-                  item_ids: list[str]) -> dict[str, float]:
+UNION_SHARPNESS_GRID = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
+"""Powers tried when `union_sharpness` is left to the build; 64 is in effect the best
+source alone, so the chosen union finds at least what the best single source finds."""
+
+
+def union_weights(artifacts: Artifacts, sources: dict[str, CandidateSource],
+                  histories: dict[str, list], targets: pd.DataFrame,
+                  settings: RetrievalSettings) -> tuple[dict[str, float], dict]:
     """Each source's fusion weight: its recall of `targets` within its top `per_source`
     given each user's history, relative to the best source's, to the power
-    `union_sharpness` (the build measures it on the ranker slice, never on test data)."""
-    per_source = settings.per_source
+    `union_sharpness`; left unset, the power whose union (budget, tail quota and all) finds
+    most of `targets`. The build measures on the ranker slice, never on test data.
+    Returns the weights and a report: each source's recall, the union's per power tried."""
+    ids = artifacts.index.ids
     queries, seen, wanted = held_out_matrices(histories, targets,
-                                              {i: c for c, i in enumerate(item_ids)})
+                                              {i: c for c, i in enumerate(ids)})
     recall = {}
     for name, source in sources.items():
         scores = np.where(seen, -np.inf, source.scores(queries))
         scores = np.where(np.isnan(scores), -np.inf, scores)
-        top = np.argpartition(-scores, per_source, axis=1)[:, :per_source]
+        top = np.argpartition(-scores, settings.per_source, axis=1)[:, :settings.per_source]
         found = np.take_along_axis(wanted & np.isfinite(scores), top, axis=1).sum(1)
         recall[name] = float(np.mean(found / np.maximum(wanted.sum(1), 1)))
     best = max(recall.values()) or 1.0
-    return {name: round((r / best) ** settings.union_sharpness, 4)
-            for name, r in recall.items()}
+
+    def weights(power: float) -> dict[str, float]:
+        return {name: round((r / best) ** power, 4) for name, r in recall.items()}
+
+    if settings.union_sharpness is not None:
+        return weights(settings.union_sharpness), {"source_recall": recall}
+    col = {i: c for c, i in enumerate(ids)}
+    union = {}
+    for power in UNION_SHARPNESS_GRID:
+        got = Retriever(artifacts, sources, list(sources), settings, weights(power)).retrieve(queries)
+        found = [wanted[r, [col[i] for i in g.items]].sum() for r, g in enumerate(got)]
+        union[power] = float(np.mean(np.array(found) / np.maximum(wanted.sum(1), 1)))
+    power = max(union, key=lambda p: (union[p], -p))
+    return weights(power), {"source_recall": recall, "union_recall": union,
+                            "union_sharpness": power}

@@ -432,12 +432,15 @@ class Scorer:
 
     @classmethod
     def fit(cls, feat: Featurizer, lists: Lists, sources: list[str],
-            union_weights: dict[str, float], folder: Path, *, progress: bool = True) -> Scorer:
+            union_weights: dict[str, float], folder: Path, *, union: dict | None = None,
+            progress: bool = True) -> Scorer:
         """Train, calibrate and save to `folder`, with a reliability diagram of the
-        held-out lists (raw vs calibrated) beside the checkpoint."""
+        held-out lists (raw vs calibrated) beside the checkpoint. `union`: how the union's
+        weights were chosen (`retrieve.union_weights`), kept in the report."""
         model, report, (logits, labels) = train(feat, lists, sources, feat.cfg,
                                                 progress=progress)
-        scorer = cls(feat, model, report.platt, sources, union_weights, vars(report))
+        scorer = cls(feat, model, report.platt, sources, union_weights,
+                     vars(report) | ({"union": union} if union else {}))
         scorer.save(folder)
         a, b = report.platt
         reliability_diagram({"raw": (sigmoid(logits), labels),
