@@ -26,8 +26,9 @@ calibrated probabilities, for known users and for a history alone (cold start).
 Training is BCE on the train ratings (label: rating >= threshold). A pair's features
 never see its own rating: the statistics and the neighbourhood leave it out, as serving
 never sees the rating it predicts. Early stopping and Platt scaling (sklearn) use the
-validation ratings: the split's `valid`, or for a build on all data each user's latest
-rating, held out from training.
+validation ratings: the split's `valid` (for k-fold, whose test ratings are a random share,
+a random share of each user's train ratings instead), or for a build on all data each
+user's latest rating, held out from training.
 """
 
 from __future__ import annotations
@@ -294,7 +295,13 @@ class LikeModel:
         start = time.perf_counter()
         torch.manual_seed(settings.seed)
         rng = np.random.default_rng(settings.seed)
-        if split is not None:
+        if split is not None and split.info.get("protocol") == "user-level k-fold":
+            # Calibrated as it is tested: on a random share of each user's ratings.
+            pool = pd.concat([split.train, split.valid], ignore_index=True)
+            valid = pool.groupby("user_id").sample(frac=settings.random_valid_share,
+                                                   random_state=settings.seed)
+            train = pool.drop(valid.index)
+        elif split is not None:
             train, valid = split.train, split.valid
         else:
             valid = latest_per_user(ds.interactions)
