@@ -145,11 +145,11 @@ class Recommender:
                 scores = scores + enjoy * np.log(np.clip(
                     self.like.predict(q.history, user_id, r.items), 1e-6, 1.0))
             top = np.argsort(-scores, kind="stable")[:k]
-            cold = len(q.history) <= self.settings.retrieval.cold_history
-            flags = r.flags + self.unavailable + (["short_history"] if cold and q.history
-                                                  else [])
+            flags = r.flags + self.unavailable + (["short_history"]
+                                                  if r.cold_start and q.history else [])
             out.append(Ranked([r.items[t] for t in top], logits[top], scores[top],
-                              [r.proposed_by[t] for t in top], cold_start=cold, flags=flags))
+                              [r.proposed_by[t] for t in top], cold_start=r.cold_start,
+                              flags=flags))
         return out
 
     def graph_problem(self) -> IngestIncomplete | GraphMismatch | None:

@@ -4,8 +4,8 @@ For a batch of queries, every fitted source (sources.py) scores the whole catalo
 the user already has are masked. Each source's top `per_source` items enter the union,
 ordered by reciprocal-rank fusion weighted by how much of what users go on to choose each
 source finds (`union_weights`: items several sources agree on rise, no source's score
-scale dominates another's, and a weak source cannot crowd out a strong one's), with a `tail_share` of the `budget` kept for long-tail
-items. Every candidate then carries, for *every* source (not only those that proposed
+scale dominates another's, and a weak source cannot crowd out a strong one's), with a
+`tail_share` of the `budget` kept for long-tail items. Every candidate then carries, for *every* source (not only those that proposed
 it), the source's score standardised over the user's unseen items and 1/log2(2 + its
 rank among them): the features the scorer stacks. Sources that were not fitted, and
 scores a source cannot give (NaN, inf, -inf), become 0 features, never a NaN.
@@ -52,6 +52,7 @@ class Retrieval:
     proposed_by: list[dict[str, float]]
     """Per candidate: source name -> raw score, for the sources whose top it was in."""
     cold_start: bool = False
+    """The history is at most `cold_history` long (the cold-start floor applied)."""
     flags: list[str] = field(default_factory=list)
 
 
@@ -69,6 +70,8 @@ class Retriever:
         self.refresh_tail()
 
     def refresh_tail(self) -> None:
+        """The catalogue's column map and long-tail mask (again after items are added)."""
+        self.col = {i: c for c, i in enumerate(self.a.index.ids)}
         self.head = head_items(self.a.popularity, self.r.head_mass)
         self.tail = np.array([i not in self.head for i in self.a.index.ids])
 
@@ -82,7 +85,7 @@ class Retriever:
         ids = self.a.index.ids
         if len(self.tail) != len(ids):
             self.refresh_tail()
-        col = {i: c for c, i in enumerate(ids)}
+        col = self.col
         seen = np.zeros((len(queries), len(ids)), dtype=bool)
         for r, q in enumerate(queries):
             extra = exclude[r] if exclude is not None else ()
@@ -121,7 +124,8 @@ class Retriever:
             chosen = self._choose(fused[r], seen[r], budget)
             proposed = [{name: float(raw[r, c]) for name, (top, raw) in tops.items()
                          if top[r, c]} for c in chosen]
-            out.append(Retrieval([ids[c] for c in chosen], feats[r, chosen], proposed))
+            out.append(Retrieval([ids[c] for c in chosen], feats[r, chosen], proposed,
+                                 cold_start=bool(cold[r])))
             if n_unseen[r] == 0:
                 out[-1].flags.append("nothing_left_to_recommend")
         return out
@@ -162,16 +166,16 @@ def union_weights(artifacts: Artifacts, sources: dict[str, CandidateSource],
     `union_sharpness`; left unset, the power whose union (budget, tail quota and all) finds
     most of `targets`. The build measures on the ranker slice, never on test data.
     Returns the weights and a report: each source's recall, the union's per power tried."""
-    ids = artifacts.index.ids
-    queries, seen, wanted = held_out_matrices(histories, targets,
-                                              {i: c for c, i in enumerate(ids)})
+    col = {i: c for c, i in enumerate(artifacts.index.ids)}
+    queries, seen, wanted = held_out_matrices(histories, targets, col)
+    per_user = np.maximum(wanted.sum(1), 1)
     recall = {}
     for name, source in sources.items():
         scores = np.where(seen, -np.inf, source.scores(queries))
         scores = np.where(np.isnan(scores), -np.inf, scores)
         top = np.argpartition(-scores, settings.per_source, axis=1)[:, :settings.per_source]
         found = np.take_along_axis(wanted & np.isfinite(scores), top, axis=1).sum(1)
-        recall[name] = float(np.mean(found / np.maximum(wanted.sum(1), 1)))
+        recall[name] = float(np.mean(found / per_user))
     best = max(recall.values()) or 1.0
 
     def weights(power: float) -> dict[str, float]:
@@ -179,12 +183,12 @@ def union_weights(artifacts: Artifacts, sources: dict[str, CandidateSource],
 
     if settings.union_sharpness is not None:
         return weights(settings.union_sharpness), {"source_recall": recall}
-    col = {i: c for c, i in enumerate(ids)}
     union = {}
     for power in UNION_SHARPNESS_GRID:
-        got = Retriever(artifacts, sources, list(sources), settings, weights(power)).retrieve(queries)
-        found = [wanted[r, [col[i] for i in g.items]].sum() for r, g in enumerate(got)]
-        union[power] = float(np.mean(np.array(found) / np.maximum(wanted.sum(1), 1)))
+        retriever = Retriever(artifacts, sources, list(sources), settings, weights(power))
+        found = [wanted[r, [col[i] for i in g.items]].sum()
+                 for r, g in enumerate(retriever.retrieve(queries))]
+        union[power] = float(np.mean(np.array(found) / per_user))
     power = max(union, key=lambda p: (union[p], -p))
     return weights(power), {"source_recall": recall, "union_recall": union,
                             "union_sharpness": power}
