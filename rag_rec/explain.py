@@ -30,12 +30,14 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, ValidationError, create_model
 
 from rag_rec.llm import LLMBackend, render
 from rag_rec.models import Evidence, Explanation, Fact, Item, User
+from rag_rec.rerank import LABELS, TITLE_CHARS
 from rag_rec.settings import LLMSettings
 
 Mode = Literal["choose", "free"]
@@ -395,8 +397,11 @@ class _Span:
     key: str
 
 
-def _title_aliases(title: str) -> set[str]:
-    return {title, display_title(title), _TRAILING_PAREN.sub("", title)} - {""}
+@lru_cache(maxsize=8192)
+def _title_aliases(title: str) -> frozenset[str]:
+    # Cached: the checker runs for every draft sentence of every item over the whole
+    # history (~35 calls a request), and these regexes dominated its time.
+    return frozenset({title, display_title(title), _TRAILING_PAREN.sub("", title)} - {""})
 
 
 def _find_spans(text: str, names: list[tuple[str, str, str]]) -> list[_Span]:
@@ -455,7 +460,8 @@ def check_claims(text: str, item: Item, cited: Sequence[Fact],
         problems.append(rep)
     ratings = {h.id: r for h, r in history}
     years = {h.id: h.year for h, _ in history} | {item.id: item.year}
-    names: list[tuple[str, str, str]] = [(a, "title", item.id) for a in _title_aliases(item.title)]
+    names: list[tuple[str, str, str]] = [(a, "title", item.id)
+                                         for a in _title_aliases(item.title)]
     for h, _ in history:
         names += [(a, "title", h.id) for a in _title_aliases(h.title)]
     supported: dict[str, set[str]] = {}
@@ -577,14 +583,20 @@ def _shipped(option: Option, source: Literal["llm", "llm_retry", "template"], **
 
 
 def _item_json(item: Item) -> dict:
-    return {"title": display_title(item.title)[:120], "year": item.year,
+    return {"title": display_title(item.title)[:TITLE_CHARS], "year": item.year,
             "genres": list(item.genres)}
+
+
+def _unavailable(exc: Exception) -> str:
+    """The note of a template shipped because the LLM failed (down, slow or junk)."""
+    return ("LLM unavailable: timeout" if isinstance(exc, TimeoutError)
+            else f"LLM unavailable: {exc}"[:300])
 
 
 async def _choose(backend: LLMBackend, settings: LLMSettings, user: User, item: Item,
                   options: list[Option]) -> Explanation:
     """The LLM picks one checked sentence: one token, restricted to the option labels."""
-    labels = [chr(ord("A") + i) for i in range(len(options))]
+    labels = LABELS[:len(options)]
     messages = render("explain", mode="choose", user=user, item=_item_json(item),
                       options=[{"label": lb, "text": o.text} for lb, o in zip(labels, options)],
                       labels=labels)
@@ -594,10 +606,8 @@ async def _choose(backend: LLMBackend, settings: LLMSettings, user: User, item: 
         pick = max(labels, key=lambda lb: logprobs[lb])
         if not all(math.isfinite(logprobs[lb]) for lb in labels):
             raise ValueError("non-finite log-probabilities")
-    except TimeoutError:
-        return _template(options, note="LLM unavailable: timeout", mode="choose")
     except Exception as exc:  # noqa: BLE001 - down or junk: the template, never an error
-        return _template(options, note=f"LLM unavailable: {exc}"[:300], mode="choose")
+        return _template(options, note=_unavailable(exc), mode="choose")
     return _shipped(options[labels.index(pick)], "llm", mode="choose")
 
 
@@ -622,11 +632,8 @@ async def _free(backend: LLMBackend, settings: LLMSettings, user: User, item: It
                                       settings.explain_max_tokens,
                                       temperature=RETRY_TEMPERATURE if attempt else 0.0),
                 timeout=settings.request_timeout_s)
-        except TimeoutError:
-            return _template(options, note="LLM unavailable: timeout", mode="free",
-                             rejected=tuple(rejected))
         except Exception as exc:  # noqa: BLE001
-            return _template(options, note=f"LLM unavailable: {exc}"[:300], mode="free",
+            return _template(options, note=_unavailable(exc), mode="free",
                              rejected=tuple(rejected))
         if reply.finish_reason == "length":
             rejected.append("reply truncated at max_tokens")

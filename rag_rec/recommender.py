@@ -335,8 +335,8 @@ class Recommender:
 
     def warm_up(self) -> None:
         """Load the text encoder now (seconds on CPU) rather than inside the first free-text
-        request: a long-running service pays it once at start, not within a request's time
-        limit."""
+        request: the HTTP service calls it when it builds its recommender (on the first
+        request of any kind, typically a health probe), outside any request's time limit."""
         self._texts().encoder.encode(["warm up"])
 
     def profile_entities(self, profile: ColdStartProfile) -> list[str]:
