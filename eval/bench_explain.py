@@ -49,7 +49,7 @@ def verify_paths(graph, explanations: list[tuple[Item, Explanation]]) -> int:
     return missing
 
 
-async def run_case(rec, user: User, user_id: str | None, history: list[tuple[Item, float]],
+async def run_case(rec, user: User, history: list[tuple[Item, float]],
                    items: list[Item], mode: str | None) -> dict:
     """Facts, attention and explanations for one user's top items, timed."""
     ratings = {h.id: r for h, r in history}
@@ -93,9 +93,9 @@ async def main() -> None:
         shipped: list[tuple[Item, Explanation, list[tuple[Item, float]], bool, dict]] = []
         t5, t10, tf = [], [], []
         for user, uid, history, items in cases:
-            top5 = await run_case(rec, user, uid, history, items[:5], None)
+            top5 = await run_case(rec, user, history, items[:5], None)
             t5.append(top5["explain_s"])
-            top10 = await run_case(rec, user, uid, history, items, None)
+            top10 = await run_case(rec, user, history, items, None)
             t10.append(top10["explain_s"])
             tf.append(top10["facts_s"])
             ratings = {h.id: r for h, r in history}
@@ -105,7 +105,7 @@ async def main() -> None:
                 shipped.append((item, ex, history, liked_path, {"user": uid or "new (cold)"}))
         free: list[tuple[Item, Explanation, list[tuple[Item, float]]]] = []
         for user, uid, history, items in cases[:args.free_users]:
-            case = await run_case(rec, user, uid, history, items[:5], "free")
+            case = await run_case(rec, user, history, items[:5], "free")
             free += [(i, e, history) for i, e in zip(items[:5], case["explanations"])]
         missing = verify_paths(rec.graph, [(i, e) for i, e, *_ in shipped + free])
         mode = explain_mode(rec.settings.llm)

@@ -38,7 +38,7 @@ def main() -> None:
         from rag_rec.embed import kg_triples
 
         ds = load_dataset(settings.data, settings.home)
-        triples = kg_triples(ds, make_split(ds, "loo", seed=settings.data.seed))
+        triples = kg_triples(ds, make_split(ds, "loo", seed=settings.data.seed).train)
     if args.export:
         np.savez_compressed(args.export, triples=triples)
         print(f"saved {len(triples)} triples to {args.export}")

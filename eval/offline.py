@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from eval.baselines import popularity, recbole_scores  # noqa: E402
 from eval.common import write_results  # noqa: E402
 from eval.report import write_report  # noqa: E402
-from rag_rec.build import build, load_or_fit_ranker  # noqa: E402
+from rag_rec.build import build  # noqa: E402
 from rag_rec.data import Dataset, Split, load_dataset, make_split  # noqa: E402
 from rag_rec.metrics import ndcg_per_user, ranking_metrics  # noqa: E402
 from rag_rec.recommender import Recommender  # noqa: E402

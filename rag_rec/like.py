@@ -48,6 +48,7 @@ from torch import nn
 
 from rag_rec.data import Dataset, Split, latest_per_user
 from rag_rec.errors import StaleArtifact
+from rag_rec.scorer import fit_platt
 from rag_rec.settings import LikeSettings
 
 RECENT = 10
@@ -259,7 +260,7 @@ class _Pairs:
     feats: np.ndarray
     label: np.ndarray
     before: np.ndarray
-    """""Training pairs: how many of the user's train ratings precede this one."""
+    """Training pairs: how many of the user's train ratings precede this one."""
 
 
 class LikeModel:
@@ -289,7 +290,6 @@ class LikeModel:
         """Train on `split.train` (None: all ratings but each user's latest), stop early
         and Platt-calibrate on the validation ratings."""
         # sklearn (and scipy behind it) take ~2 s to import: fitting needs them, serving not.
-        from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import log_loss, roc_auc_score
 
         start = time.perf_counter()
@@ -364,8 +364,7 @@ class LikeModel:
         model = cls(net, items, users, featurize, scale, (1.0, 0.0),
                     like_key(ds, split, vectors, settings), {})
         logits = model._held_logits(held, histories)
-        lr = LogisticRegression(C=1e6).fit(logits[:, None], held.label)
-        model.platt = (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+        model.platt = fit_platt(logits, held.label)
         probs = model._calibrate(logits)
         model.report = {
             "split": split.name if split is not None else "full", "terms": settings.terms,

@@ -186,7 +186,6 @@ class EASE(_Base):
         if x.nnz == 0:
             raise SourceUnavailable("ease: no interactions to fit on")
         gram = (x.T @ x).toarray().astype(np.float64)
-        self.train_matrix = x
         if isinstance(warm, EASE):
             grid = [warm.l2]
         elif tune is not None and len(tune):
