@@ -48,7 +48,11 @@ def main() -> int:
             continue
         new = sorted(str(t) for t in parse_wheel_filename(usable[0])[3])
         text = re.sub(r"^Tag: \S+\n", "", text, flags=re.M).rstrip("\n") + "\n"
-        wheel_file.write_text(text + "".join(f"Tag: {t}\n" for t in new))
+        # A new file, renamed over the old: uv hard-links installed files to its cache, and
+        # writing in place would change the cached wheel for every other environment.
+        tmp = wheel_file.with_name("WHEEL.tmp")
+        tmp.write_text(text + "".join(f"Tag: {t}\n" for t in new))
+        tmp.replace(wheel_file)
         fixed.append(f"{dist} {version}: {', '.join(tags)} -> {', '.join(new)}")
     for line in fixed:
         print(f"wheel tags fixed: {line}")
