@@ -17,8 +17,10 @@ Systems:
   the scorer's order, the rest of the catalogue behind them by popularity.
 - EASE (closed form, L2 from a grid by validation NDCG@10) and, on the leave-last-out
   splits, SASRec (full-softmax cross-entropy, early stopped on validation NDCG@10: the
-  strong sequential baseline), both trained on the split's train part alone; popularity. `--recbole BPR,LightGCN,...`
-  adds RecBole 1.2.0 models (eval/baselines.py).
+  strong sequential baseline), both trained on the split's train part alone; iALS
+  (`implicit`, hyper-parameters from a grid by held-out NDCG@10 - a random 10% of train on
+  k-fold -, refit on train + validation); popularity. `--recbole LightGCN,...` adds RecBole 1.2.0 models
+  (eval/baselines.py).
 - Ablations: each source's own full ranking (no scorer) and the long-tail boost on every
   split's first seed; the scorer retrained without KG vectors, without text vectors,
   without each source on the `--ablations` splits.
@@ -48,7 +50,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eval.baselines import popularity, recbole_scores  # noqa: E402
+from eval.baselines import implicit_scores, popularity, recbole_scores  # noqa: E402
 from eval.common import write_results  # noqa: E402
 from eval.report import write_report  # noqa: E402
 from rag_rec.build import build  # noqa: E402
@@ -159,7 +161,7 @@ def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
     artifacts = build(s, proto.split.name, ranker=False)
     ids = artifacts.index.ids
     out = dict(done)
-    models = {"Popularity": None, "EASE": (EASE, s.sources)}
+    models = {"Popularity": None, "EASE": (EASE, s.sources), "iALS": "implicit"}
     if proto.split.name.startswith("loo"):
         # The baseline SASRec is the plain model: ids only, no content vectors; it runs
         # where order is the protocol (leave-last-out; on k-fold EASE is the bar).
@@ -170,6 +172,9 @@ def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
         start = time.perf_counter()
         if spec is None:
             out[name] = proto.metrics(popularity(ds, proto.split, proto.users))
+        elif spec == "implicit":
+            scores, info = implicit_scores(name, ds, proto.split, proto.users, seed=seed)
+            out[name] = {**proto.metrics(scores), "train": info}
         elif spec == "recbole":
             scores, info = recbole_scores(name, ds, proto.split, proto.users, workdir, seed=seed)
             out[name] = {**proto.metrics(scores), "train": info}

@@ -25,7 +25,10 @@ calibrated probabilities, for known users and for a history alone (cold start).
 
 Training is BCE on the train ratings (label: rating >= threshold). A pair's features
 never see its own rating: the statistics and the neighbourhood leave it out, as serving
-never sees the rating it predicts. Early stopping and Platt scaling (sklearn) use the
+never sees the rating it predicts. What else a pair sees follows the protocol
+(`LikeSettings.context`): the user's earlier ratings only, as a next rating sees the past
+(leave-last-out, serving), or all their other ratings, as a random held-out share of
+them sees the rest (k-fold). Early stopping and Platt scaling (sklearn) use the
 validation ratings: the split's `valid` (for k-fold, whose test ratings are a random share,
 a random share of each user's train ratings instead), or for a build on all data each
 user's latest rating, held out from training.
@@ -260,7 +263,9 @@ class _Pairs:
     feats: np.ndarray
     label: np.ndarray
     before: np.ndarray
-    """Training pairs: how many of the user's train ratings precede this one."""
+    """Training pairs: how many of the user's earlier train ratings this one sees..."""
+    after: np.ndarray
+    """...and how many later ones (0 when it sees only the past)."""
 
 
 class LikeModel:
@@ -295,7 +300,9 @@ class LikeModel:
         start = time.perf_counter()
         torch.manual_seed(settings.seed)
         rng = np.random.default_rng(settings.seed)
-        if split is not None and split.info.get("protocol") == "user-level k-fold":
+        kfold = split is not None and split.info.get("protocol") == "user-level k-fold"
+        past = settings.context == "past" or (settings.context == "auto" and not kfold)
+        if kfold:
             # Calibrated as it is tested: on a random share of each user's ratings.
             pool = pd.concat([split.train, split.valid], ignore_index=True)
             valid = pool.groupby("user_id").sample(frac=settings.random_valid_share,
@@ -321,7 +328,7 @@ class LikeModel:
         histories = {u: (g.item_id.map(item_row).to_numpy(), g.rating.to_numpy(np.float64))
                      for u, g in train.groupby("user_id", sort=False)}
 
-        pairs = _train_pairs(histories, user_row, featurize, settings.threshold)
+        pairs = _train_pairs(histories, user_row, featurize, settings.threshold, past)
         held = _held_pairs(valid, histories, user_row, item_row, featurize, settings.threshold)
         mean = pairs.feats.mean(0)
         std = np.maximum(pairs.feats.std(0), 1e-6)
@@ -339,8 +346,8 @@ class LikeModel:
         for epoch in range(settings.epochs):
             net.train()
             for batch in _user_batches(pairs.user, settings.batch_size, rng):
-                user, item, feats, label, before = (x[batch] for x in t)
-                z = _z_train(net, batch, before, flat) if net.full else None
+                user, item, feats, label, before, after = (x[batch] for x in t)
+                z = _z_train(net, batch, before, after, flat) if net.full else None
                 if settings.user_dropout > 0:
                     user = user * (torch.rand(len(user)) >= settings.user_dropout)
                 loss = nn.functional.binary_cross_entropy_with_logits(
@@ -368,6 +375,7 @@ class LikeModel:
         probs = model._calibrate(logits)
         model.report = {
             "split": split.name if split is not None else "full", "terms": settings.terms,
+            "context": "past" if past else "rest",
             "train_pairs": len(pairs.label), "valid_pairs": len(held.label),
             "epochs": epochs, "valid_logloss": round(float(log_loss(held.label, probs)), 4),
             "valid_auc": round(float(roc_auc_score(held.label, logits)), 4),
@@ -520,16 +528,19 @@ def _ordered(inter: pd.DataFrame) -> pd.DataFrame:
 
 
 def _train_pairs(histories: dict[str, tuple[np.ndarray, np.ndarray]], user_row: dict[str, int],
-                 featurize: _Featurizer, threshold: float) -> _Pairs:
-    """Every train rating as a pair, featurized from the rest of its user's history."""
+                 featurize: _Featurizer, threshold: float, past: bool) -> _Pairs:
+    """Every train rating as a pair, featurized from its user's earlier ratings (`past`)
+    or from all their other ratings."""
     users, items, feats, labels = [], [], [], []
     for u, (hist, ratings) in histories.items():
         users.append(np.full(len(hist), user_row[u]))
         items.append(hist)
-        feats.append(featurize(hist, ratings, hist, causal=True))
+        feats.append(featurize(hist, ratings, hist, causal=past))
         labels.append(ratings)
+    lengths = [len(h) for h, _ in histories.values()]
     return _pairs(users, items, feats, labels, threshold,
-                  [np.arange(len(h)) for h, _ in histories.values()])
+                  [np.arange(n) for n in lengths],
+                  [np.zeros(n, np.int64) if past else np.arange(n)[::-1] for n in lengths])
 
 
 def _held_pairs(held: pd.DataFrame, histories: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -545,14 +556,15 @@ def _held_pairs(held: pd.DataFrame, histories: dict[str, tuple[np.ndarray, np.nd
         items.append(cand)
         feats.append(featurize(hist, ratings, cand))
         labels.append(g.rating.to_numpy(np.float64))
-    return _pairs(users, items, feats, labels, threshold, [np.zeros(len(u)) for u in users])
+    zeros = [np.zeros(len(u)) for u in users]
+    return _pairs(users, items, feats, labels, threshold, zeros, zeros)
 
 
 def _pairs(users: list, items: list, feats: list, ratings: list, threshold: float,
-           before: list) -> _Pairs:
+           before: list, after: list) -> _Pairs:
     return _Pairs(np.concatenate(users), np.concatenate(items), np.concatenate(feats),
                   (np.concatenate(ratings) >= threshold).astype(np.float32),
-                  np.concatenate(before).astype(np.int64))
+                  np.concatenate(before).astype(np.int64), np.concatenate(after).astype(np.int64))
 
 
 def _flat_histories(histories: dict[str, tuple[np.ndarray, np.ndarray]], mu: float
@@ -581,21 +593,22 @@ def _user_batches(users: np.ndarray, size: int, rng: np.random.Generator
     return batches
 
 
-def _z_train(net: LikeNet, batch: torch.Tensor, before: torch.Tensor,
+def _z_train(net: LikeNet, batch: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
              flat: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """The history term of a batch of whole users' training pairs (rows of the flat
     train history, in time order): each pair sums the `before` items its user rated
-    earlier, over sqrt(before), as serving sums the whole past."""
+    earlier and the `after` ones rated later, its own left out, over sqrt(their count),
+    as serving sums the whole history."""
     hist_item, hist_c = flat
     terms = net.history_term(hist_item[batch], hist_c[batch]).double()
     upto = torch.cat([torch.zeros(1, terms.shape[1], dtype=terms.dtype), terms.cumsum(0)])
     local = torch.arange(len(batch))
-    z = (upto[local] - upto[local - before]).float()
-    return z / before.clamp(min=1).float().sqrt()[:, None]
+    z = (upto[local + after + 1] - upto[local - before] - terms).float()
+    return z / (before + after).clamp(min=1).float().sqrt()[:, None]
 
 
 def _tensors(pairs: _Pairs, scale: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, ...]:
     feats = (pairs.feats - scale[0]) / scale[1]
     return (torch.from_numpy(pairs.user), torch.from_numpy(pairs.item),
             torch.from_numpy(feats.astype(np.float32)), torch.from_numpy(pairs.label),
-            torch.from_numpy(pairs.before))
+            torch.from_numpy(pairs.before), torch.from_numpy(pairs.after))

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from rag_rec.data import make_split
 from rag_rec.errors import StaleArtifact
-from rag_rec.like import LikeModel, _Featurizer, _Stats, like_key
+from rag_rec.like import LikeModel, LikeNet, _Featurizer, _Stats, _z_train, like_key
 from rag_rec.settings import LikeSettings
 
 CFG = LikeSettings()
@@ -86,6 +86,43 @@ def test_training_features_never_see_their_own_rating() -> None:
     a, b = features(ratings), features(changed)
     assert np.allclose(a[:t + 1], b[:t + 1])
     assert not np.allclose(a[t + 1:], b[t + 1:])  # the check can fail
+
+
+def test_history_term_sees_the_past_or_the_rest_but_never_its_own_rating() -> None:
+    """`past` (leave-last-out): pair t sums the terms of ratings 0..t-1 over sqrt(t);
+    `rest` (k-fold): every other rating of its user over sqrt(n - 1); two users in one
+    batch never mix."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = LikeNet(2, 10, 3, LikeSettings(dim=4))
+    items = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+    centred = torch.linspace(-1.5, 1.5, 8)
+    sizes = (5, 3)
+    terms = net.history_term(items, centred).detach()
+    batch = torch.arange(8)
+    pos = torch.tensor([p for n in sizes for p in range(n)])
+    count = torch.tensor([n for n in sizes for _ in range(n)])
+    with torch.no_grad():
+        past = _z_train(net, batch, pos, torch.zeros(8, dtype=torch.long), (items, centred))
+        rest = _z_train(net, batch, pos, count - 1 - pos, (items, centred))
+    start = 0
+    for n in sizes:
+        mine = terms[start:start + n]
+        for t in range(n):
+            want_past = mine[:t].sum(0) / max(t, 1) ** 0.5
+            want_rest = (mine.sum(0) - mine[t]) / (n - 1) ** 0.5
+            assert torch.allclose(past[start + t], want_past, atol=1e-5)
+            assert torch.allclose(rest[start + t], want_rest, atol=1e-5)
+        start += n
+
+
+def test_kfold_head_learns_from_the_rest_of_each_history(dataset) -> None:
+    """On a k-fold split (random test ratings) `auto` trains on leave-one-out context."""
+    split = make_split(dataset, "kfold0")
+    small = CFG.model_copy(update={"epochs": 1, "terms": "bias"})
+    assert LikeModel.fit(dataset, split, None, small).report["context"] == "rest"
+    loo = make_split(dataset, "loo")
+    assert LikeModel.fit(dataset, loo, None, small).report["context"] == "past"
 
 
 def test_round_trip_and_stale_files(model, dataset, loo, artifacts, tmp_path: Path) -> None:

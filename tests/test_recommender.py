@@ -144,3 +144,20 @@ def test_slow_llm_stages_fall_back_within_their_budget(settings: Settings, artif
     assert result.degraded and len(result.items) == 3
     assert "explanations_timed_out" in result.flags
     assert all(r.explanation.source == "template" for r in result.items)
+
+
+def test_the_evaluation_ranks_without_touching_the_graph(settings: Settings, dataset: Dataset,
+                                                         artifacts, graph) -> None:
+    """eval/offline.py ranks every test user through `Recommender.rank` with the histories
+    it is given: the graph stays closed and holds what it held (its split builds never
+    ingest either: `build` ingests only the full data)."""
+    from eval.offline import Protocol, _rank_rows
+    from rag_rec.data import make_split
+
+    before = (graph.meta(), graph.counts())
+    proto = Protocol.of(dataset, make_split(dataset, "loo"), settings.retrieval.head_mass)
+    with Recommender(settings, use_llm=False) as rec:
+        rows, ranked = _rank_rows(rec, proto)
+        assert rec._graph is None
+    assert len(ranked) == len(proto.users) and rows.shape[0] == len(proto.users)
+    assert (graph.meta(), graph.counts()) == before
