@@ -55,7 +55,7 @@ from eval.common import write_results  # noqa: E402
 from eval.report import write_report  # noqa: E402
 from rag_rec.build import build  # noqa: E402
 from rag_rec.data import Dataset, Split, load_dataset, make_split  # noqa: E402
-from rag_rec.metrics import ndcg_per_user, ranking_metrics  # noqa: E402
+from rag_rec.metrics import ndcg_per_user, ranking_metrics, recall_at  # noqa: E402
 from rag_rec.recommender import Recommender  # noqa: E402
 from rag_rec.retrieve import head_items  # noqa: E402
 from rag_rec.scorer import brier, ece, sigmoid  # noqa: E402
@@ -238,14 +238,6 @@ def _calibration(proto: Protocol, ranked: list) -> dict:
                                                                              [2.5, 97.5])]}
 
 
-def _recall_at(proto: Protocol, rows: np.ndarray, k: int) -> float:
-    masked = np.where(proto.seen, -np.inf, rows)
-    top = np.argsort(-masked, axis=1, kind="stable")[:, :k]
-    hits = np.take_along_axis(proto.test, top, axis=1).sum(1)
-    n = proto.test.sum(1)
-    return float(np.mean(hits[n > 0] / n[n > 0]))
-
-
 def run_rag_rec(settings: Settings, proto: Protocol, seed: int, ablations: bool) -> dict:
     """rag_rec through `Recommender.rank`; with `ablations`, also each source's own
     ranking and the tail boost (cheap: no retraining)."""
@@ -269,7 +261,8 @@ def run_rag_rec(settings: Settings, proto: Protocol, seed: int, ablations: bool)
              for r, res in enumerate(ranked) if proto.test[r].any()])), 4)}
         for source_name, source in rec.sources.items():
             src_rows = proto.source_rows(source.scores(proto.queries), rec.artifacts.index.ids)
-            ceiling[source_name] = round(_recall_at(proto, src_rows, budget), 4)
+            ceiling[source_name] = round(recall_at(src_rows, proto.seen, proto.test, budget),
+                                         4)
             if ablations:
                 out["systems"][f"only_{source_name}"] = proto.metrics(src_rows)
         out["recall_ceiling"] = ceiling

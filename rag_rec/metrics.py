@@ -24,6 +24,15 @@ def rank_positions(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return np.where(seen, -1, pos)
 
 
+def recall_at(scores: np.ndarray, seen: np.ndarray, test: np.ndarray, k: int) -> float:
+    """Mean recall@k over users with test items (any k: the candidate budget, say)."""
+    pos = rank_positions(scores, seen)
+    n_test = test.sum(1)
+    keep = n_test > 0
+    hits = (test & (pos >= 0) & (pos < k)).sum(1)
+    return float(np.mean(hits[keep] / n_test[keep])) if keep.any() else 0.0
+
+
 def ranking_metrics(scores: np.ndarray, seen: np.ndarray, test: np.ndarray,
                     tail: np.ndarray) -> dict[str, float]:
     """Recall/NDCG@10/20, HR@10, MRR, AUC (means over users), catalogue coverage@10 and

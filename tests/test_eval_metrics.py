@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag_rec.metrics import rank_positions, ranking_metrics
+from rag_rec.metrics import rank_positions, ranking_metrics, recall_at
 
 
 def test_metrics_match_a_hand_computed_ranking() -> None:
@@ -22,6 +22,8 @@ def test_metrics_match_a_hand_computed_ranking() -> None:
     assert m["auc"] == pytest.approx(1 - (1 + 2) / (2 * 3))  # 3 of 6 pairs misordered
     assert m["coverage@10"] == pytest.approx(5 / 6)
     assert m["tail_share@10"] == pytest.approx(3 / 5)
+    # The recall ceiling at a budget: one test item in the top 2, both in the top 4.
+    assert [recall_at(scores, seen, test, k) for k in (1, 2, 4)] == [0.0, 0.5, 1.0]
 
 
 def test_seen_items_are_never_ranked_and_perfect_scores_score_one() -> None:
