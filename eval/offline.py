@@ -18,9 +18,9 @@ Systems:
 - EASE (closed form, L2 from a grid by validation NDCG@10) and, on the leave-last-out
   splits, SASRec (full-softmax cross-entropy, early stopped on validation NDCG@10: the
   strong sequential baseline), both trained on the split's train part alone; iALS
-  (`implicit`, hyper-parameters from a grid by held-out NDCG@10 - a random 10% of train on
-  k-fold -, refit on train + validation); popularity. `--recbole LightGCN,...` adds RecBole 1.2.0 models
-  (eval/baselines.py).
+  (`implicit`; hyper-parameters from a grid by held-out NDCG@10, on k-fold a random 10%
+  of train; refit on train + validation); popularity. `--recbole LightGCN,...` adds
+  RecBole 1.2.0 models (eval/baselines.py).
 - Ablations: each source's own full ranking (no scorer) and the long-tail boost on every
   split's first seed; the scorer retrained without KG vectors, without text vectors,
   without each source on the `--ablations` splits.
