@@ -56,18 +56,17 @@ async def llm_scores(rec: Recommender, proto: Protocol, rows: np.ndarray, ranked
     return out, seconds, degraded
 
 
-def fused_rows(proto: Protocol, rows: np.ndarray, ranked: list, scores: list[dict[str, float]],
-               top: int, weight: float) -> np.ndarray:
+def fused_rows(proto: Protocol, ranked: list, scores: list[dict[str, float]], top: int,
+               weight: float) -> np.ndarray:
     """Full score rows: the LLM-scored top reordered by log-odds + weight · LLM score and
     kept above the rest of rag_rec's candidates, which keep their order."""
-    out = np.tile(proto.fallback, (len(rows), 1))
-    for k, (result, llm) in enumerate(zip(ranked, scores)):
-        cols = [proto.col[i] for i in result.items]
-        out[k, cols] = 1e3 + result.scores
+    fused = []
+    for result, llm in zip(ranked, scores):
+        score = result.scores.copy()
         head = result.items[:top]
-        out[k, cols[:len(head)]] = 2e3 + result.scores[:len(head)] + weight * np.array(
-            [llm.get(i, 0.0) for i in head])
-    return out
+        score[:len(head)] += 1e3 + weight * np.array([llm.get(i, 0.0) for i in head])
+        fused.append(score)
+    return proto.ranked_rows(ranked, fused)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         scores, seconds, degraded = asyncio.run(llm_scores(rec, proto, rows, ranked, top))
         model = f"{rec.llm.name}: {s.llm.model or 'SmolLM2-135M-Instruct (default)'}"
     seen, test = proto.seen[rows], proto.test[rows]
-    per_user = {w: ndcg_per_user(fused_rows(proto, rows, ranked, scores, top, w), seen, test)
+    per_user = {w: ndcg_per_user(fused_rows(proto, ranked, scores, top, w), seen, test)
                 for w in WEIGHTS}
     half = np.arange(len(rows)) % 2 == 0
     chosen = max(WEIGHTS, key=lambda w: per_user[w][half].mean())

@@ -134,6 +134,15 @@ class Protocol:
                                                 self.tail)
         return out
 
+    def ranked_rows(self, ranked: list, scores: list[np.ndarray]) -> np.ndarray:
+        """Full score rows (one per ranking in `ranked`, which may cover a subset of the
+        users): each ranking's candidates on top with its `scores`, the rest of the
+        catalogue behind them."""
+        rows = np.tile(self.fallback, (len(ranked), 1))
+        for r, (result, score) in enumerate(zip(ranked, scores)):
+            rows[r, [self.col[i] for i in result.items]] = 1e3 + score
+        return rows
+
     def source_rows(self, scores: np.ndarray, ids: list[str]) -> np.ndarray:
         """A source's scores (index order `ids`) as a full row in catalogue order."""
         rows = np.tile(self.fallback, (len(self.users), 1))
@@ -192,15 +201,12 @@ def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
 def _rank_rows(rec: Recommender, proto: Protocol, chunk: int = 256
                ) -> tuple[np.ndarray, list]:
     """rag_rec's full score rows (its candidates on top, in its order) and its ranking."""
-    rows = np.tile(proto.fallback, (len(proto.users), 1))
     ranked = []
     for start in tqdm(range(0, len(proto.users), chunk), desc="rank test users", unit="chunk",
                       leave=False):
         part = slice(start, start + chunk)
         ranked += rec.rank(proto.queries[part], proto.users[part])
-    for r, result in enumerate(ranked):
-        rows[r, [proto.col[i] for i in result.items]] = 1e3 + result.scores
-    return rows, ranked
+    return proto.ranked_rows(ranked, [r.scores for r in ranked]), ranked
 
 
 def _calibration(proto: Protocol, ranked: list) -> dict:
@@ -267,13 +273,11 @@ def run_rag_rec(settings: Settings, proto: Protocol, seed: int, ablations: bool)
                 out["systems"][f"only_{source_name}"] = proto.metrics(src_rows)
         out["recall_ceiling"] = ceiling
         if ablations:
-            tail = np.array([[rec.retriever.is_tail(i) for i in res.items] for res in ranked],
-                            dtype=object)
+            tail = [np.array([rec.retriever.is_tail(i) for i in res.items], dtype=float)
+                    for res in ranked]
             for boost in TAIL_BOOSTS:
-                boosted = np.tile(proto.fallback, (len(proto.users), 1))
-                for r, res in enumerate(ranked):
-                    boosted[r, [proto.col[i] for i in res.items]] = (
-                        1e3 + res.logits + boost * np.asarray(tail[r], dtype=float))
+                boosted = proto.ranked_rows(
+                    ranked, [res.logits + boost * t for res, t in zip(ranked, tail)])
                 out["systems"][f"rag_rec+tail_boost={boost}"] = proto.metrics(boosted)
     out["timings"] = timings
     return out
