@@ -118,7 +118,8 @@ class BundledNeo4j:
 
         try:
             return self.process.start(cmd, env=env, ready=ready,
-                                      timeout_s=self.settings.start_timeout_s)
+                                      timeout_s=self.settings.start_timeout_s,
+                                      port=self.settings.bolt_port)
         except RuntimeError as exc:
             raise GraphUnavailable(f"the bundled Neo4j did not start: {exc}") from None
 

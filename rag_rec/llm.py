@@ -139,7 +139,8 @@ class VLLMServer:
                 return False
 
         try:
-            return self.process.start(cmd, env=env, ready=ready, timeout_s=s.start_timeout_s)
+            return self.process.start(cmd, env=env, ready=ready, timeout_s=s.start_timeout_s,
+                                      port=s.port)
         except RuntimeError as exc:
             raise LLMUnavailable(f"vLLM did not start: {exc}") from None
 

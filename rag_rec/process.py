@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -36,12 +37,19 @@ class ManagedProcess:
         return pid
 
     def start(self, cmd: list[str], *, env: dict[str, str], ready: Callable[[], bool],
-              timeout_s: float, cwd: Path | None = None) -> int:
-        """Start `cmd` detached (it outlives this process) and wait until `ready()`.
-        Raises RuntimeError with the log's tail if it exits or times out."""
+              timeout_s: float, port: int, cwd: Path | None = None) -> int:
+        """Start `cmd` detached (it outlives this process), listening on loopback `port`,
+        and wait until `ready()`. Raises RuntimeError with the log's tail if it exits or
+        times out, and before starting anything if another process already holds `port`:
+        a readiness probe of that port would otherwise pass on the other server's answers
+        while ours dies unable to bind."""
         running = self.pid()
         if running is not None:
             return running
+        if _listening(port):
+            raise RuntimeError(f"port {port} is already taken by another process (not the "
+                               f"{self.name} under {self.folder}): stop it, or give this "
+                               "server another port")
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
@@ -81,6 +89,12 @@ class ManagedProcess:
         if not self.log_file.exists():
             return ""
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _reap(pid: int) -> bool:

@@ -352,3 +352,38 @@ def test_uv_run_would_reinstall_nothing() -> None:  # item 15
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Would make no changes" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_vllm_is_not_started_over_another_server_on_its_port(settings: Settings,
+                                                             tmp_path: Path) -> None:
+    """Found by a fresh clone's demo while another checkout's vLLM held port 8011: the
+    new server died unable to bind, yet `llm serve` reported it serving, because its
+    readiness probe got the other server's /health. Now nothing starts and the port is
+    named."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from rag_rec.errors import LLMUnavailable
+    from rag_rec.llm import VLLMServer, model_path
+
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", _free_port()), Healthy)
+    Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    llm = settings.llm.model_copy(update={"port": port,
+                                          "model": model_path(settings.llm, settings.home)})
+    server = VLLMServer(llm, tmp_path)
+    try:
+        with pytest.raises(LLMUnavailable, match=f"port {port} is already taken"):
+            server.start()
+        assert server.pid() is None
+    finally:
+        server.stop()
+        other.shutdown()
