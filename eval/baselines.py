@@ -267,6 +267,7 @@ def recbole_scores(model_name: str, ds: Dataset, split: Split, users: list[str],
     col_of = np.array([columns.get(tok, -1) for tok in internal])
     row_of = {u: r for r, u in enumerate(users)}
     uid_tokens = dataset.field2id_token[dataset.uid_field]
+    ok = col_of >= 0
     scores = np.full((len(users), len(columns)), -np.inf, dtype=np.float32)
     with torch.no_grad():
         for interaction, *_ in test:
@@ -275,6 +276,5 @@ def recbole_scores(model_name: str, ds: Dataset, split: Split, users: list[str],
             for b, uid in enumerate(interaction[dataset.uid_field].cpu().numpy()):
                 r = row_of.get(uid_tokens[uid])
                 if r is not None:
-                    ok = col_of >= 0
                     scores[r, col_of[ok]] = out[b, ok]
     return scores, info

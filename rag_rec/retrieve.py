@@ -7,8 +7,9 @@ source finds (`union_weights`: items several sources agree on rise, no source's 
 scale dominates another's, and a weak source cannot crowd out a strong one's), with a
 `tail_share` of the `budget` kept for long-tail items. Every candidate then carries, for
 *every* source (not only those that proposed it), the source's score standardised over the
-user's unseen items and 1/log2(2 + its rank among them): the features the scorer stacks. Sources that were not fitted, and
-scores a source cannot give (NaN, inf, -inf), become 0 features, never a NaN.
+user's unseen items and 1/log2(2 + its rank among them): the features the scorer stacks.
+Sources that were not fitted, and scores a source cannot give (NaN, inf, -inf), become 0
+features, never a NaN.
 
 All of it is in memory: a query costs a few milliseconds for MovieLens-sized catalogues.
 """
