@@ -156,9 +156,14 @@ class Protocol:
 
 
 def split_settings(settings: Settings, name: str, seed: int) -> Settings:
-    """The ranker slice follows the protocol (random for k-fold, latest otherwise)."""
+    """The ranker slice follows the protocol: for k-fold a random share, cross-fitted
+    over three disjoint slices (kfold0 NDCG@10: 0.4594 with one, 0.4668 with three);
+    otherwise the latest items, one slice, as served (three gave 0.1041 against 0.1080 on
+    loo seed 42, and each fold is another SASRec fit in the README's main command)."""
+    kfold = name.startswith("kfold")
     scorer = settings.scorer.model_copy(update={
-        "slice": "random" if name.startswith("kfold") else "latest", "seed": seed})
+        "slice": "random" if kfold else "latest", "seed": seed,
+        "slice_folds": 3 if kfold else settings.scorer.slice_folds})
     return settings.model_copy(update={
         "scorer": scorer, "sources": settings.sources.model_copy(update={"seed": seed})})
 

@@ -29,6 +29,8 @@ def build_key(settings: Settings, ds: Dataset, split_name: str) -> str:
     cfg = settings.scorer
     slice_ = ([cfg.slice, cfg.slice_latest] if cfg.slice == "latest"
               else [cfg.slice, cfg.slice_share, cfg.seed])
+    if cfg.slice_folds > 1:  # one fold keeps the keys of builds made before folds existed
+        slice_.append(cfg.slice_folds)
     parts = {"data": ds.fingerprint, "split": split_name, "embed": settings.embed.fingerprint(),
              "index": settings.retrieval.index_kind, "seed": settings.data.seed,
              "slice": slice_}

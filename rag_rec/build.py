@@ -1,19 +1,20 @@
 """`rag-rec build`: every offline step, each reading the previous one's artifacts.
 
     data.load -> data.split -> graph.ingest (the build on all data only)
-      -> ranker slice: per user, what the scorer will learn on, held out of the rest
-      -> embed.text -> embed.kg (PyKEEN, on the interactions outside the slice) -> index
-      -> sources fit on train minus the slice (knobs tuned on the slice)      "tuning"
-      -> scorer trained on their candidate lists for the slice, calibrated     (stacking)
-      -> sources refit on all train (warm-started from the tuning fit)         "serving"
+      -> ranker slices: per user, what the scorer will learn on, one per cross-fitting
+         fold (`scorer.slice_folds`), each held out of its fold's sources
+      -> embed.text -> embed.kg (PyKEEN, on the interactions in no slice) -> index
+      -> per fold: sources fit on train minus its slice (knobs tuned on it)   "tuning"
+      -> scorer trained on their candidate lists for the slices, calibrated   (stacking)
+      -> sources refit on all train (warm-started from fold 0's tuning fit)   "serving"
       -> the P(like) head (like.py) on the observed ratings
 
 Artifacts live under `<home>/builds/<split>/<key>/` (artifacts.py): the key hashes the
-data, the split, the slice and the embedding settings; the sources sit in
-`sources-<their settings>/{tuning,serving}` and each scorer in `scorer-<its settings>`
-beside them, so ablations reuse what they share. A second run skips finished steps.
-Split builds (evaluation) never touch the graph: ranking runs in memory, and the
-evaluation hands each user's history over itself.
+data, the split, the slices and the embedding settings; the sources sit in
+`sources-<their settings>/{tuning,tuning-fold1,...,serving}` and each scorer in
+`scorer-<its settings>` beside them, so ablations reuse what they share. A second run
+skips finished steps. Split builds (evaluation) never touch the graph: ranking runs in
+memory, and the evaluation hands each user's history over itself.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from rag_rec.errors import StaleArtifact
 from rag_rec.graph import GraphClient
 from rag_rec.index import ItemIndex
 from rag_rec.retrieve import Retriever, union_weights
-from rag_rec.scorer import Featurizer, Scorer, make_lists, ranker_slice
+from rag_rec.scorer import Featurizer, Lists, Scorer, make_lists, ranker_slice, unsliced
 from rag_rec.settings import Settings
 from rag_rec.sources import (
     CandidateSource,
@@ -95,8 +96,8 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     try:
         kg = KGEmbeddings.load(folder / "kg", key)
     except StaleArtifact:
-        fit_part, _ = ranker_slice(split.train if split is not None else ds.interactions,
-                                   settings.scorer)
+        fit_part = unsliced(split.train if split is not None else ds.interactions,
+                            settings.scorer)
         kg = train_kg_embeddings(kg_triples(ds, fit_part), settings.embed, key)
         kg.save(folder / "kg")
     try:
@@ -132,34 +133,42 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
     folder = sources_dir(artifacts, settings)
     key = artifacts.folder.name
     args = (artifacts, settings.sources, settings.retrieval)
-    fit_part, slice_part = ranker_slice(artifacts.train, settings.scorer)
-    try:
-        tuning, _ = load_sources(*args, folder / "tuning", key)
-    except StaleArtifact:
-        tuning, report = fit_sources(*args, fit_part, slice_part, progress=progress)
-        save_sources(tuning, report, folder / "tuning", key)
     names = scorer_sources(settings)
+    tuning = []  # per cross-fitting fold: sources fit without its slice
+    for fold in range(settings.scorer.slice_folds):
+        fit_part, slice_part = ranker_slice(artifacts.train, settings.scorer, fold)
+        where = folder / ("tuning" if fold == 0 else f"tuning-fold{fold}")
+        try:
+            tuning.append(load_sources(*args, where, key)[0])
+        except StaleArtifact:
+            fitted, report = fit_sources(*args, fit_part, slice_part, progress=progress)
+            save_sources(fitted, report, where, key)
+            tuning.append(fitted)
     try:
         scorer = Scorer.load(scorer_dir(artifacts, settings), artifacts, settings.scorer, names)
     except StaleArtifact:
         feat = Featurizer(artifacts, settings.scorer)
-        stacked = {n: s for n, s in tuning.items() if n in names}
-        histories = histories_of(fit_part)
-        weights, union = union_weights(artifacts, stacked, histories, slice_part,
-                                       settings.retrieval)
-        retriever = Retriever(artifacts, stacked, names, settings.retrieval, weights)
-        # p_next is calibrated for what the protocol asks: the very next interaction
-        # (the slice's first item) for "latest", the whole random share otherwise.
-        calibrate_on = (slice_part.groupby("user_id").head(1)
-                        if settings.scorer.slice == "latest" else slice_part)
-        lists = make_lists(feat, retriever, histories, slice_part, calibrate_on,
-                           progress=progress)
-        scorer = Scorer.fit(feat, lists, names, weights, scorer_dir(artifacts, settings),
-                            union=union, progress=progress)
+        parts, weights, union = [], None, None
+        for fold, fitted in enumerate(tuning):
+            fit_part, slice_part = ranker_slice(artifacts.train, settings.scorer, fold)
+            stacked = {n: s for n, s in fitted.items() if n in names}
+            histories = histories_of(fit_part)
+            if weights is None:  # the union's shape is chosen once, on the first fold
+                weights, union = union_weights(artifacts, stacked, histories, slice_part,
+                                               settings.retrieval)
+            retriever = Retriever(artifacts, stacked, names, settings.retrieval, weights)
+            # p_next is calibrated for what the protocol asks: the very next interaction
+            # (the slice's first item) for "latest", the whole random share otherwise.
+            calibrate_on = (slice_part.groupby("user_id").head(1)
+                            if settings.scorer.slice == "latest" else slice_part)
+            parts.append(make_lists(feat, retriever, histories, slice_part, calibrate_on,
+                                    progress=progress))
+        scorer = Scorer.fit(feat, Lists.concat(parts), names, weights,
+                            scorer_dir(artifacts, settings), union=union, progress=progress)
     try:
         serving, report = load_sources(*args, folder / "serving", key)
     except StaleArtifact:
-        serving, report = fit_sources(*args, artifacts.train, None, warm=tuning,
+        serving, report = fit_sources(*args, artifacts.train, None, warm=tuning[0],
                                       progress=progress)
         save_sources(serving, report, folder / "serving", key)
     return Ranker(serving, report, scorer)

@@ -13,12 +13,13 @@ the sources' signals interact, instead of averaging the sources.
 
 Training (as a stacker, without leakage; the build runs it): the sources are fit on the
 train interactions minus a per-user *ranker slice* (`ranker_slice`), they produce
-candidate lists for each user from the rest, labelled by the slice; the scorer learns on
-whole lists with BCE (every candidate, not a few sampled negatives), early-stopping on
-NDCG@10 of a held-out share of users' lists, and is Platt-calibrated on those same
-held-out lists. The slice matches the protocol: the latest items (what comes next) or a
-random share (k-fold). The calibrated probability `p_next` is therefore "the chance that
-this candidate is among what the user interacts with next" — not a like probability.
+candidate lists for each user from the rest, labelled by the slice (once per cross-
+fitting fold, each with its own slice and sources: more lists to learn from); the scorer
+learns on whole lists with BCE (every candidate, not a few sampled negatives), early-
+stopping on NDCG@10 of a held-out share of users' lists, and is Platt-calibrated on those
+same held-out lists. The slice matches the protocol: the latest items (what comes next)
+or a random share (k-fold). The calibrated probability `p_next` is therefore "the chance
+that this candidate is among what the user interacts with next" — not a like probability.
 """
 
 from __future__ import annotations
@@ -205,22 +206,42 @@ def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: 
 # --------------------------------------------------------------------------- training
 
 
-def ranker_slice(train: pd.DataFrame, cfg: ScorerSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(what the sources fit on, the slice the scorer learns on): per user, the latest
-    `slice_latest` train items, or a random `slice_share` of them; every user keeps at
-    least three items to fit on. Deterministic under `cfg.seed`."""
+def _slice_folds(train: pd.DataFrame, cfg: ScorerSettings) -> tuple[pd.DataFrame, np.ndarray]:
+    """(train sorted by user and time, each row's cross-fitting fold; -1: in no slice)."""
     ordered = train.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
     ordered = ordered.reset_index(drop=True)
     users = ordered.groupby("user_id", sort=False)
     size = users.user_id.transform("size").to_numpy()
+    room = np.maximum(size - 3, 0) // cfg.slice_folds  # every user keeps three to fit on
     if cfg.slice == "latest":
-        n = np.minimum(cfg.slice_latest, np.maximum(size - 3, 0))
-        mask = users.cumcount(ascending=False).to_numpy() < n
+        rank = users.cumcount(ascending=False).to_numpy()
+        n = np.minimum(cfg.slice_latest, room)
     else:
         draw = pd.Series(np.random.default_rng(cfg.seed).random(len(ordered)))
         rank = draw.groupby(ordered.user_id.to_numpy()).rank(method="first").to_numpy() - 1
-        mask = rank < np.minimum(np.floor(cfg.slice_share * size), np.maximum(size - 3, 0))
-    return ordered[~mask].reset_index(drop=True), ordered[mask].reset_index(drop=True)
+        n = np.minimum(np.floor(cfg.slice_share * size), room)
+    fold = np.where(rank < n * cfg.slice_folds, rank // np.maximum(n, 1), -1)
+    return ordered, fold.astype(int)
+
+
+def ranker_slice(train: pd.DataFrame, cfg: ScorerSettings, fold: int = 0
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(what the sources fit on, the slice the scorer learns on) for cross-fitting fold
+    `fold` of `cfg.slice_folds`: per user, the latest `slice_latest` train items before
+    those of the earlier folds (which the sources do not see either: they come after
+    the slice), or the fold's disjoint random `slice_share` of them; every user keeps at
+    least three items to fit on. Deterministic under `cfg.seed`."""
+    ordered, folds = _slice_folds(train, cfg)
+    fit = folds != fold
+    if cfg.slice == "latest":
+        fit &= (folds < 0) | (folds > fold)
+    return ordered[fit].reset_index(drop=True), ordered[folds == fold].reset_index(drop=True)
+
+
+def unsliced(train: pd.DataFrame, cfg: ScorerSettings) -> pd.DataFrame:
+    """The train interactions in no fold's slice: what the KG embeddings learn from."""
+    ordered, folds = _slice_folds(train, cfg)
+    return ordered[folds < 0].reset_index(drop=True)
 
 
 @dataclass
@@ -240,6 +261,19 @@ class Lists:
     """(rows,) what `p_next` is calibrated to: the slice's first item (latest) or all of it."""
     n_pos: np.ndarray
     """(lists,) the user's slice items, retrieved or not (NDCG's ideal)."""
+
+    @classmethod
+    def concat(cls, parts: list[Lists]) -> Lists:
+        """The lists of every cross-fitting fold as one set (a user may own several)."""
+        if len(parts) == 1:
+            return parts[0]
+        offsets = np.cumsum([0] + [len(p.users) for p in parts[:-1]])
+        return cls([u for p in parts for u in p.users],
+                   torch.cat([p.hist for p in parts]), torch.cat([p.user_kg for p in parts]),
+                   torch.cat([p.owner + int(o) for p, o in zip(parts, offsets)]),
+                   *(torch.cat([getattr(p, f) for p in parts])
+                     for f in ("cand", "side", "label", "calibration")),
+                   np.concatenate([p.n_pos for p in parts]))
 
     def inputs(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         owner = self.owner[rows]
@@ -328,7 +362,10 @@ def train(feat: Featurizer, lists: Lists, sources: list[str], cfg: ScorerSetting
     report, (held-out raw logits, labels))."""
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
-    held = np.random.default_rng(cfg.seed).random(len(lists.users)) < cfg.holdout_users
+    # Held out by user, so no user's lists from another fold are trained on.
+    users = sorted(set(lists.users))
+    draw = dict(zip(users, np.random.default_rng(cfg.seed).random(len(users))))
+    held = np.array([draw[u] < cfg.holdout_users for u in lists.users])
     owner = lists.owner.numpy()
     train_rows = torch.from_numpy(np.flatnonzero(~held[owner]))
     held_rows = np.flatnonzero(held[owner])

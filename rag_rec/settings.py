@@ -173,13 +173,19 @@ class SourceSettings(BaseModel):
     """The candidate sources (rag_rec/sources.py): which run, and each one's knobs. Every
     field changes what a build fits, so the sources' folder is keyed by all of them."""
 
-    enabled: tuple[str, ...] = ("ease", "sasrec", "faiss", "kg_path", "popular")
+    enabled: tuple[str, ...] = ("ease", "ials", "sasrec", "faiss", "kg_path", "popular")
     """Source names from `rag_rec.sources.SOURCES`, in the order of the scorer's features."""
     ease_l2: tuple[float, ...] = (100.0, 200.0, 350.0, 500.0, 800.0, 1200.0)
     """EASE's L2 grid; the value with the best NDCG@10 on the tuning items is kept."""
     ease_max_items: int = Field(30_000, ge=1)
     """Above this catalogue size EASE's dense item-item matrix does not fit: the source
     says so and the union goes on without it."""
+    ials_factors: tuple[int, ...] = (16, 32, 64)
+    ials_l2: tuple[float, ...] = (1.0, 10.0)
+    """iALS's grid (factors x L2), chosen on the tuning items like EASE's L2."""
+    ials_alpha: float = Field(2.0, gt=0)
+    """Confidence of an observed interaction (1 + alpha)."""
+    ials_iterations: int = Field(20, ge=1)
     sasrec_d: int = Field(64, ge=8)
     sasrec_blocks: int = Field(2, ge=1)
     sasrec_heads: int = Field(1, ge=1)
@@ -224,6 +230,11 @@ class ScorerSettings(BaseModel):
     close to the ones it is served with (refit on all train): on kfold0 a 25% slice
     let the stacker beat EASE on its own lists (NDCG@10 0.436 vs 0.432 with the slice-free
     sources) and lose to the stronger refit EASE at test (0.446 vs 0.462)."""
+    slice_folds: int = Field(1, ge=1)
+    """Cross-fitting: the stacker learns on this many disjoint slices, each with its own
+    sources fit without it (and, for "latest", without what came after it), so it sees
+    `slice_folds` times the lists for one source fit per slice. The KG embeddings are
+    trained without any slice."""
     holdout_users: float = Field(0.15, gt=0, lt=1)
     """Share of users whose slice lists stop training early and fit the calibration."""
     id_dropout: float = Field(0.3, ge=0, lt=1)

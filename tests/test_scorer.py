@@ -87,3 +87,24 @@ def test_nan_features_never_reach_the_output(ranker, retrieved) -> None:
     finally:
         ranker.scorer.model.features.copy_(saved)
     assert np.isfinite(probs).all() and ((0 <= probs) & (probs <= 1)).all()
+
+
+def test_cross_fitting_folds_join_into_one_training_set() -> None:
+    """Each fold's rows keep reading their own list's history: owners are offset."""
+    import torch
+
+    from rag_rec.scorer import Lists
+
+    def lists(users: list[str], sizes: list[int], mark: int) -> Lists:
+        rows = sum(sizes)
+        hist = torch.full((len(users), 4), mark) + torch.arange(len(users))[:, None]
+        return Lists(users, hist, torch.zeros(len(users), 2),
+                     torch.repeat_interleave(torch.arange(len(users)), torch.tensor(sizes)),
+                     torch.arange(rows), torch.zeros(rows, 3), torch.zeros(rows),
+                     torch.zeros(rows), np.array(sizes))
+
+    joined = Lists.concat([lists(["1", "2"], [2, 3], 10), lists(["1"], [4], 20)])
+    assert joined.users == ["1", "2", "1"] and len(joined.cand) == 9
+    _, hist, _, _ = joined.inputs(torch.arange(9))
+    assert hist[:, 0].tolist() == [10, 10, 11, 11, 11, 20, 20, 20, 20]
+    assert joined.n_pos.tolist() == [2, 3, 4]

@@ -11,9 +11,17 @@ from rag_rec.build import load_ranker, sources_dir
 from rag_rec.data import Dataset, make_split
 from rag_rec.embed import RATED, kg_triples, user_node
 from rag_rec.retrieve import Retriever
-from rag_rec.scorer import ranker_slice
+from rag_rec.scorer import ranker_slice, unsliced
 from rag_rec.settings import Settings
-from rag_rec.sources import EASE, SASRec, Query, fit_sources, histories_of, load_sources
+from rag_rec.sources import (
+    EASE,
+    IALS,
+    Query,
+    SASRec,
+    fit_sources,
+    histories_of,
+    load_sources,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +57,7 @@ def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
     tune = small.sort_values("timestamp").groupby("user_id").tail(1)
     cfg = settings.sources.model_copy(update={"sasrec_epochs": 2, "sasrec_eval_every": 1})
     queries = [Query(_history(dataset, u)[:-1]) for u in ("3", "77")]
-    for cls in (EASE, SASRec):
+    for cls in (EASE, IALS, SASRec):
         runs = []
         for _ in range(2):
             source = cls(artifacts, cfg, settings.retrieval)
@@ -127,3 +135,34 @@ def test_ranker_slice_follows_the_protocol(settings: Settings, dataset: Dataset)
     b = ranker_slice(split.train, random)[1]
     assert a.equals(b) and 0.15 < len(a) / len(split.train) < 0.25
     assert a.groupby("user_id").size().min() >= 1
+
+
+@pytest.mark.parametrize("kind", ["latest", "random"])
+def test_cross_fitting_folds_hold_out_disjoint_slices(settings: Settings, dataset: Dataset,
+                                                      kind: str) -> None:
+    """Each fold's sources never see its slice (nor, for "latest", what came after it);
+    the slices are disjoint, and the KG embeddings' part holds none of them."""
+    train = make_split(dataset, "kfold0").train
+    cfg = settings.scorer.model_copy(update={"slice": kind, "slice_folds": 3,
+                                             "slice_share": 0.1})
+    pairs = lambda df: set(zip(df.user_id, df.item_id))  # noqa: E731
+    order = train.sort_values(["timestamp", "item_id"], kind="stable")
+    position = {p: n for n, p in enumerate(zip(order.user_id, order.item_id))}
+    slices = []
+    for fold in range(3):
+        fit, held = ranker_slice(train, cfg, fold)
+        assert len(held) and not pairs(fit) & pairs(held)
+        assert not pairs(held) & set().union(*slices)
+        if kind == "latest":  # the fit part ends before the slice starts, per user
+            first = held.assign(p=[position[p] for p in zip(held.user_id, held.item_id)])
+            last = fit.assign(p=[position[p] for p in zip(fit.user_id, fit.item_id)])
+            gap = first.groupby("user_id").p.min() - last.groupby("user_id").p.max()
+            assert (gap.dropna() > 0).all()
+        else:
+            assert len(fit) + len(held) == len(train)
+        slices.append(pairs(held))
+    kept = pairs(unsliced(train, cfg))
+    assert not kept & set().union(*slices) and len(kept) + sum(map(len, slices)) == len(train)
+    # Fold 0 is the single slice of `slice_folds = 1` (every user has room for three).
+    one = cfg.model_copy(update={"slice_folds": 1})
+    assert pairs(ranker_slice(train, one)[1]) == slices[0]
