@@ -4,8 +4,8 @@ split rag_rec uses, scored over the whole catalogue, then evaluated by rag_rec/m
 
 RecBole reads our split as benchmark files (train / valid / test atomic files); a model
 with a grid (BPR, LightGCN) is tuned on held-out items, early-stopped on their NDCG@10,
-and refit for its best epoch count on the history the test sees (`MODELS`). CKE and KGIN get the same DBpedia +
-genre/decade KG rag_rec uses. iALS comes from `implicit` with a tuning grid
+and refit for its best epoch count on the history the test sees (`MODELS`). CKE and
+KGIN get the same DBpedia + genre/decade KG rag_rec uses. iALS comes from `implicit` with a tuning grid
 (`implicit_scores`). Popularity needs no library.
 """
 
@@ -18,6 +18,7 @@ import time
 import types
 from itertools import product
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -181,11 +182,25 @@ def held_out(split: Split, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return split.train, split.valid
 
 
+class _Fit(NamedTuple):
+    """One RecBole training: the model (best epoch restored) and what scoring needs."""
+
+    model: Any
+    dataset: Any
+    test: Any
+    """RecBole's test loader: the users to score, with their histories."""
+    device: str
+    best: float
+    """Best validation NDCG@10."""
+    epoch: int
+    """The epoch it came from (the epochs run when nothing was saved)."""
+    seconds: float
+
+
 def _recbole_fit(model_name: str, ds: Dataset, split: Split, workdir: Path, params: dict,
-                 seed: int) -> tuple:
+                 seed: int) -> _Fit:
     """One RecBole training on `split` (its valid items early-stop it unless
-    `eval_step` is 0): (model, dataset, test loader, device, best valid NDCG@10, best
-    epoch, seconds)."""
+    `eval_step` is 0)."""
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_seed
@@ -229,7 +244,7 @@ def _recbole_fit(model_name: str, ds: Dataset, split: Split, workdir: Path, para
         model.load_state_dict(state["state_dict"])
         epoch = state["epoch"] + 1
     model.eval()
-    return model, dataset, test, config["device"], float(best), epoch, seconds
+    return _Fit(model, dataset, test, config["device"], float(best), epoch, seconds)
 
 
 def recbole_scores(model_name: str, ds: Dataset, split: Split, users: list[str],
@@ -238,31 +253,31 @@ def recbole_scores(model_name: str, ds: Dataset, split: Split, users: list[str],
     (users x catalogue) for `users` at test time, and a training report."""
     params, grid = MODELS[model_name]
     if model_name in SEQUENTIAL:
-        model, dataset, test, device, best, epoch, seconds = _recbole_fit(
-            model_name, ds, split, workdir, params, seed)
-        info = {"best_valid_ndcg@10": round(best, 4), "epochs": epoch,
-                "train_s": round(seconds, 1)}
+        fit = _recbole_fit(model_name, ds, split, workdir, params, seed)
+        info = {"best_valid_ndcg@10": round(fit.best, 4), "epochs": fit.epoch,
+                "train_s": round(fit.seconds, 1)}
     else:
         fit_on, held = held_out(split, seed)
         tuning, total = {}, 0.0
         for combo in product(*grid.values()):
             setting = dict(zip(grid, combo))
-            _, _, _, _, best, epoch, seconds = _recbole_fit(
-                model_name, ds, Split(split.name + "-tune", fit_on, held, held), workdir,
-                params | setting, seed)
-            tuning[json.dumps(setting)] = {"ndcg@10": round(best, 4), "epochs": epoch}
-            total += seconds
+            tried = _recbole_fit(model_name, ds, Split(split.name + "-tune", fit_on, held, held),
+                                 workdir, params | setting, seed)
+            tuning[json.dumps(setting)] = {"ndcg@10": round(tried.best, 4),
+                                           "epochs": tried.epoch}
+            total += tried.seconds
         chosen = max(tuning, key=lambda k: tuning[k]["ndcg@10"])
         refit = Split(split.name + "-refit", pd.concat([split.train, split.valid]),
                       split.valid, split.test)
-        model, dataset, test, device, _, _, seconds = _recbole_fit(
+        fit = _recbole_fit(
             model_name, ds, refit, workdir,
             params | json.loads(chosen) | {"epochs": tuning[chosen]["epochs"], "eval_step": 0},
             seed)
         info = {"params": json.loads(chosen), "epochs": tuning[chosen]["epochs"],
-                "tuning": tuning, "train_s": round(total + seconds, 1)}
+                "tuning": tuning, "train_s": round(total + fit.seconds, 1)}
 
     columns = {tok: j for j, tok in enumerate(ds.items.index)}
+    dataset = fit.dataset
     internal = dataset.field2id_token[dataset.iid_field]
     col_of = np.array([columns.get(tok, -1) for tok in internal])
     row_of = {u: r for r, u in enumerate(users)}
@@ -270,8 +285,8 @@ def recbole_scores(model_name: str, ds: Dataset, split: Split, users: list[str],
     ok = col_of >= 0
     scores = np.full((len(users), len(columns)), -np.inf, dtype=np.float32)
     with torch.no_grad():
-        for interaction, *_ in test:
-            out = model.full_sort_predict(interaction.to(device))
+        for interaction, *_ in fit.test:
+            out = fit.model.full_sort_predict(interaction.to(fit.device))
             out = out.view(len(interaction), -1).cpu().numpy()
             for b, uid in enumerate(interaction[dataset.uid_field].cpu().numpy()):
                 r = row_of.get(uid_tokens[uid])

@@ -134,9 +134,11 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
     key = artifacts.folder.name
     args = (artifacts, settings.sources, settings.retrieval)
     names = scorer_sources(settings)
-    tuning = []  # per cross-fitting fold: sources fit without its slice
-    for fold in range(settings.scorer.slice_folds):
-        fit_part, slice_part = ranker_slice(artifacts.train, settings.scorer, fold)
+    # Per cross-fitting fold: (what its sources fit on, its slice), and those sources.
+    slices = [ranker_slice(artifacts.train, settings.scorer, fold)
+              for fold in range(settings.scorer.slice_folds)]
+    tuning = []
+    for fold, (fit_part, slice_part) in enumerate(slices):
         where = folder / ("tuning" if fold == 0 else f"tuning-fold{fold}")
         try:
             tuning.append(load_sources(*args, where, key)[0])
@@ -149,8 +151,7 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
     except StaleArtifact:
         feat = Featurizer(artifacts, settings.scorer)
         parts, weights, union = [], None, None
-        for fold, fitted in enumerate(tuning):
-            fit_part, slice_part = ranker_slice(artifacts.train, settings.scorer, fold)
+        for fitted, (fit_part, slice_part) in zip(tuning, slices):
             stacked = {n: s for n, s in fitted.items() if n in names}
             histories = histories_of(fit_part)
             if weights is None:  # the union's shape is chosen once, on the first fold

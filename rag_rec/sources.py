@@ -30,6 +30,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from functools import cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -226,6 +227,16 @@ class EASE(_Base):
         self.l2 = json.loads((folder / "ease.json").read_text())["l2"]
 
 
+@cache
+def _blas_threads():
+    """threadpoolctl's controller over the loaded BLAS libraries, found once: a fresh
+    `threadpool_limits` rescans them (~1-2 ms, more than iALS takes to score one query)."""
+    import implicit.cpu.als  # noqa: F401  (its BLAS is loaded before the scan)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 class IALS(_Base):
     """Implicit ALS (Hu, Koren & Volinsky 2008; `implicit`'s solver): item factors learned
     on train, a user's factors solved from their history at query time (the same least
@@ -243,8 +254,6 @@ class IALS(_Base):
 
     def fit(self, train: pd.DataFrame, tune: pd.DataFrame | None, *,
             warm: CandidateSource | None = None, progress: bool = False) -> dict:
-        from threadpoolctl import threadpool_limits
-
         start = time.perf_counter()
         histories = histories_of(train)
         x = self.history_matrix(list(histories.values()))
@@ -259,7 +268,7 @@ class IALS(_Base):
         tried = {}
         for params in grid:
             # implicit runs its own threads; BLAS threads beneath them only contend.
-            with threadpool_limits(1, "blas"):
+            with _blas_threads().limit(limits=1, user_api="blas"):
                 self.model = self._model(*params)
                 self.model.fit(x, show_progress=False)
             self.params = params
@@ -274,11 +283,9 @@ class IALS(_Base):
                 "seconds": round(time.perf_counter() - start, 1)}
 
     def scores(self, queries: Sequence[Query]) -> np.ndarray:
-        from threadpoolctl import threadpool_limits
-
         items = self.model.item_factors
         x = self.history_matrix([q.history for q in queries], len(items))
-        with threadpool_limits(1, "blas"):
+        with _blas_threads().limit(limits=1, user_api="blas"):
             users = self.model.recalculate_user(np.arange(len(queries)), x)
         out = np.asarray(users @ items.T, dtype=np.float32)
         out[x.getnnz(1) == 0] = -np.inf  # no known history: nothing to score from
@@ -290,7 +297,8 @@ class IALS(_Base):
 
     def load(self, folder: Path) -> None:
         self.params = tuple(json.loads((folder / "ials.json").read_text())["params"])
-        self.model = self._model(*self.params)
+        with _blas_threads().limit(limits=1, user_api="blas"):  # else implicit warns
+            self.model = self._model(*self.params)
         self.model.item_factors = np.load(folder / "ials.npy")
 
 
