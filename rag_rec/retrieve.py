@@ -97,6 +97,7 @@ class Retriever:
         feats = np.zeros((len(queries), len(ids), FEATURES_PER_SOURCE * len(self.source_names)),
                          dtype=np.float32)
         fused = np.zeros((len(queries), len(ids)), dtype=np.float64)
+        floor = np.zeros((len(queries), len(ids)), dtype=np.int32)
         tops = {}
         for s, name in enumerate(self.source_names):
             if name not in self.sources:
@@ -118,11 +119,11 @@ class Retriever:
             fused += np.where(top, self.weights.get(name, 1.0) / (self.r.rrf_k + rank + 1.0), 0.0)
             # Cold start: each source's own best always get a place (ahead of any fused
             # sum), so content and KG paths are not crowded out by sources that know little.
-            fused += np.where((rank < self.r.cold_floor) & valid & cold[:, None], 1.0, 0.0)
+            floor += (rank < self.r.cold_floor) & valid & cold[:, None]
             tops[name] = (top, raw)
         out = []
         for r, q in enumerate(queries):
-            chosen = self._choose(fused[r], seen[r], budget)
+            chosen = self._choose(fused[r], floor[r], seen[r], budget)
             proposed = [{name: float(raw[r, c]) for name, (top, raw) in tops.items()
                          if top[r, c]} for c in chosen]
             out.append(Retrieval([ids[c] for c in chosen], feats[r, chosen], proposed,
@@ -131,11 +132,14 @@ class Retriever:
                 out[-1].flags.append("nothing_left_to_recommend")
         return out
 
-    def _choose(self, fused: np.ndarray, seen: np.ndarray, budget: int) -> list[int]:
-        """The budget: the union by fused rank with a long-tail quota, then unseen items by
-        popularity if the sources proposed too few."""
-        order = np.argsort(-fused, kind="stable")
-        proposed = order[(fused[order] > 0) & ~seen[order]]
+    def _choose(self, fused: np.ndarray, floor: np.ndarray, seen: np.ndarray,
+                budget: int) -> list[int]:
+        """The budget: the union by cold-floor count, then fused rank, with a long-tail
+        quota, then unseen items by popularity if the sources proposed too few."""
+        # Two keys, not floor + fused in one sum: a tiny weight (a sharp union) added to 1.0
+        # is lost to rounding, and that source's floor items would tie in catalogue order.
+        order = np.lexsort((-fused, -floor))
+        proposed = order[((fused[order] > 0) | (floor[order] > 0)) & ~seen[order]]
         quota = int(round(self.r.tail_share * budget))
         chosen = list(proposed[:budget - quota])
         rest = proposed[budget - quota:]
@@ -180,7 +184,9 @@ def union_weights(artifacts: Artifacts, sources: dict[str, CandidateSource],
     best = max(recall.values()) or 1.0
 
     def weights(power: float) -> dict[str, float]:
-        return {name: round((r / best) ** power, 4) for name, r in recall.items()}
+        # Not rounded: at a high power a weak source's weight is tiny, yet still orders
+        # its own items (rounded to 0 they would tie, in catalogue order).
+        return {name: (r / best) ** power for name, r in recall.items()}
 
     if settings.union_sharpness is not None:
         return weights(settings.union_sharpness), {"source_recall": recall}

@@ -50,6 +50,19 @@ def test_each_source_and_the_union_return_only_unseen_items(settings: Settings, 
     assert "50" not in union[0].items
 
 
+def test_low_weight_sources_keep_their_own_order_for_cold_users(settings: Settings,
+                                                                 artifacts, ranker) -> None:
+    """A sharp union gives weak sources weights near 0; an empty history (only popularity
+    can answer) must still come in popularity order, not catalogue order."""
+    tiny = {name: 1e-40 for name in ranker.sources}
+    retriever = Retriever(artifacts, ranker.sources, list(ranker.sources), settings.retrieval,
+                          tiny)
+    got = retriever.retrieve([Query([])])[0].items[:10]
+    pop = ranker.sources["popular"].scores([Query([])])[0]
+    ids = artifacts.index.ids
+    assert got == [ids[c] for c in np.argsort(-pop, kind="stable")[:10]]
+
+
 def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
                                                 dataset: Dataset) -> None:
     inter = dataset.interactions
