@@ -23,11 +23,12 @@ Systems:
   RecBole 1.2.0 models, tuned on the same held-out items as iALS and refit on train +
   validation (eval/baselines.py).
 - Ablations: each source's own full ranking (no scorer) and the long-tail boost on every
-  split's first seed; the scorer retrained without KG vectors, without text vectors,
-  without each source on the `--ablations` splits.
+  seed; the scorer retrained without KG vectors, without text vectors, without each
+  source on the `--ablations` splits (first seed).
 
-Reported: every metric's mean (and std over seeds / folds), a paired bootstrap 95%
-interval of rag_rec minus the best baseline (NDCG@10, users resampled), each source's and
+Reported: every metric's mean (and std over seeds / folds), paired bootstrap 95%
+intervals of rag_rec minus the best baseline and minus its best source alone (NDCG@10,
+users resampled), each source's and
 the union's recall of the test items at the candidate budget (the ceiling the scorer
 works under), calibration of `p_next` on the test candidate lists (ECE, Brier skill,
 log-loss against the base rate), wall times. Finished (split, seed) parts are cached
@@ -256,9 +257,10 @@ def _calibration(proto: Protocol, ranked: list) -> dict:
                                                                              [2.5, 97.5])]}
 
 
-def run_rag_rec(settings: Settings, proto: Protocol, seed: int, ablations: bool) -> dict:
-    """rag_rec through `Recommender.rank`; with `ablations`, also each source's own
-    ranking and the tail boost (cheap: no retraining)."""
+def run_rag_rec(settings: Settings, proto: Protocol, seed: int) -> dict:
+    """rag_rec through `Recommender.rank`, each source's own ranking (rag_rec without its
+    scorer, on every seed: the stacker is judged against them too) and the tail boost
+    (cheap: no retraining)."""
     name = proto.split.name
     s = split_settings(settings, name, seed)
     timings = {}
@@ -281,16 +283,14 @@ def run_rag_rec(settings: Settings, proto: Protocol, seed: int, ablations: bool)
             src_rows = proto.source_rows(source.scores(proto.queries), rec.artifacts.index.ids)
             ceiling[source_name] = round(recall_at(src_rows, proto.seen, proto.test, budget),
                                          4)
-            if ablations:
-                out["systems"][f"only_{source_name}"] = proto.metrics(src_rows)
+            out["systems"][f"only_{source_name}"] = proto.metrics(src_rows)
         out["recall_ceiling"] = ceiling
-        if ablations:
-            tail = [np.array([rec.retriever.is_tail(i) for i in res.items], dtype=float)
-                    for res in ranked]
-            for boost in TAIL_BOOSTS:
-                boosted = proto.ranked_rows(
-                    ranked, [res.logits + boost * t for res, t in zip(ranked, tail)])
-                out["systems"][f"rag_rec+tail_boost={boost}"] = proto.metrics(boosted)
+        tail = [np.array([rec.retriever.is_tail(i) for i in res.items], dtype=float)
+                for res in ranked]
+        for boost in TAIL_BOOSTS:
+            boosted = proto.ranked_rows(
+                ranked, [res.logits + boost * t for res, t in zip(ranked, tail)])
+            out["systems"][f"rag_rec+tail_boost={boost}"] = proto.metrics(boosted)
     out["timings"] = timings
     return out
 
@@ -365,6 +365,12 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                  "scorer_report": first["rag_rec"]["scorer_report"],
                  "timings": {str(seed): run["rag_rec"]["timings"] for seed, run in seeds.items()},
                  "baseline_train": {n: first["baselines"][n].get("train") for n in baselines}}
+        sources = [n for n in table if n.startswith("only_")]
+        if sources:  # without the scorer: does the stacker beat what it stacks?
+            best_source = max(sources, key=lambda n: table[n]["ndcg@10"])
+            entry["best_source"] = best_source
+            entry["rag_rec_vs_best_source"] = paired_bootstrap(mean_user["rag_rec"],
+                                                               mean_user[best_source])
         cold_idx = np.array(first.get("cold_index", []), dtype=int)
         if len(cold_idx):
             best_cold = max(baselines, key=lambda n: table[n].get("cold_ndcg@10", 0))
@@ -389,6 +395,12 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
         out["kfold"] = {"folds": folds, "systems": kf, "best_baseline": best,
                         "rag_rec_vs_best_pooled": paired_bootstrap(
                             np.concatenate(pooled["rag_rec"]), np.concatenate(pooled[best]))}
+        sources = [n for n in common if n.startswith("only_")]
+        if sources:
+            source = max(sources, key=lambda n: kf[n]["ndcg@10_mean"])
+            out["kfold"] |= {"best_source": source, "rag_rec_vs_best_source_pooled":
+                             paired_bootstrap(np.concatenate(pooled["rag_rec"]),
+                                              np.concatenate(pooled[source]))}
     return out
 
 
@@ -428,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         split = make_split(ds, name, seed=settings.data.seed)
         proto = Protocol.of(ds, split, settings.retrieval.head_mass)
         runs[name] = {}
-        for i, seed in enumerate(seeds[:1] if name.startswith("kfold") else seeds):
+        for seed in seeds[:1] if name.startswith("kfold") else seeds:
             folder = settings.home / "eval" / name
             folder.mkdir(parents=True, exist_ok=True)
             if args.cached_only and not (folder / f"rag_rec-seed{seed}.json").exists():
@@ -442,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(json.dumps(baselines))
             run = {"baselines": baselines,
                    "rag_rec": _cached(folder / f"rag_rec-seed{seed}.json", args.fresh,
-                                      lambda: run_rag_rec(settings, proto, seed, i == 0)),
+                                      lambda: run_rag_rec(settings, proto, seed)),
                    "protocol": split.info | {"cold_users": len(proto.cold_rows)},
                    "users": len(proto.users),
                    "cold_index": np.flatnonzero(np.isin(np.flatnonzero(proto.test.any(1)),

@@ -48,13 +48,19 @@ def write_report(figures: dict) -> Path:
         for name, m in sorted(kf["systems"].items(), key=lambda kv: -kv[1]["ndcg@10_mean"]):
             lines.append(f"| {name} | {m['ndcg@10_mean']:.4f} | {m['ndcg@10_std']:.4f} |")
         lines += ["", f"rag_rec − {kf['best_baseline']} (users of all folds pooled): "
-                  f"{_versus(kf['rag_rec_vs_best_pooled'])}", "",
-                  "Published on this protocol (FranKGraphBench, mean of 5 folds): "
+                  f"{_versus(kf['rag_rec_vs_best_pooled'])}", ""]
+        if "best_source" in kf:
+            lines += [f"rag_rec − its best source alone, {kf['best_source']} (pooled): "
+                      f"{_versus(kf['rag_rec_vs_best_source_pooled'])}", ""]
+        lines += ["Published on this protocol (FranKGraphBench, mean of 5 folds): "
                   + ", ".join(f"{k} {v}" for k, v in PUBLISHED.items()) + ".", ""]
     for split, f in figures["splits"].items():
         lines += [f"## {split}", "", *_table(f["systems"]), "",
                   f"**rag_rec − best baseline ({f['best_baseline']})**, NDCG@10: "
                   f"{_versus(f['rag_rec_vs_best'])}", ""]
+        if "best_source" in f:
+            lines += [f"**rag_rec − its best source alone ({f['best_source']}, no scorer)**: "
+                      f"{_versus(f['rag_rec_vs_best_source'])}", ""]
         if "cold_users" in f:
             c = f["cold_users"]
             lines += [f"**Cold users** ({c['users']}, ≤ 5 train ratings) vs "
