@@ -5,8 +5,8 @@ split rag_rec uses, scored over the whole catalogue, then evaluated by rag_rec/m
 RecBole reads our split as benchmark files (train / valid / test atomic files); a model
 with a grid (BPR, LightGCN) is tuned on held-out items, early-stopped on their NDCG@10,
 and refit for its best epoch count on the history the test sees (`MODELS`). CKE and
-KGIN get the same DBpedia + genre/decade KG rag_rec uses. iALS comes from `implicit` with a tuning grid
-(`implicit_scores`). Popularity needs no library.
+KGIN get the same DBpedia + genre/decade KG rag_rec uses. iALS comes from `implicit`
+with a tuning grid (`implicit_scores`). Popularity needs no library.
 """
 
 from __future__ import annotations
