@@ -29,10 +29,10 @@ Systems:
 Reported: every metric's mean (and std over seeds / folds), paired bootstrap 95%
 intervals of rag_rec minus the best baseline and minus its best source alone (NDCG@10,
 users resampled), each source's and the union's recall of the test items at the
-candidate budget (the ceiling the scorer works under), calibration of `p_next` on the test candidate lists (ECE, Brier skill,
-log-loss against the base rate), wall times. Finished (split, seed) parts are cached
-under <home>/eval/ (`--fresh` redoes them). Figures: eval/results/offline_eval.json;
-report: eval/reports/offline_eval.md.
+candidate budget (the ceiling the scorer works under), calibration of `p_next` on the
+test candidate lists (ECE, Brier skill, log-loss against the base rate), wall times.
+Finished (split, seed) parts are cached under <home>/eval/ (`--fresh` redoes them).
+Figures: eval/results/offline_eval.json; report: eval/reports/offline_eval.md.
 """
 
 from __future__ import annotations
