@@ -118,6 +118,17 @@ class _Base:
         m.data[:] = 1.0  # duplicates summed by the constructor count once
         return m
 
+    @staticmethod
+    def _grid(options: Sequence, warm_choice: object | None,
+              tune: pd.DataFrame | None) -> list:
+        """The knob values a fit tries: the warm fit's choice, else the whole grid when
+        there are tuning items to choose on, else the middle of the grid."""
+        if warm_choice is not None:
+            return [warm_choice]
+        if tune is not None and len(tune):
+            return list(options)
+        return [options[len(options) // 2]]
+
     def _pad(self, scores: np.ndarray) -> np.ndarray:
         """Columns for items added after fitting: -inf (the source cannot score them)."""
         missing = self.n_items - scores.shape[1]
@@ -188,12 +199,7 @@ class EASE(_Base):
         if x.nnz == 0:
             raise SourceUnavailable("ease: no interactions to fit on")
         gram = (x.T @ x).toarray().astype(np.float64)
-        if isinstance(warm, EASE):
-            grid = [warm.l2]
-        elif tune is not None and len(tune):
-            grid = list(self.cfg.ease_l2)
-        else:  # nothing to tune on: the middle of the grid
-            grid = [self.cfg.ease_l2[len(self.cfg.ease_l2) // 2]]
+        grid = self._grid(self.cfg.ease_l2, warm.l2 if isinstance(warm, EASE) else None, tune)
         tried = {}
         for l2 in grid:
             self._solve(gram, l2)
@@ -259,25 +265,20 @@ class IALS(_Base):
         x = self.history_matrix(list(histories.values()))
         if x.nnz == 0:
             raise SourceUnavailable("ials: no interactions to fit on")
-        if isinstance(warm, IALS):
-            grid = [warm.params]
-        else:
-            grid = [(f, r) for f in self.cfg.ials_factors for r in self.cfg.ials_l2]
-            if tune is None or not len(tune):  # nothing to tune on: the middle of the grid
-                grid = [grid[len(grid) // 2]]
-        tried = {}
+        grid = self._grid([(f, r) for f in self.cfg.ials_factors for r in self.cfg.ials_l2],
+                          warm.params if isinstance(warm, IALS) else None, tune)
+        tried, models = {}, {}
         for params in grid:
             # implicit runs its own threads; BLAS threads beneath them only contend.
             with _blas_threads().limit(limits=1, user_api="blas"):
-                self.model = self._model(*params)
+                self.model = models[params] = self._model(*params)
                 self.model.fit(x, show_progress=False)
             self.params = params
             if len(grid) > 1:
                 tried[params] = tuning_ndcg(self, histories, tune, self.col)
-                if tried[params] >= max(tried.values()):
-                    best = self.model
         if tried:
-            self.params, self.model = max(tried, key=tried.get), best
+            self.params = max(tried, key=tried.get)
+            self.model = models[self.params]
         return {"factors": self.params[0], "l2": self.params[1],
                 "tuning_ndcg@10": {f"{f}/{r}": round(v, 4) for (f, r), v in tried.items()},
                 "seconds": round(time.perf_counter() - start, 1)}
