@@ -40,7 +40,7 @@ from tqdm import tqdm
 from rag_rec.artifacts import Artifacts
 from rag_rec.embed import user_node
 from rag_rec.errors import StaleArtifact
-from rag_rec.retrieve import Retrieval, Retriever
+from rag_rec.retrieve import FEATURES_PER_SOURCE, Retrieval, Retriever
 from rag_rec.settings import ScorerSettings
 from rag_rec.sources import Query
 
@@ -126,6 +126,11 @@ class Featurizer:
         """The last `max_history` known history items, newest first (position 0)."""
         known = [i for i, _ in history if i in self.row][-self.cfg.max_history:]
         return [self.row[i] for i in reversed(known)]
+
+    @staticmethod
+    def side_width(n_sources: int) -> int:
+        """Columns of `side` for `n_sources` sources: their features and the length."""
+        return FEATURES_PER_SOURCE * n_sources + 1
 
     def side(self, history: list[tuple[str, float]], source_features: np.ndarray) -> np.ndarray:
         length = np.full((len(source_features), 1), np.log1p(len(history)) / np.log1p(1000),
@@ -402,8 +407,9 @@ def train(feat: Featurizer, lists: Lists, sources: list[str], cfg: ScorerSetting
     report = TrainReport(
         epochs=epochs, seconds=round(time.perf_counter() - start, 1),
         holdout_ndcg=round(best, 4),
-        holdout_ndcg_sources={  # feature 2s + 1 is source s's 1/log2(2 + rank)
-            name: round(list_ndcg(lists.side.numpy()[held_rows, 2 * s + 1], lists, held_rows), 4)
+        holdout_ndcg_sources={  # feature 1 of each source's is its 1/log2(2 + rank)
+            name: round(list_ndcg(lists.side.numpy()[held_rows, FEATURES_PER_SOURCE * s + 1],
+                                  lists, held_rows), 4)
             for s, name in enumerate(sources)},
         ece_before=round(ece(sigmoid(logits), labels), 4),
         ece_after=round(ece(after, labels), 4), brier_after=round(brier(after, labels), 5),
@@ -506,6 +512,12 @@ class Scorer:
         if ScorerSettings(**meta["config"]) != cfg or meta["sources"] != sources:
             raise StaleArtifact(f"scorer checkpoint in {folder} was trained with other "
                                 f"scorer settings or sources; {fix}")
+        # Settings fingerprints miss a code change to the source features (retrieve.py):
+        # without this check such a checkpoint would fail at its first query instead.
+        if meta["n_side"] != Featurizer.side_width(len(sources)):
+            raise StaleArtifact(f"scorer checkpoint in {folder} reads {meta['n_side']} source "
+                                f"features, this version gives "
+                                f"{Featurizer.side_width(len(sources))}; {fix}")
         feat = Featurizer(artifacts, cfg)
         model = AttentionScorer(feat.features, artifacts.kg.dim, meta["n_side"], cfg)
         # Items added since training join with their content and a zero id embedding.

@@ -66,6 +66,9 @@ def test_checkpoint_round_trip_and_mismatch(settings, artifacts, ranker, retriev
     with pytest.raises(StaleArtifact, match="other scorer settings or sources"):
         Scorer.load(tmp_path, artifacts, settings.scorer, names[:-1])
     meta = json.loads((tmp_path / "scorer.json").read_text())
+    (tmp_path / "scorer.json").write_text(json.dumps(meta | {"n_side": meta["n_side"] - 1}))
+    with pytest.raises(StaleArtifact, match="reads .* source features"):
+        Scorer.load(tmp_path, artifacts, settings.scorer, names)
     meta["fingerprint"] = "another-build"
     (tmp_path / "scorer.json").write_text(json.dumps(meta))
     with pytest.raises(StaleArtifact, match="does not match.*rag-rec build"):
