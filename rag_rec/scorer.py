@@ -407,7 +407,7 @@ def train(feat: Featurizer, lists: Lists, sources: list[str], cfg: ScorerSetting
     report = TrainReport(
         epochs=epochs, seconds=round(time.perf_counter() - start, 1),
         holdout_ndcg=round(best, 4),
-        holdout_ndcg_sources={  # feature 1 of each source's is its 1/log2(2 + rank)
+        holdout_ndcg_sources={  # column 1 of each source's block: 1/log2(2 + rank)
             name: round(list_ndcg(lists.side.numpy()[held_rows, FEATURES_PER_SOURCE * s + 1],
                                   lists, held_rows), 4)
             for s, name in enumerate(sources)},
@@ -514,10 +514,10 @@ class Scorer:
                                 f"scorer settings or sources; {fix}")
         # Settings fingerprints miss a code change to the source features (retrieve.py):
         # without this check such a checkpoint would fail at its first query instead.
-        if meta["n_side"] != Featurizer.side_width(len(sources)):
+        width = Featurizer.side_width(len(sources))
+        if meta["n_side"] != width:
             raise StaleArtifact(f"scorer checkpoint in {folder} reads {meta['n_side']} source "
-                                f"features, this version gives "
-                                f"{Featurizer.side_width(len(sources))}; {fix}")
+                                f"features, this version gives {width}; {fix}")
         feat = Featurizer(artifacts, cfg)
         model = AttentionScorer(feat.features, artifacts.kg.dim, meta["n_side"], cfg)
         # Items added since training join with their content and a zero id embedding.
