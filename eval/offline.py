@@ -41,7 +41,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -274,6 +274,7 @@ def run_rag_rec(settings: Settings, proto: Protocol, seed: int) -> dict:
         out["systems"]["rag_rec"] = proto.metrics(rows)
         out["calibration"] = _calibration(proto, ranked)
         out["scorer_report"] = rec.scorer.report
+        out["blend"] = asdict(rec.scorer.blend)
         budget = s.retrieval.budget
         ceiling = {"k": budget, "union": round(float(np.mean(
             [proto.test[r, [proto.col[i] for i in res.items]].sum() / max(1, proto.test[r].sum())
@@ -362,6 +363,8 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                  "recall_ceiling": first["rag_rec"]["recall_ceiling"],
                  "calibration": first["rag_rec"]["calibration"],
                  "scorer_report": first["rag_rec"]["scorer_report"],
+                 "blend": {str(seed): {k: run["rag_rec"]["blend"][k] for k in ("source", "weight")}
+                           for seed, run in seeds.items()},
                  "timings": {str(seed): run["rag_rec"]["timings"] for seed, run in seeds.items()},
                  "baseline_train": {n: first["baselines"][n].get("train") for n in baselines}}
         sources = [n for n in table if n.startswith("only_")]

@@ -69,6 +69,10 @@ def write_report(figures: dict) -> Path:
         lines += ["Baselines as trained (first seed; settings chosen and training stopped on "
                   "held-out items): "
                   + "; ".join(trained) + ".", ""]
+        lines += ["The blend (the best source's final weight, chosen on a holdout "
+                  "its sources never saw), per seed: " + "; ".join(
+                      f"{seed}: {b['source']} × {b['weight']}" for seed, b in f["blend"].items())
+                  + ".", ""]
         ceiling = f["recall_ceiling"]
         lines += [f"Recall of the test items at K = {ceiling['k']} (the candidate budget): "
                   + ", ".join(f"{k} {v}" for k, v in ceiling.items() if k != "k"), ""]

@@ -6,6 +6,9 @@
       -> embed.text -> embed.kg (PyKEEN, on the interactions in no slice) -> index
       -> per fold: sources fit on train minus its slice (knobs tuned on it)   "tuning"
       -> scorer trained on their candidate lists for the slices, calibrated   (stacking)
+      -> sources refit on all train but a small holdout per user              "holdout"
+      -> the blend: the best source's final weight and the calibration, chosen on
+         those sources' lists for the holdout (scorer.Blend)
       -> sources refit on all train (warm-started from fold 0's tuning fit)   "serving"
       -> the P(like) head (like.py) on the observed ratings
 
@@ -35,7 +38,16 @@ from rag_rec.errors import StaleArtifact
 from rag_rec.graph import GraphClient
 from rag_rec.index import ItemIndex
 from rag_rec.retrieve import Retriever, union_weights
-from rag_rec.scorer import Featurizer, Lists, Scorer, make_lists, ranker_slice, unsliced
+from rag_rec.scorer import (
+    Blend,
+    Featurizer,
+    Lists,
+    Scorer,
+    holdout,
+    make_lists,
+    ranker_slice,
+    unsliced,
+)
 from rag_rec.settings import Settings
 from rag_rec.sources import (
     CandidateSource,
@@ -123,6 +135,10 @@ def load_ranker(settings: Settings, artifacts: Artifacts) -> Ranker:
                                    folder / "serving", artifacts.folder.name)
     scorer = Scorer.load(scorer_dir(artifacts, settings), artifacts, settings.scorer,
                          scorer_sources(settings))
+    if scorer.blend is None:
+        raise StaleArtifact(f"the scorer in {scorer_dir(artifacts, settings)} has no blend "
+                            f"yet (an interrupted build); run `rag-rec build"
+                            f"{' --split ' + artifacts.split_name if artifacts.split else ''}`")
     return Ranker(sources, report, scorer)
 
 
@@ -166,6 +182,20 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
                                     progress=progress))
         scorer = Scorer.fit(feat, Lists.concat(parts), names, weights,
                             scorer_dir(artifacts, settings), union=union, progress=progress)
+    if scorer.blend is None:
+        fit_part, held = holdout(artifacts.train, settings.scorer)
+        try:
+            checked = load_sources(*args, folder / "holdout", key)[0]
+        except StaleArtifact:
+            checked, report = fit_sources(*args, fit_part, None, warm=tuning[0],
+                                          progress=progress)
+            save_sources(checked, report, folder / "holdout", key)
+        retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in names},
+                              names, settings.retrieval, scorer.union_weights)
+        lists = make_lists(scorer.feat, retriever, histories_of(fit_part), held, held,
+                           progress=progress)
+        scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained)
+        scorer.save(scorer_dir(artifacts, settings))
     try:
         serving, report = load_sources(*args, folder / "serving", key)
     except StaleArtifact:

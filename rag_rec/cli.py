@@ -215,9 +215,9 @@ def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
 @app.command("train-scorer")
 @_handle_errors
 def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
-    """Retrain and recalibrate the scorer of a finished build on its sources' lists
-    (`rag-rec build` trains it once; this starts over); writes a reliability diagram
-    beside the checkpoint."""
+    """Retrain and recalibrate the scorer of a finished build on its sources' lists, and
+    choose its blend again (`rag-rec build` trains it once; this starts over); writes a
+    reliability diagram beside the checkpoint."""
     import shutil
 
     from rag_rec.artifacts import load_artifacts
@@ -228,7 +228,8 @@ def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     folder = scorer_dir(artifacts, settings)
     shutil.rmtree(folder, ignore_errors=True)
     scorer = load_or_fit_ranker(settings, artifacts).scorer
-    _print_mapping("scorer", {**scorer.report, "checkpoint": folder,
+    blend = {"source": scorer.blend.source, "weight": scorer.blend.weight, **scorer.blend.report}
+    _print_mapping("scorer", {**scorer.report, "blend": blend, "checkpoint": folder,
                               "reliability_diagram": folder / "reliability.png"}, as_json)
 
 

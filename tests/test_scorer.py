@@ -63,6 +63,14 @@ def test_checkpoint_round_trip_and_mismatch(settings, artifacts, ranker, retriev
     loaded = Scorer.load(tmp_path, artifacts, settings.scorer, names)
     np.testing.assert_allclose(loaded.logits(history, "42", r), scorer.logits(history, "42", r),
                                rtol=1e-5)
+    assert loaded.blend is not None and loaded.blend.source == scorer.blend.source
+    blend = json.loads((tmp_path / "blend.json").read_text())
+    (tmp_path / "blend.json").write_text(json.dumps(blend | {"source": "no-such-source"}))
+    with pytest.raises(StaleArtifact, match="blend .* reads a source"):
+        Scorer.load(tmp_path, artifacts, settings.scorer, names)
+    (tmp_path / "blend.json").write_text("{")
+    with pytest.raises(StaleArtifact, match="blend .* is corrupt"):
+        Scorer.load(tmp_path, artifacts, settings.scorer, names)
     with pytest.raises(StaleArtifact, match="other scorer settings or sources"):
         Scorer.load(tmp_path, artifacts, settings.scorer, names[:-1])
     meta = json.loads((tmp_path / "scorer.json").read_text())

@@ -11,7 +11,7 @@ from rag_rec.build import load_ranker, sources_dir
 from rag_rec.data import Dataset, make_split
 from rag_rec.embed import RATED, kg_triples, user_node
 from rag_rec.retrieve import Retriever
-from rag_rec.scorer import ranker_slice, unsliced
+from rag_rec.scorer import BLEND_WEIGHTS, holdout, ranker_slice, unsliced
 from rag_rec.settings import Settings
 from rag_rec.sources import (
     EASE,
@@ -134,6 +134,30 @@ def test_the_ranker_slice_never_reaches_what_the_scorer_stacks(settings: Setting
     triples = {tuple(t) for t in kg_triples(dataset, fit_part) if t[1] == RATED}
     assert not {(user_node(u), RATED, f"item:{i}") for u, i in pairs} & triples
     assert all(len(full[u]) > len(histories[u]) for u in users)
+
+
+def test_the_blend_is_chosen_on_a_holdout_its_sources_never_saw(settings: Settings,
+                                                                 artifacts) -> None:
+    """The blend's sources miss exactly each user's latest train item, which labels the
+    lists the blend is chosen on; its weight is the best of the grid on those lists."""
+    fit_part, held = holdout(artifacts.train, settings.scorer)
+    last = artifacts.train.sort_values(["timestamp", "item_id"]).groupby("user_id").tail(1)
+    assert set(zip(held.user_id, held.item_id)) == set(zip(last.user_id, last.item_id))
+    assert len(fit_part) + len(held) == len(artifacts.train)
+    folder = sources_dir(artifacts, settings)
+    args = (artifacts, settings.sources, settings.retrieval)
+    checked, _ = load_sources(*args, folder / "holdout", artifacts.folder.name)
+    serving, _ = load_sources(*args, folder / "serving", artifacts.folder.name)
+    refit = EASE(*args)
+    refit.fit(fit_part, None, warm=checked["ease"])
+    queries = [Query(h) for h in list(histories_of(fit_part).values())[:50]]
+    np.testing.assert_allclose(checked["ease"].scores(queries), refit.scores(queries),
+                               atol=1e-5)
+    assert not np.allclose(serving["ease"].scores(queries), refit.scores(queries))
+    blend = load_ranker(settings, artifacts).scorer.blend
+    by_weight = blend.report["holdout_ndcg_by_weight"]
+    assert blend.weight in BLEND_WEIGHTS and blend.source in blend.report["holdout_ndcg_sources"]
+    assert by_weight[str(blend.weight)] == max(by_weight.values())
 
 
 def test_ranker_slice_follows_the_protocol(settings: Settings, dataset: Dataset) -> None:
