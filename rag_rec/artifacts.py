@@ -64,6 +64,11 @@ class Artifacts:
         return self.split.name if self.split is not None else "full"
 
     @property
+    def rebuild(self) -> str:
+        """The command that (re)builds this build, for `StaleArtifact` messages."""
+        return "rag-rec build" + (f" --split {self.split_name}" if self.split else "")
+
+    @property
     def train(self) -> pd.DataFrame:
         """The interactions the sources and the scorer learn from."""
         return self.split.train if self.split is not None else self.ds.interactions

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from rag_rec import like
 from rag_rec.artifacts import Artifacts, build_dir, load_artifacts, text_vectors
@@ -137,9 +138,22 @@ def load_ranker(settings: Settings, artifacts: Artifacts) -> Ranker:
                          scorer_sources(settings))
     if scorer.blend is None:
         raise StaleArtifact(f"the scorer in {scorer_dir(artifacts, settings)} has no blend "
-                            f"yet (an interrupted build); run `rag-rec build"
-                            f"{' --split ' + artifacts.split_name if artifacts.split else ''}`")
+                            f"yet (an interrupted build); run `{artifacts.rebuild}`")
     return Ranker(sources, report, scorer)
+
+
+def _sources_in(where: Path, settings: Settings, artifacts: Artifacts, train: pd.DataFrame,
+                tune: pd.DataFrame | None = None, *,
+                warm: dict[str, CandidateSource] | None = None,
+                progress: bool) -> tuple[dict[str, CandidateSource], dict]:
+    """(sources, their fit report) saved in `where`, or fit on `train` and saved there."""
+    args = (artifacts, settings.sources, settings.retrieval)
+    try:
+        return load_sources(*args, where, artifacts.folder.name)
+    except StaleArtifact:
+        fitted, report = fit_sources(*args, train, tune, warm=warm, progress=progress)
+        save_sources(fitted, report, where, artifacts.folder.name)
+        return fitted, report
 
 
 def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
@@ -147,21 +161,13 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
     """The stacking steps of the build (see the module docstring), each skipped when its
     artifact is already there."""
     folder = sources_dir(artifacts, settings)
-    key = artifacts.folder.name
-    args = (artifacts, settings.sources, settings.retrieval)
     names = scorer_sources(settings)
     # Per cross-fitting fold: (what its sources fit on, its slice), and those sources.
     slices = [ranker_slice(artifacts.train, settings.scorer, fold)
               for fold in range(settings.scorer.slice_folds)]
-    tuning = []
-    for fold, (fit_part, slice_part) in enumerate(slices):
-        where = folder / ("tuning" if fold == 0 else f"tuning-fold{fold}")
-        try:
-            tuning.append(load_sources(*args, where, key)[0])
-        except StaleArtifact:
-            fitted, report = fit_sources(*args, fit_part, slice_part, progress=progress)
-            save_sources(fitted, report, where, key)
-            tuning.append(fitted)
+    tuning = [_sources_in(folder / ("tuning" if fold == 0 else f"tuning-fold{fold}"),
+                          settings, artifacts, fit_part, slice_part, progress=progress)[0]
+              for fold, (fit_part, slice_part) in enumerate(slices)]
     try:
         scorer = Scorer.load(scorer_dir(artifacts, settings), artifacts, settings.scorer, names)
     except StaleArtifact:
@@ -184,22 +190,14 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
                             scorer_dir(artifacts, settings), union=union, progress=progress)
     if scorer.blend is None:
         fit_part, held = holdout(artifacts.train, settings.scorer)
-        try:
-            checked = load_sources(*args, folder / "holdout", key)[0]
-        except StaleArtifact:
-            checked, report = fit_sources(*args, fit_part, None, warm=tuning[0],
-                                          progress=progress)
-            save_sources(checked, report, folder / "holdout", key)
+        checked = _sources_in(folder / "holdout", settings, artifacts, fit_part,
+                              warm=tuning[0], progress=progress)[0]
         retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in names},
                               names, settings.retrieval, scorer.union_weights)
         lists = make_lists(scorer.feat, retriever, histories_of(fit_part), held, held,
                            progress=progress)
         scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained)
         scorer.save(scorer_dir(artifacts, settings))
-    try:
-        serving, report = load_sources(*args, folder / "serving", key)
-    except StaleArtifact:
-        serving, report = fit_sources(*args, artifacts.train, None, warm=tuning[0],
-                                      progress=progress)
-        save_sources(serving, report, folder / "serving", key)
+    serving, report = _sources_in(folder / "serving", settings, artifacts, artifacts.train,
+                                  warm=tuning[0], progress=progress)
     return Ranker(serving, report, scorer)

@@ -116,14 +116,13 @@ class Featurizer:
         self.mask[:text_dim] = float(cfg.use_text)
         self.mask[text_dim:] = float(cfg.use_kg)
         feats = np.zeros((len(self.item_ids) + 1, dim), dtype=np.float32)
-        for item_id, r in self.row.items():
-            feats[r] = artifacts.index.vector(item_id) * self.mask
-        self.features = torch.from_numpy(feats)
         self.trained = np.zeros(len(self.item_ids) + 1, dtype=bool)
         """Per feature row: the item has train interactions (row 0, padding and items added
         since the build: no), so the sources' scores speak for it."""
         for item_id, r in self.row.items():
+            feats[r] = artifacts.index.vector(item_id) * self.mask
             self.trained[r] = artifacts.popularity.get(item_id, 0) > 0
+        self.features = torch.from_numpy(feats)
 
     def user_kg(self, user_id: str | None) -> np.ndarray:
         vec = self.a.kg.of(user_node(user_id)) if user_id and self.cfg.use_kg else None
@@ -471,9 +470,9 @@ class Blend:
                                    trained[lists.cand.numpy()], lists.owner.numpy())
         by_weight = {w: round(list_ndcg(z + w * col, lists, rows), 4) for w in BLEND_WEIGHTS}
         weight = max(by_weight, key=by_weight.get)  # the first best: the smallest weight
-        labels = lists.calibration.numpy()
-        platt = fit_platt(z + weight * col, labels)
-        probs = sigmoid(platt[0] * (z + weight * col) + platt[1])
+        blended, labels = z + weight * col, lists.calibration.numpy()
+        platt = fit_platt(blended, labels)
+        probs = sigmoid(platt[0] * blended + platt[1])
         report = {"holdout_ndcg_sources": alone, "holdout_ndcg_by_weight": by_weight,
                   "ece": round(ece(probs, labels), 4), "base_rate": round(float(labels.mean()), 5),
                   "lists": len(lists.users)}
@@ -529,10 +528,10 @@ class Scorer:
         from a corrupt vector) becomes the lowest score."""
         if not r.items:
             return np.zeros(0, dtype=np.float32)
-        z = self.model(*self.feat.batch(history, user_id, r)).numpy()
-        if self.blend is not None:
-            trained = self.feat.trained[[self.feat.row.get(i, 0) for i in r.items]]
-            z = self.blend.apply(z, r.features, self.sources, trained)
+        inputs = self.feat.batch(history, user_id, r)
+        z = self.model(*inputs).numpy()
+        if self.blend is not None:  # inputs[0]: the candidates' feature rows
+            z = self.blend.apply(z, r.features, self.sources, self.feat.trained[inputs[0].numpy()])
         else:
             z = self.platt[0] * z + self.platt[1]
         return np.nan_to_num(z, nan=-30.0, posinf=30.0, neginf=-30.0)
@@ -592,8 +591,7 @@ class Scorer:
         """The checkpoint in `folder`; `StaleArtifact` (naming the command that fixes it)
         when it is missing, corrupt, from another build, or trained with other settings
         or sources."""
-        fix = (f"rebuild with `rag-rec build"
-               f"{' --split ' + artifacts.split_name if artifacts.split else ''}`")
+        fix = f"rebuild with `{artifacts.rebuild}`"
         try:
             meta = json.loads((folder / "scorer.json").read_text())
             state = torch.load(folder / "model.pt", weights_only=True)

@@ -621,8 +621,7 @@ def save_sources(sources: dict[str, CandidateSource], report: dict, folder: Path
 def load_sources(artifacts: Artifacts, settings: SourceSettings, retrieval: RetrievalSettings,
                  folder: Path, fingerprint: str) -> tuple[dict[str, CandidateSource], dict]:
     """The fitted sources saved in `folder`; `StaleArtifact` when missing or stale."""
-    fix = (f"rebuild with `rag-rec build"
-           f"{' --split ' + artifacts.split_name if artifacts.split else ''}`")
+    fix = f"rebuild with `{artifacts.rebuild}`"
     try:
         meta = json.loads((folder / "sources.json").read_text())
     except (OSError, ValueError) as exc:
