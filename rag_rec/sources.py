@@ -360,13 +360,15 @@ class SASRec(_Base):
                 [self.a.index.vector(i) for i in self.a.index.ids[:n_items]]))
         return _SASRecNet(n_items, self.cfg, content)
 
-    def _windows(self, histories: dict[str, list[tuple[str, float]]]) -> torch.Tensor:
-        """Each history cut from its end into windows of max_len + 1 items (inputs and
+    def _sequences(self, histories: dict[str, list[tuple[str, float]]]) -> list[list[int]]:
+        return [[self.col[i] + 1 for i, _ in h if i in self.col] for h in histories.values()]
+
+    def _windows(self, seqs: list[list[int]]) -> torch.Tensor:
+        """Each sequence cut from its end into windows of max_len + 1 items (inputs and
         next-item targets), left-padded: every interaction is a target once."""
         span = self.cfg.sasrec_max_len + 1
         rows = []
-        for history in histories.values():
-            seq = [self.col[i] + 1 for i, _ in history if i in self.col]
+        for seq in seqs:
             end = len(seq)
             while end > 1:
                 part = seq[max(0, end - span):end]
@@ -374,12 +376,31 @@ class SASRec(_Base):
                 end -= span - 1
         return torch.tensor(rows, dtype=torch.long)
 
+    def _crops(self, seqs: list[list[int]], gen: torch.Generator) -> torch.Tensor:
+        """One crop per long enough sequence, drawn anew each epoch: its first
+        `sasrec_crop_keep` items, then `sasrec_crop` items from a random later point. The
+        model learns to predict from a short history with a gap before its latest items,
+        which is what a cold user's history looks like, and gets more late-sequence
+        targets (leave-last-out, plain ids, seeds 42-44: 0.1115 with crops against
+        0.0995 for SASRec-CE-200, eval/offline.py)."""
+        keep, tail = self.cfg.sasrec_crop_keep, self.cfg.sasrec_crop
+        span = self.cfg.sasrec_max_len + 1
+        rows = []
+        for seq in seqs:
+            if len(seq) < keep + tail + 2:
+                continue
+            cut = int(torch.randint(keep + 1, len(seq) - tail + 1, (1,), generator=gen))
+            part = (seq[:keep] + seq[cut:cut + tail])[-span:]
+            rows.append([0] * (span - len(part)) + part)
+        return torch.tensor(rows, dtype=torch.long).reshape(-1, span)
+
     def fit(self, train: pd.DataFrame, tune: pd.DataFrame | None, *,
             warm: CandidateSource | None = None, progress: bool = False) -> dict:
         start = time.perf_counter()
         torch.manual_seed(self.cfg.seed)
         histories = histories_of(train)
-        windows = self._windows(histories)
+        seqs = self._sequences(histories)
+        windows = self._windows(seqs)
         if len(windows) < 2:
             raise SourceUnavailable("sasrec: fewer than two sequences to learn from")
         self.net = self._net(self.n_items)
@@ -397,8 +418,11 @@ class SASRec(_Base):
                    leave=False)
         for epoch in bar:
             self.net.train()
-            for idx in torch.randperm(len(windows), generator=gen).split(self.cfg.sasrec_batch):
-                seq = windows[idx]
+            rows = windows
+            if self.cfg.sasrec_crop:
+                rows = torch.cat([windows, self._crops(seqs, gen)])
+            for idx in torch.randperm(len(rows), generator=gen).split(self.cfg.sasrec_batch):
+                seq = rows[idx]
                 hidden, table = self.net(seq[:, :-1])
                 logits = hidden @ table.T
                 logits[..., 0] = -1e9  # padding is never a target

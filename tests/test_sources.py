@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from rag_rec.build import load_ranker, sources_dir
 from rag_rec.data import Dataset, make_split
@@ -70,10 +71,11 @@ def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
     tune = small.sort_values("timestamp").groupby("user_id").tail(1)
     cfg = settings.sources.model_copy(update={"sasrec_epochs": 2, "sasrec_eval_every": 1})
     queries = [Query(_history(dataset, u)[:-1]) for u in ("3", "77")]
-    for cls in (EASE, IALS, SASRec):
+    cropped = cfg.model_copy(update={"sasrec_crop": 8})
+    for cls, c in ((EASE, cfg), (IALS, cfg), (SASRec, cropped), (SASRec, cfg)):
         runs = []
         for _ in range(2):
-            source = cls(artifacts, cfg, settings.retrieval)
+            source = cls(artifacts, c, settings.retrieval)
             source.fit(small, tune)
             runs.append(source.scores(queries))
         # Equal up to the order of multi-threaded float sums (~1e-7).
@@ -81,6 +83,22 @@ def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
     other = SASRec(artifacts, cfg.model_copy(update={"seed": 7}), settings.retrieval)
     other.fit(small, tune)
     assert not np.allclose(other.scores(queries), runs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_sasrec_crops_are_the_first_items_then_a_later_stretch(settings: Settings,
+                                                                artifacts) -> None:
+    cfg = settings.sources.model_copy(update={"sasrec_crop": 3, "sasrec_crop_keep": 2})
+    source = SASRec(artifacts, cfg, settings.retrieval)
+    seqs = [list(range(1, 21)), [1, 2, 3, 4, 5, 6]]  # the second is too short to crop
+    cuts = set()
+    for seed in range(20):
+        crops = source._crops(seqs, torch.Generator().manual_seed(seed))
+        assert crops.shape == (1, cfg.sasrec_max_len + 1)
+        part = [int(i) for i in crops[0] if i]
+        assert part[:2] == [1, 2] and len(part) == 5
+        assert part[2] >= 4 and part[2:] == list(range(part[2], part[2] + 3))  # a gap, then
+        cuts.add(part[2])
+    assert len(cuts) > 3  # drawn anew: not always the same stretch
 
 
 def test_kg_path_source_equals_the_graph_query(graph, ranker, artifacts) -> None:
