@@ -207,9 +207,9 @@ class SourceSettings(BaseModel):
     `sasrec_crop_keep` items followed by this many from a random later point; 0 = none.
     The evaluation's strongest sequential baseline uses 8. rag_rec's own source does not
     yet: with its text + KG item inputs crops gave nothing (leave-last-out seed 42: 0.1072
-    alone, 0.1069 without); ids only, with crops and SASRec-CE-200's patience, it gave
-    0.1216 alone and rag_rec 0.1202 on that seed, but every evaluated build must be
-    refit to measure it, and the README's main command would grow by ~10 minutes."""
+    alone, 0.1069 without); ids only, with crops and SASRec-CE-200's patience, rag_rec
+    reached 0.1247 over seeds 42-44 (0.1128 today), but loo-cold and the k-fold builds
+    are not refit with it yet, and the README's main command would grow by ~10 minutes."""
     sasrec_crop_keep: int = Field(5, ge=1)
     sasrec_refit_share: float = Field(0.5, ge=0, le=2)
     """The refit on all train data starts from the tuned model and runs this share of
