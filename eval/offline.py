@@ -164,8 +164,20 @@ def split_settings(settings: Settings, name: str, seed: int) -> Settings:
     scorer = settings.scorer.model_copy(update={
         "slice": "random" if kfold else "latest", "seed": seed,
         "slice_folds": 3 if kfold else settings.scorer.slice_folds})
-    return settings.model_copy(update={
-        "scorer": scorer, "sources": settings.sources.model_copy(update={"seed": seed})})
+    sources = settings.sources.model_copy(
+        update={"seed": seed, **(KFOLD_SASREC if kfold else {})})
+    return settings.model_copy(update={"scorer": scorer, "sources": sources})
+
+
+KFOLD_SASREC = {"sasrec_content": True, "sasrec_crop": 0, "sasrec_epochs": 60,
+                "sasrec_patience": 3, "sasrec_refit_share": 0.5}
+"""The k-fold builds keep the SASRec recipe they were measured with before crops: crops
+target what comes next, which a random holdout is not, and each k-fold build fits SASRec
+once per cross-fitting slice (three times the cost: not refit with crops on two cores)."""
+
+PLAIN_SASREC = {"sasrec_content": False, "sasrec_crop": 0, "sasrec_epochs": 60,
+                "sasrec_patience": 3}
+"""The plain SASRec-CE baseline: ids only, no crops, the source's former budget."""
 
 
 def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
@@ -180,7 +192,7 @@ def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
     if proto.split.name.startswith("loo"):
         # The baseline SASRec is the plain model: ids only, no content vectors; it runs
         # where order is the protocol (leave-last-out; on k-fold EASE is the bar).
-        plain = s.sources.model_copy(update={"sasrec_content": False})
+        plain = s.sources.model_copy(update=PLAIN_SASREC)
         models["SASRec-CE"] = (SASRec, plain)
         # The same with crop augmentation (SASRec._crops), the best training recipe a GPU
         # probe found for it, given SASRec-CE-200's patience (crops make the validation

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from rag_rec.errors import DataError, UnknownItem, UnknownUser
 from rag_rec.fetch import fetch_wheel_members
 from rag_rec.models import Entity, Interaction, Item, User
 from rag_rec.settings import DataSettings
+
+log = logging.getLogger(__name__)
 
 RECBOLE_WHEEL = "recbole==1.2.0"
 RECBOLE_SHA256 = "075820e2ea8f182ec4d30c4ec9067d5ac7b07c2f5e3ae1adeb8a5fbee2d4204d"
@@ -418,6 +421,12 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
     if name == "ml-100k" and (settings.kg_dir / "enriched.csv").exists():
         abstracts, ents, triples = _read_dbpedia(settings.kg_dir, set(items.index))
         kg_files = [settings.kg_dir / "enriched.csv"]
+    elif name == "ml-100k":
+        # Said, not silent: without it every film loses its people and places, and the
+        # explanations and KG vectors with them (a clone outside the project folder).
+        log.warning("no DBpedia KG at %s: items get genre and decade relations only "
+                    "(set RAG_REC_DATA__KG_DIR to the folder holding enriched.csv)",
+                    settings.kg_dir)
     items["abstract"] = pd.Series(abstracts, dtype="object").reindex(items.index)
     items["abstract"] = items["abstract"].astype("object").where(items["abstract"].notna(), None)
     side_ents, side_triples = _side_kg(items)

@@ -149,9 +149,13 @@ def _write_latest(folder: Path, dataset: Dataset) -> None:
 
 @pytest.mark.parametrize("writer,name", [(_write_ml100k, "ml-100k"), (_write_ml1m, "ml-1m"),
                                          (_write_latest, "ml-latest")])
-def test_other_movielens_formats(tmp_path: Path, dataset: Dataset, writer, name) -> None:
+def test_other_movielens_formats(tmp_path: Path, dataset: Dataset, writer, name,
+                                 caplog: pytest.LogCaptureFixture) -> None:
     writer(tmp_path, dataset)
-    ds = load_dataset(DataSettings(source=tmp_path, kg_dir=tmp_path / "none"), tmp_path)
+    with caplog.at_level("WARNING", logger="rag_rec"):
+        ds = load_dataset(DataSettings(source=tmp_path, kg_dir=tmp_path / "none"), tmp_path)
+    # A missing DBpedia KG is said for the release it belongs to, not for the others.
+    assert ("no DBpedia KG at" in caplog.text) == (name == "ml-100k")
     inter, items, _ = _slice(dataset)
     assert ds.name == name
     assert len(ds.interactions) == len(inter)
