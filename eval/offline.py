@@ -380,7 +380,8 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                  "recall_ceiling": first["rag_rec"]["recall_ceiling"],
                  "calibration": first["rag_rec"]["calibration"],
                  "scorer_report": first["rag_rec"]["scorer_report"],
-                 "blend": {str(seed): {k: run["rag_rec"]["blend"][k] for k in ("source", "weight")}
+                 "blend": {str(seed): {k: run["rag_rec"]["blend"].get(k)
+                                       for k in ("source", "weight", "short_weight")}
                            for seed, run in seeds.items()},
                  "timings": {str(seed): run["rag_rec"]["timings"] for seed, run in seeds.items()},
                  "baseline_train": {n: first["baselines"][n].get("train") for n in baselines}}

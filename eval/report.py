@@ -71,7 +71,10 @@ def write_report(figures: dict) -> Path:
                   + "; ".join(trained) + ".", ""]
         lines += ["The blend (the best source's final weight, chosen on a holdout "
                   "its sources never saw), per seed: " + "; ".join(
-                      f"{seed}: {b['source']} × {b['weight']}" for seed, b in f["blend"].items())
+                      f"{seed}: {b['source']} × {b['weight']}"
+                      + (f" (short histories × {b['short_weight']})"
+                         if b.get("short_weight") is not None else "")
+                      for seed, b in f["blend"].items())
                   + ".", ""]
         ceiling = f["recall_ceiling"]
         lines += [f"Recall of the test items at K = {ceiling['k']} (the candidate budget): "

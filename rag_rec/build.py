@@ -196,7 +196,8 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
                               names, settings.retrieval, scorer.union_weights)
         lists = make_lists(scorer.feat, retriever, histories_of(fit_part), held, held,
                            progress=progress)
-        scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained)
+        scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained,
+                                 settings.scorer.blend_short_history)
         scorer.save(scorer_dir(artifacts, settings))
     serving, report = _sources_in(folder / "serving", settings, artifacts, artifacts.train,
                                   warm=tuning[0], progress=progress)

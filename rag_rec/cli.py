@@ -228,7 +228,9 @@ def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     folder = scorer_dir(artifacts, settings)
     shutil.rmtree(folder, ignore_errors=True)
     scorer = load_or_fit_ranker(settings, artifacts).scorer
-    blend = {"source": scorer.blend.source, "weight": scorer.blend.weight, **scorer.blend.report}
+    b = scorer.blend
+    blend = {"source": b.source, "weight": b.weight, "short_history": b.short_history,
+             "short_weight": b.short_weight, **b.report}
     _print_mapping("scorer", {**scorer.report, "blend": blend, "checkpoint": folder,
                               "reliability_diagram": folder / "reliability.png"}, as_json)
 

@@ -12,7 +12,8 @@ from rag_rec.build import load_ranker, sources_dir
 from rag_rec.data import Dataset, make_split
 from rag_rec.embed import RATED, kg_triples, user_node
 from rag_rec.retrieve import Retriever
-from rag_rec.scorer import BLEND_WEIGHTS, holdout, ranker_slice, unsliced
+from rag_rec.scorer import (BLEND_WEIGHTS, MIN_SHORT_LISTS, Blend, holdout, list_ndcg,
+                            make_lists, predict, ranker_slice, unsliced)
 from rag_rec.settings import Settings
 from rag_rec.sources import (
     EASE,
@@ -177,6 +178,51 @@ def test_the_blend_is_chosen_on_a_holdout_its_sources_never_saw(settings: Settin
     by_weight = blend.report["holdout_ndcg_by_weight"]
     assert blend.weight in BLEND_WEIGHTS and blend.source in blend.report["holdout_ndcg_sources"]
     assert by_weight[str(blend.weight)] == max(by_weight.values())
+
+
+def test_short_histories_get_their_own_blend_weight(settings: Settings, artifacts) -> None:
+    """With enough short histories in the holdout the blend picks a second weight on those
+    lists alone, and serves it to short histories only; with too few it keeps one."""
+    ranker = load_ranker(settings, artifacts)
+    scorer = ranker.scorer
+    fit_part, held = holdout(artifacts.train, settings.scorer)
+    checked, _ = load_sources(artifacts, settings.sources, settings.retrieval,
+                              sources_dir(artifacts, settings) / "holdout",
+                              artifacts.folder.name)
+    retriever = Retriever(artifacts, {n: checked[n] for n in scorer.sources}, scorer.sources,
+                          settings.retrieval, scorer.union_weights)
+    lists = make_lists(scorer.feat, retriever, histories_of(fit_part), held, held,
+                       progress=False)
+    fit = lambda short: Blend.fit(scorer.model, lists, scorer.sources,  # noqa: E731
+                                  scorer.feat.trained, short)
+    # MovieLens-100K users have 20+ ratings: no short lists, the served blend unchanged.
+    plain = fit(settings.scorer.blend_short_history)
+    assert plain.short_weight is None and plain.report["short_lists"] == 0
+    assert (plain.weight, plain.platt) == (scorer.blend.weight, tuple(scorer.blend.platt))
+    assert scorer.blend.short_history == settings.scorer.blend_short_history
+    lengths = (lists.hist > 0).sum(1).numpy()
+    limit = int(np.sort(lengths)[2 * MIN_SHORT_LISTS])
+    split = fit(limit)
+    short = lengths <= limit
+    assert split.report["short_lists"] == short.sum() >= MIN_SHORT_LISTS
+    by_short = split.report["holdout_short_ndcg_by_weight"]
+    assert split.short_weight in BLEND_WEIGHTS
+    assert by_short[split.short_weight] == max(by_short.values())
+    # Each weight is the grid's best on its own lists: the short one on the short lists.
+    rows = np.flatnonzero(short[lists.owner.numpy()])
+    z = predict(scorer.model, lists, np.arange(len(lists.cand)))
+    assert by_short[0.0] == round(list_ndcg(z[rows], lists, rows), 4)
+    rows = np.flatnonzero(~short[lists.owner.numpy()])
+    assert split.report["holdout_ndcg_by_weight"][0.0] == round(list_ndcg(z[rows], lists, rows),
+                                                                4)
+    few = [v for v in np.unique(lengths) if 0 < (lengths <= v).sum() < MIN_SHORT_LISTS]
+    if few:
+        assert fit(int(few[-1])).short_weight is None
+    both = Blend(split.source, 0.0, (1.0, 0.0), {}, short_history=5, short_weight=8.0)
+    feats = np.random.default_rng(0).normal(size=(5, lists.side.shape[1])).astype(np.float32)
+    logits, trained = np.zeros(5, np.float32), np.ones(5, bool)
+    assert np.allclose(both.apply(logits, feats, scorer.sources, trained, history_len=6), 0)
+    assert not np.allclose(both.apply(logits, feats, scorer.sources, trained, history_len=5), 0)
 
 
 def test_ranker_slice_follows_the_protocol(settings: Settings, dataset: Dataset) -> None:
