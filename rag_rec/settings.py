@@ -212,7 +212,8 @@ class SourceSettings(BaseModel):
     `sasrec_crop_keep` items followed by this many from a random later point; 0 = none.
     It teaches next-item prediction from short histories and late-sequence targets: on
     leave-last-out (seeds 42-44) rag_rec went from 0.1128 (text + KG inputs, no crops) to
-    0.1247 with the ids-only crop source trained up to 150 epochs (eval/offline.py)."""
+    0.1226 with these defaults (0.1247 with a 150-epoch cap and refits of half the best
+    epoch count, ~7 minutes more in the main command; eval/offline.py)."""
     sasrec_crop_keep: int = Field(5, ge=1)
     sasrec_refit_share: float = Field(0.25, ge=0, le=2)
     """The refit on all train data starts from the tuned model and runs this share of
