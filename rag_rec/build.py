@@ -156,6 +156,17 @@ def _sources_in(where: Path, settings: Settings, artifacts: Artifacts, train: pd
         return fitted, report
 
 
+def blend_lists(artifacts: Artifacts, settings: Settings, scorer: Scorer,
+                checked: dict[str, CandidateSource], fit_part: pd.DataFrame,
+                held: pd.DataFrame, *, progress: bool = False) -> Lists:
+    """The candidate lists the blend is chosen on: the holdout sources' (`checked`, fit on
+    `fit_part`) union for each user, labelled by their held-out items."""
+    retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in scorer.sources},
+                          scorer.sources, settings.retrieval, scorer.union_weights)
+    return make_lists(scorer.feat, retriever, histories_of(fit_part), held, held,
+                      progress=progress)
+
+
 def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
                        progress: bool = True) -> Ranker:
     """The stacking steps of the build (see the module docstring), each skipped when its
@@ -192,10 +203,8 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
         fit_part, held = holdout(artifacts.train, settings.scorer)
         checked = _sources_in(folder / "holdout", settings, artifacts, fit_part,
                               warm=tuning[0], progress=progress)[0]
-        retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in names},
-                              names, settings.retrieval, scorer.union_weights)
-        lists = make_lists(scorer.feat, retriever, histories_of(fit_part), held, held,
-                           progress=progress)
+        lists = blend_lists(artifacts, settings, scorer, checked, fit_part, held,
+                            progress=progress)
         scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained,
                                  settings.scorer.blend_short_history)
         scorer.save(scorer_dir(artifacts, settings))

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from rag_rec.build import load_ranker, sources_dir
+from rag_rec.build import blend_lists, load_ranker, sources_dir
 from rag_rec.data import Dataset, make_split
 from rag_rec.embed import RATED, kg_triples, user_node
 from rag_rec.retrieve import Retriever
 from rag_rec.scorer import (BLEND_WEIGHTS, MIN_SHORT_LISTS, Blend, holdout, list_ndcg,
-                            make_lists, predict, ranker_slice, unsliced)
+                            predict, ranker_slice, unsliced)
 from rag_rec.settings import Settings
 from rag_rec.sources import (
     EASE,
@@ -195,10 +195,7 @@ def test_short_histories_get_their_own_blend_weight(settings: Settings, artifact
     checked, _ = load_sources(artifacts, settings.sources, settings.retrieval,
                               sources_dir(artifacts, settings) / "holdout",
                               artifacts.folder.name)
-    retriever = Retriever(artifacts, {n: checked[n] for n in scorer.sources}, scorer.sources,
-                          settings.retrieval, scorer.union_weights)
-    lists = make_lists(scorer.feat, retriever, histories_of(fit_part), held, held,
-                       progress=False)
+    lists = blend_lists(artifacts, settings, scorer, checked, fit_part, held)
     fit = lambda short: Blend.fit(scorer.model, lists, scorer.sources,  # noqa: E731
                                   scorer.feat.trained, short)
     # MovieLens-100K users have 20+ ratings: no short lists, the served blend unchanged.
