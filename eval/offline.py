@@ -31,7 +31,7 @@ intervals of rag_rec minus the best baseline and minus its best source alone (ND
 users resampled), each source's and the union's recall of the test items at the
 candidate budget (the ceiling the scorer works under), calibration of `p_next` on the
 test candidate lists (ECE, Brier skill, log-loss against the base rate), wall times.
-Finished (split, seed) parts are cached under <home>/eval/ (`--fresh` redoes them).
+Finished (split, seed) parts are kept in eval/results/parts/ (`--fresh` redoes them).
 Figures: eval/results/offline_eval.json; report: eval/reports/offline_eval.md.
 """
 
@@ -52,7 +52,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eval.baselines import implicit_scores, popularity, recbole_scores  # noqa: E402
-from eval.common import write_results  # noqa: E402
+from eval.common import RESULTS, write_results  # noqa: E402
 from eval.report import write_report  # noqa: E402
 from rag_rec.build import build  # noqa: E402
 from rag_rec.data import Dataset, Split, load_dataset, make_split  # noqa: E402
@@ -63,6 +63,10 @@ from rag_rec.scorer import brier, ece, sigmoid  # noqa: E402
 from rag_rec.settings import Settings, get_settings  # noqa: E402
 from rag_rec.sources import EASE, SASRec, Query, histories_of  # noqa: E402
 
+PARTS = RESULTS / "parts"
+"""Finished (split, seed) parts: each system's metrics and per-user NDCG@10, committed
+with the report, so a fresh clone can rebuild the report or rerun one system."""
+SPLITS = ("kfold0", "kfold1", "kfold2", "kfold3", "kfold4", "loo", "loo-cold")
 TAIL_BOOSTS = (0.5, 1.0, 2.0)
 BOOTSTRAP = 2000
 
@@ -181,13 +185,16 @@ PLAIN_SASREC = {"sasrec_content": False, "sasrec_crop": 0, "sasrec_epochs": 60,
 
 
 def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
-                  recbole: list[str], workdir: Path, done: dict[str, dict]) -> dict[str, dict]:
+                  recbole: list[str], workdir: Path, path: Path,
+                  only: set[str] | None = None) -> dict[str, dict]:
     """EASE and SASRec fit on train and tuned on validation; popularity; RecBole models.
-    Systems already in `done` (a cached run) are kept, the missing ones added."""
+    Systems already in the part at `path` (a cached run) are kept, the missing ones (of
+    `only`, when given) added and written there one by one: a run cut short keeps what
+    it finished."""
     s = split_settings(settings, proto.split.name, seed)
     artifacts = build(s, proto.split.name, ranker=False)
     ids = artifacts.index.ids
-    out = dict(done)
+    out = json.loads(path.read_text()) if path.exists() else {}
     models = {"Popularity": None, "EASE": (EASE, s.sources), "iALS": "implicit"}
     if proto.split.name.startswith("loo"):
         # The baseline SASRec is the plain model: ids only, no content vectors; it runs
@@ -205,7 +212,7 @@ def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
             models["SASRec-CE-200"] = (SASRec, plain.model_copy(update={
                 "sasrec_max_len": 200, "sasrec_epochs": 150, "sasrec_patience": 5}))
     for name, spec in [*models.items(), *((m, "recbole") for m in recbole)]:
-        if name in out:
+        if name in out or (only is not None and name not in only):
             continue
         start = time.perf_counter()
         if spec is None:
@@ -222,6 +229,7 @@ def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
             out[name] = {**proto.metrics(proto.source_rows(model.scores(proto.queries), ids)),
                          "train": report}
         out[name]["wall_s"] = round(time.perf_counter() - start, 1)
+        path.write_text(json.dumps(out))
         print(f"{proto.split.name} seed {seed} {name}: ndcg@10 "
               f"{out[name]['all']['ndcg@10']:.4f} ({out[name]['wall_s']} s)", flush=True)
     return out
@@ -309,6 +317,7 @@ def run_rag_rec(settings: Settings, proto: Protocol, seed: int) -> dict:
                 ranked, [res.logits + boost * t for res, t in zip(ranked, tail)])
             out["systems"][f"rag_rec+tail_boost={boost}"] = proto.metrics(boosted)
     out["timings"] = timings
+    out["measured_at"] = time.strftime("%Y-%m-%d")
     return out
 
 
@@ -384,6 +393,8 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                                        for k in ("source", "weight", "short_weight")}
                            for seed, run in seeds.items()},
                  "timings": {str(seed): run["rag_rec"]["timings"] for seed, run in seeds.items()},
+                 "measured_at": max(run["rag_rec"].get("measured_at", time.strftime("%Y-%m-%d"))
+                                    for run in seeds.values()),
                  "baseline_train": {n: first["baselines"][n].get("train") for n in baselines}}
         sources = [n for n in table if n.startswith("only_")]
         if sources:  # without the scorer: does the stacker beat what it stacks?
@@ -424,6 +435,25 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
     return out
 
 
+def keep_earlier(figures: dict, path: Path) -> dict:
+    """`figures` with the splits (and the k-fold summary) this run did not measure taken
+    from the results file at `path`: a run of some splits updates those and keeps the
+    rest, each split dated by its `measured_at` (the day its rag_rec parts were run)."""
+    if not path.exists():
+        return figures
+    earlier = json.loads(path.read_text())
+    for split, entry in earlier.get("splits", {}).items():
+        if split not in figures["splits"]:
+            entry.setdefault("measured_at", earlier["measured_at"][:10])
+            figures["splits"][split] = entry
+    if "kfold" not in figures and "kfold" in earlier:
+        figures["kfold"] = earlier["kfold"]
+    order = [*SPLITS, *figures["splits"]]
+    figures["splits"] = {s: figures["splits"][s] for s in dict.fromkeys(order)
+                         if s in figures["splits"]}
+    return figures
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -438,7 +468,7 @@ def _cached(path: Path, fresh: bool, compute) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--splits", default="kfold0,kfold1,kfold2,kfold3,kfold4,loo,loo-cold",
+    ap.add_argument("--splits", default=",".join(SPLITS),
                     help="comma-separated: loo, loo-cold, kfold0..kfold4")
     ap.add_argument("--seeds", default="42,43,44",
                     help="seeds for the leave-last-out splits (k-fold runs the first only)")
@@ -450,7 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="recompute cached parts")
     ap.add_argument("--cached-only", action="store_true",
                     help="report the (split, seed) parts already computed, fit nothing new")
+    ap.add_argument("--only-baselines", default="",
+                    help="fit just these baselines into the parts (e.g. SASRec-CE,"
+                         "SASRec-CE+crops on a GPU machine that lacks the rest of the "
+                         "stack), no rag_rec, no report")
     args = ap.parse_args(argv)
+    only = {m for m in args.only_baselines.split(",") if m} or None
     settings = get_settings()
     ds = load_dataset(settings.data, settings.home)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -461,17 +496,20 @@ def main(argv: list[str] | None = None) -> int:
         proto = Protocol.of(ds, split, settings.retrieval.head_mass)
         runs[name] = {}
         for seed in seeds[:1] if name.startswith("kfold") else seeds:
-            folder = settings.home / "eval" / name
+            folder = PARTS / name
             folder.mkdir(parents=True, exist_ok=True)
             if args.cached_only and not (folder / f"rag_rec-seed{seed}.json").exists():
                 continue
             start = time.perf_counter()
             path = folder / f"baselines-seed{seed}.json"
-            done = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
+            if args.fresh:
+                path.unlink(missing_ok=True)
             # One RecBole folder per seed: parallel runs never share files or checkpoints.
             baselines = run_baselines(settings, ds, proto, seed, recbole,
-                                      settings.home / "eval" / "recbole" / f"seed{seed}", done)
-            path.write_text(json.dumps(baselines))
+                                      settings.home / "eval" / "recbole" / f"seed{seed}", path,
+                                      only)
+            if only:
+                continue
             run = {"baselines": baselines,
                    "rag_rec": _cached(folder / f"rag_rec-seed{seed}.json", args.fresh,
                                       lambda: run_rag_rec(settings, proto, seed)),
@@ -488,12 +526,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         first = seeds[0]
         if name in args.ablations.split(",") and not (
-                args.cached_only and not (settings.home / "eval" / name /
+                args.cached_only and not (PARTS / name /
                                           f"ablations-seed{first}.json").exists()):
             runs[name][first]["rag_rec"]["systems"].update(_cached(
-                settings.home / "eval" / name / f"ablations-seed{first}.json", args.fresh,
+                PARTS / name / f"ablations-seed{first}.json", args.fresh,
                 lambda: run_ablations(settings, proto, first)))
-    figures = summarise(runs)
+    if only:
+        return 0
+    figures = keep_earlier(summarise(runs), RESULTS / "offline_eval.json")
     path = write_results("offline_eval", figures)
     report = write_report(figures)
     print(f"wrote {path} and {report}")

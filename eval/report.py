@@ -55,7 +55,8 @@ def write_report(figures: dict) -> Path:
         lines += ["Published on this protocol (FranKGraphBench, mean of 5 folds): "
                   + ", ".join(f"{k} {v}" for k, v in PUBLISHED.items()) + ".", ""]
     for split, f in figures["splits"].items():
-        lines += [f"## {split}", "", *_table(f["systems"]), "",
+        when = f" (run of {f['measured_at']})" if "measured_at" in f else ""
+        lines += [f"## {split}{when}", "", *_table(f["systems"]), "",
                   f"**rag_rec − best baseline ({f['best_baseline']})**, NDCG@10: "
                   f"{_versus(f['rag_rec_vs_best'])}", ""]
         if "best_source" in f:

