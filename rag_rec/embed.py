@@ -268,14 +268,18 @@ def new_item_kg_vector(kg: KGEmbeddings, triples: pd.DataFrame, entities: Sequen
     item degree) like the KG-path source's paths, hubs above `max_degree` skipped. TransE
     puts an item at its entity minus the relation's translation, so the entities' own
     vectors lie away from every item: from them, a new Ridley Scott film ranked 787th by
-    Blade Runner's vector. Entities no known item shares fall back to their own mean."""
+    Blade Runner's vector. When no entity qualifies (a hub, or no item known to the
+    embeddings), the entities' own mean stands in."""
     linked = triples[triples.entity_id.isin(entities)]
     vecs, weights = [], []
     for _, items in linked.groupby("entity_id").item_id:
-        known = [v for i in items.unique() if (v := kg.of(item_node(i))) is not None]
-        if known and len(items.unique()) <= max_degree:
+        sharing = items.unique()
+        if len(sharing) > max_degree:
+            continue
+        known = [v for i in sharing if (v := kg.of(item_node(i))) is not None]
+        if known:
             vecs.append(np.mean(known, axis=0))
-            weights.append(1.0 / np.log2(1.0 + len(items.unique())))
+            weights.append(1.0 / np.log2(1.0 + len(sharing)))
     if not vecs:
         vecs = [v for e in entities if (v := kg.of(e)) is not None]
         weights = [1.0] * len(vecs)
