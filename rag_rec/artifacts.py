@@ -21,7 +21,15 @@ from rag_rec.embed import KGEmbeddings, TextCache, item_texts, make_text_encoder
 from rag_rec.errors import StaleArtifact
 from rag_rec.index import ItemIndex
 from rag_rec.models import Item
-from rag_rec.settings import EmbedSettings, Settings
+from rag_rec.settings import EmbedSettings, ScorerSettings, Settings
+
+
+def validation_kind(has_valid: bool, cfg: ScorerSettings) -> str:
+    """Which items a build chooses its blend on (`scorer.validation`): a split's own
+    validation items, each user's next interaction, when the ranker slice is "latest"
+    too ("validation"), or a holdout cut from the build's train data first ("holdout":
+    the full build, and random slices, whose protocol tests a random share)."""
+    return "validation" if has_valid and cfg.slice == "latest" else "holdout"
 
 
 def build_key(settings: Settings, ds: Dataset, split_name: str) -> str:
@@ -34,6 +42,10 @@ def build_key(settings: Settings, ds: Dataset, split_name: str) -> str:
     parts = {"data": ds.fingerprint, "split": split_name, "embed": settings.embed.fingerprint(),
              "index": settings.retrieval.index_kind, "seed": settings.data.seed,
              "slice": slice_}
+    if validation_kind(split_name != "full", cfg) == "holdout":
+        # The holdout is cut from the KG embeddings' data and the slices' too: builds
+        # made before it was are stale.
+        parts["validation"] = "holdout"
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -1,15 +1,17 @@
 """`rag-rec build`: every offline step, each reading the previous one's artifacts.
 
     data.load -> data.split -> graph.ingest (the build on all data only)
-      -> ranker slices: per user, what the scorer will learn on, one per cross-fitting
-         fold (`scorer.slice_folds`), each held out of its fold's sources
+      -> validation items: the split's; for the full build each user's latest
+         interaction, cut first: nothing below learns from them but the served sources
+      -> ranker slices of the rest: per user, what the scorer will learn on, one per
+         cross-fitting fold (`scorer.slice_folds`), each held out of its fold's sources
       -> embed.text -> embed.kg (PyKEEN, on the interactions in no slice) -> index
-      -> per fold: sources fit on train minus its slice (knobs tuned on it)   "tuning"
+      -> per fold: sources fit on the rest minus its slice (knobs tuned on it)  "tuning"
       -> scorer trained on their candidate lists for the slices, calibrated   (stacking)
-      -> sources refit on all train but a small holdout per user              "holdout"
-      -> the blend: the best source's final weight and the calibration, chosen on
-         those sources' lists for the holdout (scorer.Blend)
       -> sources refit on all train (warm-started from fold 0's tuning fit)   "serving"
+         (the full build also refits them without its validation items        "holdout")
+      -> the blend: the best source's final weight and the calibration, chosen on
+         those sources' lists for the validation items (scorer.Blend)
       -> the P(like) head (like.py) on the observed ratings
 
 Artifacts live under `<home>/builds/<split>/<key>/` (artifacts.py): the key hashes the
@@ -44,10 +46,10 @@ from rag_rec.scorer import (
     Featurizer,
     Lists,
     Scorer,
-    holdout,
     make_lists,
     ranker_slice,
     unsliced,
+    validation,
 )
 from rag_rec.settings import Settings
 from rag_rec.sources import (
@@ -109,8 +111,9 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     try:
         kg = KGEmbeddings.load(folder / "kg", key)
     except StaleArtifact:
-        fit_part = unsliced(split.train if split is not None else ds.interactions,
-                            settings.scorer)
+        fit_part = unsliced(validation(split.train if split is not None else ds.interactions,
+                                       split.valid if split is not None else None,
+                                       settings.scorer)[0], settings.scorer)
         kg = train_kg_embeddings(kg_triples(ds, fit_part), settings.embed, key)
         kg.save(folder / "kg")
     try:
@@ -159,8 +162,8 @@ def _sources_in(where: Path, settings: Settings, artifacts: Artifacts, train: pd
 def blend_lists(artifacts: Artifacts, settings: Settings, scorer: Scorer,
                 checked: dict[str, CandidateSource], fit_part: pd.DataFrame,
                 held: pd.DataFrame, *, progress: bool = False) -> Lists:
-    """The candidate lists the blend is chosen on: the holdout sources' (`checked`, fit on
-    `fit_part`) union for each user, labelled by their held-out items."""
+    """The candidate lists the blend is chosen on: the union of `checked` (sources fit on
+    `fit_part`) for each user, labelled by their validation items `held`."""
     retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in scorer.sources},
                           scorer.sources, settings.retrieval, scorer.union_weights)
     return make_lists(scorer.feat, retriever, histories_of(fit_part), held, held,
@@ -173,8 +176,11 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
     artifact is already there."""
     folder = sources_dir(artifacts, settings)
     names = scorer_sources(settings)
+    base, valid, chosen_on = validation(artifacts.train,
+                                        artifacts.split.valid if artifacts.split else None,
+                                        settings.scorer)
     # Per cross-fitting fold: (what its sources fit on, its slice), and those sources.
-    slices = [ranker_slice(artifacts.train, settings.scorer, fold)
+    slices = [ranker_slice(base, settings.scorer, fold)
               for fold in range(settings.scorer.slice_folds)]
     tuning = [_sources_in(folder / ("tuning" if fold == 0 else f"tuning-fold{fold}"),
                           settings, artifacts, fit_part, slice_part, progress=progress)[0]
@@ -199,15 +205,17 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
                                     progress=progress))
         scorer = Scorer.fit(feat, Lists.concat(parts), names, weights,
                             scorer_dir(artifacts, settings), union=union, progress=progress)
-    if scorer.blend is None:
-        fit_part, held = holdout(artifacts.train, settings.scorer)
-        checked = _sources_in(folder / "holdout", settings, artifacts, fit_part,
-                              warm=tuning[0], progress=progress)[0]
-        lists = blend_lists(artifacts, settings, scorer, checked, fit_part, held,
-                            progress=progress)
-        scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained,
-                                 settings.scorer.blend_short_history)
-        scorer.save(scorer_dir(artifacts, settings))
     serving, report = _sources_in(folder / "serving", settings, artifacts, artifacts.train,
                                   warm=tuning[0], progress=progress)
+    if scorer.blend is None:
+        # A split's validation items lie outside what the served sources fit on: they
+        # are checked as served. The full build's holdout needs sources fit without it.
+        checked = serving if chosen_on == "validation" else _sources_in(
+            folder / "holdout", settings, artifacts, base, warm=tuning[0],
+            progress=progress)[0]
+        lists = blend_lists(artifacts, settings, scorer, checked, base, valid,
+                            progress=progress)
+        scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained,
+                                 settings.scorer.blend_short_history, chosen_on)
+        scorer.save(scorer_dir(artifacts, settings))
     return Ranker(serving, report, scorer)

@@ -18,8 +18,8 @@ fitting fold, each with its own slice and sources: more lists to learn from); th
 learns on whole lists with BCE (every candidate, not a few sampled negatives), early-
 stopping on NDCG@10 of a held-out share of users' lists. The slice matches the protocol:
 the latest items (what comes next) or a random share (k-fold). Last, the blend (`Blend`)
-sets the best source's final weight and the Platt calibration on lists from sources that
-saw all train but a small holdout, closer to the served ones than the slice's. The
+sets the best source's final weight and the Platt calibration on lists for validation
+items that neither the scorer nor those sources learnt from (`validation`). The
 calibrated probability `p_next` is therefore "the chance that this candidate is among what
 the user interacts with next" — not a like probability.
 """
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rag_rec.artifacts import Artifacts
+from rag_rec.artifacts import Artifacts, validation_kind
 from rag_rec.embed import user_node
 from rag_rec.errors import StaleArtifact
 from rag_rec.retrieve import FEATURES_PER_SOURCE, Retrieval, Retriever
@@ -429,32 +429,43 @@ def train(feat: Featurizer, lists: Lists, sources: list[str], cfg: ScorerSetting
 
 BLEND_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 MIN_SHORT_LISTS = 30
-"""Short holdout lists below which their own weight is not chosen (too noisy)."""
+"""Short validation lists below which their own weight is not chosen (too noisy)."""
 
 
-def holdout(train: pd.DataFrame, cfg: ScorerSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(what the blend's sources fit on, what the blend is chosen on): per user the latest
-    train item, or a random `slice_share` drawn independently of the ranker slices: a
-    ranker slice of its own, one item deep for "latest", so that the blend's sources miss
-    as little as possible of what the served ones see."""
-    return ranker_slice(train, cfg.model_copy(update={
+def validation(train: pd.DataFrame, valid: pd.DataFrame | None, cfg: ScorerSettings
+               ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(what the stacking learns from, the validation items the blend is chosen on, their
+    `artifacts.validation_kind`). Nothing the blend is chosen on may have taught the
+    scorer: on lists labelled by items of its own ranker slice the stacker looks better
+    than it is, and the blend leaned away from the SASRec source (leave-last-out seed 42:
+    weight 0.5 on such a holdout, 4 on the split's validation items; 0.1199 against
+    0.1300 at test). A leave-last-out split brings validation items outside its train
+    part; otherwise each user's latest train interaction (a random `slice_share` for
+    random slices) is cut first: the ranker slices and the KG embeddings come from the
+    rest, and only the served sources' refit learns it."""
+    kind = validation_kind(valid is not None and len(valid) > 0, cfg)
+    if kind == "validation":
+        return train, valid, kind
+    base, held = ranker_slice(train, cfg.model_copy(update={
         "slice_latest": 1, "slice_folds": 1, "seed": cfg.seed + 1}))
+    return base, held, kind
 
 
 @dataclass
 class Blend:
     """The served log-odds: `platt` applied to (the stacker's logit + `weight` x the
-    standardised score of `source`, the best source on the holdout lists).
+    standardised score of `source`, the best source on the validation lists).
 
     The stacker learns on lists from sources fit without its slice; the sources it is
     served with see all train, and on next-item lists the sequential one gains most from
     that (leave-last-out seed 43: the stacker alone 0.1018 at test, its SASRec source
     0.1107, with the blend 0.1135). So the last word on the best source's weight,
-    and the calibration, come from lists of sources that saw all train but a small holdout
-    (`holdout`): tuned on held-out items as the baselines tune their knobs.
+    and the calibration, come from lists of sources that saw everything but the
+    validation items (`validation`), labelled by them: tuned on held-out items as the
+    baselines tune their knobs.
 
     Short lists (a history of at most `short_history` items,
-    `ScorerSettings.blend_short_history`) get their own weight when the holdout has at
+    `ScorerSettings.blend_short_history`) get their own weight when the validation lists hold at
     least `MIN_SHORT_LISTS` of them: the stacker learns mostly from long histories, and on
     short ones the sequential source is the better judge (loo-cold, seeds 42-44: the 94
     cold users' NDCG@10 0.0533 with one weight for all, their SASRec source alone 0.0701)."""
@@ -466,11 +477,13 @@ class Blend:
     short_history: int | None = None
     """The threshold it was chosen with; a blend with another is refit by the build."""
     short_weight: float | None = None
-    """The weight for short lists; None: too few in the holdout, `weight` serves them."""
+    """The weight for short lists; None: too few of them, `weight` serves them."""
+    chosen_on: str | None = None
+    """"validation" or "holdout" (`validation`); a blend chosen otherwise is refit."""
 
     @classmethod
     def fit(cls, model: AttentionScorer, lists: Lists, sources: list[str],
-            trained: np.ndarray, short_history: int) -> Blend:
+            trained: np.ndarray, short_history: int, chosen_on: str) -> Blend:
         """`trained`: `Featurizer.trained`, which items the sources learnt from."""
         rows = np.arange(len(lists.cand))
         z = predict(model, lists, rows)
@@ -499,7 +512,7 @@ class Blend:
         report |= {"ece": round(ece(probs, labels), 4),
                    "base_rate": round(float(labels.mean()), 5)}
         return cls(best, weight, tuple(round(v, 5) for v in platt), report, short_history,
-                   short_weight)
+                   short_weight, chosen_on)
 
     def apply(self, logits: np.ndarray, features: np.ndarray, sources: list[str],
               trained: np.ndarray, history_len: int) -> np.ndarray:
@@ -659,8 +672,11 @@ class Scorer:
             blend = None  # the build's next step fits it (`load_ranker` insists on it)
         except (OSError, ValueError, TypeError) as exc:
             raise StaleArtifact(f"the blend in {folder} is corrupt ({exc}); {fix}") from None
-        if blend is not None and blend.short_history != cfg.blend_short_history:
-            blend = None  # chosen with another threshold: the build refits the blend only
+        chosen_on = validation_kind(artifacts.split is not None
+                                    and len(artifacts.split.valid) > 0, cfg)
+        if blend is not None and (blend.short_history != cfg.blend_short_history
+                                  or blend.chosen_on != chosen_on):
+            blend = None  # chosen with another threshold or items: the build refits it only
         if blend is not None and blend.source not in meta["sources"]:
             raise StaleArtifact(f"the blend in {folder} reads a source the scorer does not "
                                 f"({blend.source}); {fix}")

@@ -397,43 +397,68 @@ class SASRec(_Base):
 
     def fit(self, train: pd.DataFrame, tune: pd.DataFrame | None, *,
             warm: CandidateSource | None = None, progress: bool = False) -> dict:
+        """Member 0 is early-stopped on `tune`; the others train for its best epoch count
+        (no checks: their curves would stop near it anyway). A refit warm-starts each
+        member from the same member of `warm`."""
         start = time.perf_counter()
-        torch.manual_seed(self.cfg.seed)
         histories = histories_of(train)
         seqs = self._sequences(histories)
         windows = self._windows(seqs)
         if len(windows) < 2:
             raise SourceUnavailable("sasrec: fewer than two sequences to learn from")
-        self.net = self._net(self.n_items)
-        if isinstance(warm, SASRec):
-            self.net.load_state_dict(warm.net.state_dict())
-            epochs = max(1, round(warm.best_epoch * self.cfg.sasrec_refit_share))
-            tune = None
-        else:
-            epochs = self.cfg.sasrec_epochs
+        self.nets, reports = [], []
+        for k in range(self.cfg.sasrec_members):
+            if isinstance(warm, SASRec):
+                start_from, epochs = warm.nets[k], max(1, round(
+                    warm.best_epoch * self.cfg.sasrec_refit_share))
+            else:
+                start_from = None
+                epochs = self.cfg.sasrec_epochs if k == 0 else self.best_epoch
+            reports.append(self._fit_member(k, histories, seqs, windows, start_from, epochs,
+                                            tune if k == 0 and warm is None else None,
+                                            progress))
+            if k == 0:
+                self.best_epoch = reports[0]["best_epoch"]
+        return {**reports[0], "members": reports[1:],
+                "seconds": round(time.perf_counter() - start, 1)}
+
+    def _fit_member(self, k: int, histories: dict, seqs: list[list[int]],
+                    windows: torch.Tensor, start_from: _SASRecNet | None, epochs: int,
+                    tune: pd.DataFrame | None, progress: bool) -> dict:
+        """Train member `k` (seeded `seed + k`) and append it to `self.nets`; with `tune`,
+        keep its best state on the tuning items."""
+        torch.manual_seed(self.cfg.seed + k)
+        net = self._net(self.n_items)
+        if start_from is not None:
+            net.load_state_dict(start_from.state_dict())
         # Trained on a GPU when there is one (an H100 fit the evaluation's SASRec
         # baselines in 13-62 s each, three at once; two CPU cores take 6-47 min), served
         # from the CPU like a loaded model.
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.net.to(device)
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.cfg.sasrec_lr)
-        gen = torch.Generator().manual_seed(self.cfg.seed)
-        best, best_state, stale, self.best_epoch = -1.0, None, 0, epochs
+        net.to(device)
+        self.nets.append(net)  # tuning_ndcg scores the members so far
+        opt = torch.optim.Adam(net.parameters(), lr=self.cfg.sasrec_lr)
+        gen = torch.Generator().manual_seed(self.cfg.seed + k)
+        best, best_state, stale, best_epoch = -1.0, None, 0, epochs
         curve = []
-        bar = tqdm(range(1, epochs + 1), desc="fit sasrec", unit="epoch", disable=not progress,
-                   leave=False)
+        bar = tqdm(range(1, epochs + 1), desc=f"fit sasrec {k + 1}/{self.cfg.sasrec_members}",
+                   unit="epoch", disable=not progress, leave=False)
         for epoch in bar:
-            self.net.train()
+            net.train()
             rows = windows
             if self.cfg.sasrec_crop:
                 rows = torch.cat([windows, self._crops(seqs, gen)])
             for idx in torch.randperm(len(rows), generator=gen).split(self.cfg.sasrec_batch):
                 seq = rows[idx].to(device)
-                hidden, table = self.net(seq[:, :-1])
-                logits = hidden @ table.T
-                logits[..., 0] = -1e9  # padding is never a target
-                loss = nn.functional.cross_entropy(logits.flatten(0, 1), seq[:, 1:].flatten(),
-                                                   ignore_index=0)
+                hidden, table = net(seq[:, :-1])
+                # The catalogue-wide logits only where there is a target: a third of the
+                # positions are left padding, and the softmax over ~1,700 items is most
+                # of an epoch's work (the loss is the same as with ignore_index).
+                target = seq[:, 1:]
+                real = target > 0
+                logits = hidden[real] @ table.T
+                logits[:, 0] = -1e9  # padding is never a target
+                loss = nn.functional.cross_entropy(logits, target[real])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -443,23 +468,23 @@ class SASRec(_Base):
             curve.append(round(score, 4))
             bar.set_postfix(tune_ndcg=f"{score:.4f}")
             if score > best + 1e-4:
-                best, stale, self.best_epoch = score, 0, epoch
-                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
+                best, stale, best_epoch = score, 0, epoch
+                best_state = {n: v.clone() for n, v in net.state_dict().items()}
             else:
                 stale += 1
                 if stale >= self.cfg.sasrec_patience:
                     break
         if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.net.cpu().eval()
-        return {"epochs_run": epoch, "best_epoch": self.best_epoch, "tuning_curve": curve,
-                "windows": len(windows), "seconds": round(time.perf_counter() - start, 1),
-                "device": device.type}
+            net.load_state_dict(best_state)
+        net.cpu().eval()
+        return {"epochs_run": epoch, "best_epoch": best_epoch, "tuning_curve": curve,
+                "windows": len(windows), "device": device.type}
 
     @torch.no_grad()
     def scores(self, queries: Sequence[Query]) -> np.ndarray:
-        self.net.eval()
-        n = self.net.items.num_embeddings - 1
+        """The members' mean log-probability of each item coming next (one member: its
+        logits, which rank the same)."""
+        n = self.nets[0].items.num_embeddings - 1
         span = self.cfg.sasrec_max_len
         seqs = []
         for q in queries:
@@ -469,25 +494,39 @@ class SASRec(_Base):
         out = np.full((len(queries), n), -np.inf, dtype=np.float32)
         has = np.array([any(s) for s in seqs], dtype=bool)
         if has.any():
-            device = next(self.net.parameters()).device  # the GPU while fitting
             seq = torch.tensor([s for s, h in zip(seqs, has) if h], dtype=torch.long)
             parts = []
             for chunk in seq.split(512):
-                hidden, table = self.net(chunk.to(device))
-                parts.append((hidden[:, -1] @ table[1:].T).cpu().numpy())
+                total = 0.0
+                for net in self.nets:
+                    net.eval()
+                    device = next(net.parameters()).device  # the GPU while fitting
+                    hidden, table = net(chunk.to(device))
+                    logits = (hidden[:, -1] @ table[1:].T).cpu()
+                    total = total + (logits if len(self.nets) == 1
+                                     else torch.log_softmax(logits, -1))
+                parts.append((total / len(self.nets)).numpy())
             out[has] = np.concatenate(parts)
         return self._pad(out)
 
     def save(self, folder: Path) -> None:
-        torch.save(self.net.state_dict(), folder / "sasrec.pt")
+        torch.save([net.state_dict() for net in self.nets], folder / "sasrec.pt")
         (folder / "sasrec.json").write_text(json.dumps(
-            {"n_items": self.net.items.num_embeddings - 1, "best_epoch": self.best_epoch}))
+            {"n_items": self.nets[0].items.num_embeddings - 1, "best_epoch": self.best_epoch}))
 
     def load(self, folder: Path) -> None:
         meta = json.loads((folder / "sasrec.json").read_text())
-        self.net = self._net(meta["n_items"])
-        self.net.load_state_dict(torch.load(folder / "sasrec.pt", weights_only=True))
-        self.net.eval()
+        states = torch.load(folder / "sasrec.pt", weights_only=True)
+        if isinstance(states, dict):  # saved before members: one net
+            states = [states]
+        if len(states) != self.cfg.sasrec_members:
+            raise ValueError(f"{len(states)} SASRec members saved, "
+                             f"{self.cfg.sasrec_members} configured")
+        self.nets = []
+        for state in states:
+            net = self._net(meta["n_items"])
+            net.load_state_dict(state)
+            self.nets.append(net.eval())
         self.best_epoch = meta["best_epoch"]
 
 

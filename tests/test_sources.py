@@ -4,16 +4,19 @@ fit left out and flagged, and no ranker-slice leakage into what the scorer stack
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
-from rag_rec.build import blend_lists, load_ranker, sources_dir
+from rag_rec.build import blend_lists, load_ranker, scorer_dir, scorer_sources, sources_dir
 from rag_rec.data import Dataset, make_split
 from rag_rec.embed import RATED, kg_triples, user_node
 from rag_rec.retrieve import Retriever
-from rag_rec.scorer import (BLEND_WEIGHTS, MIN_SHORT_LISTS, Blend, holdout, list_ndcg,
-                            predict, ranker_slice, unsliced)
+from rag_rec.scorer import (BLEND_WEIGHTS, MIN_SHORT_LISTS, Blend, Scorer, list_ndcg,
+                            predict, ranker_slice, unsliced, validation)
 from rag_rec.settings import Settings
 from rag_rec.sources import (
     EASE,
@@ -109,6 +112,34 @@ def test_sasrec_crops_are_the_first_items_then_a_later_stretch(settings: Setting
     assert len(cuts) > 3  # drawn anew: not always the same stretch
 
 
+def test_sasrec_members_are_averaged_and_saved_together(settings: Settings, artifacts,
+                                                        dataset: Dataset, tmp_path) -> None:
+    inter = dataset.interactions
+    small = inter[inter.user_id.isin([str(u) for u in range(1, 80)])]
+    cfg = settings.sources.model_copy(update={"sasrec_epochs": 1, "sasrec_members": 2})
+    queries = [Query(_history(dataset, u)) for u in ("3", "77")]
+    pair = SASRec(artifacts, cfg, settings.retrieval)
+    report = pair.fit(small, None)
+    assert len(pair.nets) == 2 and len(report["members"]) == 1
+    got = pair.scores(queries)
+    alone = []
+    for net in pair.nets:
+        one = SASRec(artifacts, cfg.model_copy(update={"sasrec_members": 1}), settings.retrieval)
+        one.nets, one.best_epoch = [net], pair.best_epoch
+        alone.append(torch.log_softmax(torch.from_numpy(one.scores(queries)), -1).numpy())
+    assert not np.allclose(alone[0], alone[1])  # two inits, not one model twice
+    np.testing.assert_allclose(got, (alone[0] + alone[1]) / 2, rtol=1e-5, atol=1e-5)
+    pair.save(tmp_path)
+    back = SASRec(artifacts, cfg, settings.retrieval)
+    back.load(tmp_path)
+    np.testing.assert_allclose(back.scores(queries), got, rtol=1e-6)
+    # A build whose settings ask for another number of members refits instead of serving
+    # a pair as one model.
+    with pytest.raises(ValueError, match="2 SASRec members saved"):
+        SASRec(artifacts, cfg.model_copy(update={"sasrec_members": 3}),
+               settings.retrieval).load(tmp_path)
+
+
 def test_kg_path_source_equals_the_graph_query(graph, ranker, artifacts) -> None:
     rows = graph.query("kg_path_candidates", user_id="1", max_entity_degree=200, limit=50)
     history = [(r["item_id"], r["rating"]) for r in reversed(graph.user_history("1", 1000))]
@@ -137,8 +168,9 @@ def test_the_ranker_slice_never_reaches_what_the_scorer_stacks(settings: Setting
                                                                dataset: Dataset) -> None:
     """The tuning sources, whose lists train the scorer, and the KG embeddings never saw
     the slice they are labelled by; the serving sources see all train data."""
-    fit_part, slice_part = ranker_slice(artifacts.train, settings.scorer)
-    assert len(slice_part) > 0 and len(fit_part) + len(slice_part) == len(artifacts.train)
+    base = validation(artifacts.train, None, settings.scorer)[0]
+    fit_part, slice_part = ranker_slice(base, settings.scorer)
+    assert len(slice_part) > 0 and len(fit_part) + len(slice_part) == len(base)
     pairs = set(zip(slice_part.user_id, slice_part.item_id))
     assert not pairs & set(zip(fit_part.user_id, fit_part.item_id))
     folder = sources_dir(artifacts, settings)
@@ -162,21 +194,31 @@ def test_the_ranker_slice_never_reaches_what_the_scorer_stacks(settings: Setting
     assert all(len(full[u]) > len(histories[u]) for u in users)
 
 
-def test_the_blend_is_chosen_on_a_holdout_its_sources_never_saw(settings: Settings,
-                                                                 artifacts) -> None:
-    """The blend's sources miss exactly each user's latest train item, which labels the
-    lists the blend is chosen on; its weight is the best of the grid on those lists."""
-    fit_part, held = holdout(artifacts.train, settings.scorer)
+def test_the_blend_is_chosen_on_validation_items_nothing_else_learnt_from(
+        settings: Settings, artifacts, dataset: Dataset, tmp_path) -> None:
+    """The full build's validation items are each user's latest interaction: out of the
+    ranker slices (the scorer's labels) and the KG embeddings, missed by the sources the
+    blend checks, labelling the lists the blend is chosen on; its weight is the best of
+    the grid on those lists. A split's are its own validation items."""
+    base, held, kind = validation(artifacts.train, None, settings.scorer)
+    assert kind == "holdout"
     last = artifacts.train.sort_values(["timestamp", "item_id"]).groupby("user_id").tail(1)
-    assert set(zip(held.user_id, held.item_id)) == set(zip(last.user_id, last.item_id))
-    assert len(fit_part) + len(held) == len(artifacts.train)
+    pairs = set(zip(held.user_id, held.item_id))
+    assert pairs == set(zip(last.user_id, last.item_id))
+    assert len(base) + len(held) == len(artifacts.train)
+    for fold in range(settings.scorer.slice_folds):
+        sliced = ranker_slice(base, settings.scorer, fold)[1]
+        assert len(sliced) and not pairs & set(zip(sliced.user_id, sliced.item_id))
+    triples = {tuple(t) for t in kg_triples(dataset, unsliced(base, settings.scorer))
+               if t[1] == RATED}
+    assert not {(user_node(u), RATED, f"item:{i}") for u, i in pairs} & triples
     folder = sources_dir(artifacts, settings)
     args = (artifacts, settings.sources, settings.retrieval)
     checked, _ = load_sources(*args, folder / "holdout", artifacts.folder.name)
     serving, _ = load_sources(*args, folder / "serving", artifacts.folder.name)
     refit = EASE(*args)
-    refit.fit(fit_part, None, warm=checked["ease"])
-    queries = [Query(h) for h in list(histories_of(fit_part).values())[:50]]
+    refit.fit(base, None, warm=checked["ease"])
+    queries = [Query(h) for h in list(histories_of(base).values())[:50]]
     np.testing.assert_allclose(checked["ease"].scores(queries), refit.scores(queries),
                                atol=1e-5)
     assert not np.allclose(serving["ease"].scores(queries), refit.scores(queries))
@@ -184,6 +226,23 @@ def test_the_blend_is_chosen_on_a_holdout_its_sources_never_saw(settings: Settin
     by_weight = blend.report["holdout_ndcg_by_weight"]
     assert blend.weight in BLEND_WEIGHTS and blend.source in blend.report["holdout_ndcg_sources"]
     assert by_weight[str(blend.weight)] == max(by_weight.values())
+    assert blend.chosen_on == "holdout"
+    # A blend chosen on other items (a split's validation items) is refit, not served.
+    copy = tmp_path / "scorer"
+    shutil.copytree(scorer_dir(artifacts, settings), copy)
+    saved = json.loads((copy / "blend.json").read_text())
+    (copy / "blend.json").write_text(json.dumps(saved | {"chosen_on": "validation"}))
+    names = scorer_sources(settings)
+    assert Scorer.load(copy, artifacts, settings.scorer, names).blend is None
+    # A leave-last-out split's validation items are each user's next interaction; a
+    # k-fold protocol tests a random share, so its random slices keep a random holdout.
+    split = make_split(dataset, "loo")
+    assert validation(split.train, split.valid, settings.scorer)[1:] == (split.valid,
+                                                                         "validation")
+    kfold = make_split(dataset, "kfold0")
+    random = settings.scorer.model_copy(update={"slice": "random"})
+    base, held, kind = validation(kfold.train, kfold.valid, random)
+    assert kind == "holdout" and len(base) + len(held) == len(kfold.train)
 
 
 def test_short_histories_get_their_own_blend_weight(settings: Settings, artifacts) -> None:
@@ -191,13 +250,13 @@ def test_short_histories_get_their_own_blend_weight(settings: Settings, artifact
     lists alone, and serves it to short histories only; with too few it keeps one."""
     ranker = load_ranker(settings, artifacts)
     scorer = ranker.scorer
-    fit_part, held = holdout(artifacts.train, settings.scorer)
+    fit_part, held, kind = validation(artifacts.train, None, settings.scorer)
     checked, _ = load_sources(artifacts, settings.sources, settings.retrieval,
                               sources_dir(artifacts, settings) / "holdout",
                               artifacts.folder.name)
     lists = blend_lists(artifacts, settings, scorer, checked, fit_part, held)
     fit = lambda short: Blend.fit(scorer.model, lists, scorer.sources,  # noqa: E731
-                                  scorer.feat.trained, short)
+                                  scorer.feat.trained, short, kind)
     # MovieLens-100K users have 20+ ratings: no short lists, the served blend unchanged.
     plain = fit(settings.scorer.blend_short_history)
     assert plain.short_weight is None and plain.report["short_lists"] == 0
