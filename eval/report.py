@@ -70,8 +70,8 @@ def write_report(figures: dict) -> Path:
         lines += ["Baselines as trained (first seed; settings chosen and training stopped on "
                   "held-out items): "
                   + "; ".join(trained) + ".", ""]
-        lines += ["The blend (the best source's final weight, chosen on a holdout "
-                  "its sources never saw), per seed: " + "; ".join(
+        lines += ["The blend (the best source's final weight, chosen on validation items "
+                  "neither the scorer nor those sources learnt from), per seed: " + "; ".join(
                       f"{seed}: {b['source']} × {b['weight']}"
                       + (f" (short histories × {b['short_weight']})"
                          if b.get("short_weight") is not None else "")

@@ -1,8 +1,9 @@
 """`rag-rec build`: every offline step, each reading the previous one's artifacts.
 
     data.load -> data.split -> graph.ingest (the build on all data only)
-      -> validation items: the split's; for the full build each user's latest
-         interaction, cut first: nothing below learns from them but the served sources
+      -> validation items: a leave-last-out split's; else each user's latest interaction
+         (random slices: a random share), cut first: below, only the served sources and
+         the popularity counts learn from them
       -> ranker slices of the rest: per user, what the scorer will learn on, one per
          cross-fitting fold (`scorer.slice_folds`), each held out of its fold's sources
       -> embed.text -> embed.kg (PyKEEN, on the interactions in no slice) -> index
@@ -141,7 +142,8 @@ def load_ranker(settings: Settings, artifacts: Artifacts) -> Ranker:
                          scorer_sources(settings))
     if scorer.blend is None:
         raise StaleArtifact(f"the scorer in {scorer_dir(artifacts, settings)} has no blend "
-                            f"yet (an interrupted build); run `{artifacts.rebuild}`")
+                            f"for this build's validation items (an interrupted build, or one "
+                            f"made before they changed); run `{artifacts.rebuild}`")
     return Ranker(sources, report, scorer)
 
 

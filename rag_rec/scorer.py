@@ -442,7 +442,8 @@ def validation(train: pd.DataFrame, valid: pd.DataFrame | None, cfg: ScorerSetti
     0.1300 at test). A leave-last-out split brings validation items outside its train
     part; otherwise each user's latest train interaction (a random `slice_share` for
     random slices) is cut first: the ranker slices and the KG embeddings come from the
-    rest, and only the served sources' refit learns it."""
+    rest, and only the served sources' refit learns it (and the popularity counts,
+    which decide the head items and which items count as trained, include it)."""
     kind = validation_kind(valid is not None and len(valid) > 0, cfg)
     if kind == "validation":
         return train, valid, kind

@@ -197,7 +197,8 @@ class SourceSettings(BaseModel):
     """Upper bound; training stops when NDCG@10 on the tuning items stops improving
     (an epoch over MovieLens-100K takes ~2.7 s on two idle CPU cores with crops). With
     crops the tuning curve still creeps up past epoch 60 (loo seed 42: 0.1585 at 59,
-    0.1632 at 80, 0.1633 at 92); 90 keeps the README's main command near 20 minutes."""
+    0.1632 at 80, 0.1633 at 92); 90 keeps the README's main command near 20 minutes
+    (measured with one member, before the faster epochs)."""
     sasrec_patience: int = Field(5, ge=1)
     """Validation checks (every `sasrec_eval_every` epochs) without improvement: crops
     make the curve noisier (with 3, the crop baseline stopped at epoch 27 on loo seed 42,

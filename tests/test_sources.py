@@ -237,8 +237,8 @@ def test_the_blend_is_chosen_on_validation_items_nothing_else_learnt_from(
     # A leave-last-out split's validation items are each user's next interaction; a
     # k-fold protocol tests a random share, so its random slices keep a random holdout.
     split = make_split(dataset, "loo")
-    assert validation(split.train, split.valid, settings.scorer)[1:] == (split.valid,
-                                                                         "validation")
+    base, held, kind = validation(split.train, split.valid, settings.scorer)
+    assert base is split.train and held is split.valid and kind == "validation"
     kfold = make_split(dataset, "kfold0")
     random = settings.scorer.model_copy(update={"slice": "random"})
     base, held, kind = validation(kfold.train, kfold.valid, random)
