@@ -198,7 +198,7 @@ class SourceSettings(BaseModel):
     (an epoch over MovieLens-100K takes ~2.7 s on two idle CPU cores with crops). With
     crops the tuning curve still creeps up past epoch 60 (loo seed 42: 0.1585 at 59,
     0.1632 at 80, 0.1633 at 92); 90 keeps the README's main command near 20 minutes
-    (measured with one member, before the faster epochs)."""
+    (20 min 9 s on a fresh clone with two members)."""
     sasrec_patience: int = Field(5, ge=1)
     """Validation checks (every `sasrec_eval_every` epochs) without improvement: crops
     make the curve noisier (with 3, the crop baseline stopped at epoch 27 on loo seed 42,
@@ -218,10 +218,10 @@ class SourceSettings(BaseModel):
     sasrec_crop_keep: int = Field(5, ge=1)
     sasrec_members: int = Field(2, ge=1)
     """Independently initialised SASRecs whose log-probabilities the source averages
-    (the others train for the first one's best epoch count, unchecked). Two seeds' served
-    models averaged, leave-last-out: 0.1233 against 0.1201 alone (pairs of seeds 42-44);
-    the cold users of loo-cold 0.0727 against 0.0671. Each member is another SASRec fit
-    in the README's main command."""
+    (the others train for the first one's best epoch count, unchecked). Leave-last-out,
+    seeds 42-44, the source alone: 0.1225 with two against 0.1201 with one (loo-cold's
+    cold users: 0.0652 against 0.0671, no better). Member k is seeded `seed + k`. Each
+    member is another SASRec fit in the README's main command."""
     sasrec_refit_share: float = Field(0.25, ge=0, le=2)
     """The refit on all train data starts from the tuned model and runs this share of
     the epochs the tuning run found best (a warm start, not a second full training; the
