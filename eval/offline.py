@@ -500,11 +500,11 @@ def main(argv: list[str] | None = None) -> int:
         runs[name] = {}
         for seed in seeds[:1] if name.startswith("kfold") else seeds:
             folder = PARTS / name
-            folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"baselines-seed{seed}.json"
             if args.cached_only and not (path.exists()
                                          and (folder / f"rag_rec-seed{seed}.json").exists()):
                 continue
+            folder.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
             if args.fresh:
                 path.unlink(missing_ok=True)

@@ -219,9 +219,10 @@ class SourceSettings(BaseModel):
     sasrec_members: int = Field(2, ge=1)
     """Independently initialised SASRecs whose log-probabilities the source averages
     (the others train for the first one's best epoch count, unchecked). Leave-last-out,
-    seeds 42-44, the source alone: 0.1225 with two against 0.1201 with one (loo-cold's
-    cold users: 0.0652 against 0.0671, no better). Member k is seeded `seed + k`. Each
-    member is another SASRec fit in the README's main command."""
+    seeds 42-44, the source alone: 0.1223 with two against 0.1201 with one (loo-cold's
+    cold users: 0.0680 against 0.0671, no better). Member 0 is seeded `seed`, the others
+    by `sources.member_seed`. Each member is another SASRec fit in the README's main
+    command."""
     sasrec_refit_share: float = Field(0.25, ge=0, le=2)
     """The refit on all train data starts from the tuned model and runs this share of
     the epochs the tuning run found best (a warm start, not a second full training; the
@@ -234,6 +235,8 @@ class SourceSettings(BaseModel):
             del values["sasrec_crop"], values["sasrec_crop_keep"]
         if self.sasrec_members == 1:  # one member: the fits, and folders, as before
             del values["sasrec_members"]
+        else:  # the folders of pairs seeded `seed + k` (before `member_seed`) are not reused
+            values["member_seeds"] = "seed-sequence"
         return _digest(values)
 
 

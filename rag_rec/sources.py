@@ -347,6 +347,16 @@ class _SASRecNet(nn.Module):
         return self.norm(self.blocks(x, mask=causal, is_causal=True)), table
 
 
+def member_seed(seed: int, k: int) -> int:
+    """Member `k`'s seed: member 0 keeps `seed` (a one-member fit is as before); the
+    others draw from a seed sequence keyed by (seed, k), so no two evaluation seeds share
+    an initialisation (with `seed + k`, member 1 of seed 42 started as member 0 of seed
+    43, and the spread over seeds understated a fresh draw's)."""
+    if k == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
 class SASRec(_Base):
     """Next-item transformer trained with full-softmax cross-entropy over the catalogue,
     early-stopped on NDCG@10 of the tuning items; a refit warm-starts from the tuned
@@ -425,9 +435,10 @@ class SASRec(_Base):
     def _fit_member(self, k: int, histories: dict, seqs: list[list[int]],
                     windows: torch.Tensor, start_from: _SASRecNet | None, epochs: int,
                     tune: pd.DataFrame | None, progress: bool) -> dict:
-        """Train member `k` (seeded `seed + k`) and append it to `self.nets`; with `tune`,
-        keep its best state on the tuning items."""
-        torch.manual_seed(self.cfg.seed + k)
+        """Train member `k` (seeded by `member_seed`) and append it to `self.nets`; with
+        `tune`, keep its best state on the tuning items."""
+        seed = member_seed(self.cfg.seed, k)
+        torch.manual_seed(seed)
         net = self._net(self.n_items)
         if start_from is not None:
             net.load_state_dict(start_from.state_dict())
@@ -438,7 +449,7 @@ class SASRec(_Base):
         net.to(device)
         self.nets.append(net)  # tuning_ndcg scores the members so far
         opt = torch.optim.Adam(net.parameters(), lr=self.cfg.sasrec_lr)
-        gen = torch.Generator().manual_seed(self.cfg.seed + k)
+        gen = torch.Generator().manual_seed(seed)
         best, best_state, stale, best_epoch = -1.0, None, 0, epochs
         curve = []
         bar = tqdm(range(1, epochs + 1), desc=f"fit sasrec {k + 1}/{self.cfg.sasrec_members}",

@@ -26,6 +26,7 @@ from rag_rec.sources import (
     fit_sources,
     histories_of,
     load_sources,
+    member_seed,
 )
 
 
@@ -138,6 +139,14 @@ def test_sasrec_members_are_averaged_and_saved_together(settings: Settings, arti
     with pytest.raises(ValueError, match="2 SASRec members saved"):
         SASRec(artifacts, cfg.model_copy(update={"sasrec_members": 3}),
                settings.retrieval).load(tmp_path)
+
+
+def test_sasrec_members_of_neighbouring_seeds_start_apart() -> None:
+    # Evaluation seeds 42, 43, 44 must be three independent draws of the pair: with
+    # `seed + k`, member 1 of seed 42 started exactly as member 0 of seed 43.
+    seeds = [member_seed(s, k) for s in (42, 43, 44) for k in range(3)]
+    assert len(set(seeds)) == len(seeds)
+    assert [member_seed(s, 0) for s in (42, 43)] == [42, 43]  # one member: as before
 
 
 def test_kg_path_source_equals_the_graph_query(graph, ranker, artifacts) -> None:
@@ -269,6 +278,7 @@ def test_short_histories_get_their_own_blend_weight(settings: Settings, artifact
     assert split.report["short_lists"] == short.sum() >= MIN_SHORT_LISTS
     by_short = split.report["holdout_short_ndcg_by_weight"]
     assert split.short_weight in BLEND_WEIGHTS
+    assert split.short_platt is not None  # short lists have their own scaling
     assert by_short[split.short_weight] == max(by_short.values())
     # Each weight is the grid's best on its own lists: the short one on the short lists.
     rows = np.flatnonzero(short[lists.owner.numpy()])
@@ -280,11 +290,17 @@ def test_short_histories_get_their_own_blend_weight(settings: Settings, artifact
     few = [v for v in np.unique(lengths) if 0 < (lengths <= v).sum() < MIN_SHORT_LISTS]
     if few:
         assert fit(int(few[-1])).short_weight is None
-    both = Blend(split.source, 0.0, (1.0, 0.0), {}, short_history=5, short_weight=8.0)
+    both = Blend(split.source, 0.0, (1.0, 0.0), {}, short_history=5, short_weight=8.0,
+                 short_platt=(1.0, 0.0))
     feats = np.random.default_rng(0).normal(size=(5, lists.side.shape[1])).astype(np.float32)
     logits, trained = np.zeros(5, np.float32), np.ones(5, bool)
     assert np.allclose(both.apply(logits, feats, scorer.sources, trained, history_len=6), 0)
-    assert not np.allclose(both.apply(logits, feats, scorer.sources, trained, history_len=5), 0)
+    short_out = both.apply(logits, feats, scorer.sources, trained, history_len=5)
+    assert not np.allclose(short_out, 0)
+    both.short_platt = (0.5, -1.0)  # served to short histories only
+    assert np.allclose(both.apply(logits, feats, scorer.sources, trained, history_len=5),
+                       0.5 * short_out - 1.0)
+    assert np.allclose(both.apply(logits, feats, scorer.sources, trained, history_len=6), 0)
 
 
 def test_ranker_slice_follows_the_protocol(settings: Settings, dataset: Dataset) -> None:
