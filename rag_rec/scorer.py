@@ -518,15 +518,14 @@ class Blend:
         blended = z + np.where(short, short_weight or 0.0, weight) * col
         labels = lists.calibration.numpy()
         platt = _rounded(fit_platt(blended[~short], labels[~short]))
+        probs = sigmoid(platt[0] * blended + platt[1])
         short_platt = None
         if split:
             # No validation item among the short lists' candidates leaves nothing to scale
             # them by: they share the common scaling.
             short_platt = (_rounded(fit_platt(blended[short], labels[short]))
                            if labels[short].any() else platt)
-        sp = short_platt or platt
-        probs = sigmoid(np.where(short, sp[0], platt[0]) * blended
-                        + np.where(short, sp[1], platt[1]))
+            probs[short] = sigmoid(short_platt[0] * blended[short] + short_platt[1])
         report |= {"ece": round(ece(probs, labels), 4),
                    "base_rate": round(float(labels.mean()), 5)}
         return cls(best, weight, platt, report, short_history, short_weight, chosen_on,
@@ -539,7 +538,9 @@ class Blend:
         col = _untrained_at_median(features[:, FEATURES_PER_SOURCE * sources.index(self.source)],
                                    trained, np.zeros(len(trained), dtype=int))
         short = self.short_weight is not None and history_len <= (self.short_history or 0)
-        weight, (a, b) = ((self.short_weight, self.short_platt or self.platt) if short
+        # A loaded blend with a short weight has its scaling too (`Scorer.load` refits
+        # one without).
+        weight, (a, b) = ((self.short_weight, self.short_platt) if short
                           else (self.weight, self.platt))
         return a * (logits + weight * col) + b
 
