@@ -393,7 +393,7 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                  "calibration": first["rag_rec"]["calibration"],
                  "scorer_report": first["rag_rec"]["scorer_report"],
                  "blend": {str(seed): {k: run["rag_rec"]["blend"].get(k)
-                                       for k in ("source", "weight", "short_weight")}
+                                       for k in ("source", "weight", "short_weights")}
                            for seed, run in seeds.items()},
                  "timings": {str(seed): run["rag_rec"]["timings"] for seed, run in seeds.items()},
                  "measured_at": max(run["rag_rec"].get("measured_at", time.strftime("%Y-%m-%d"))
@@ -412,6 +412,12 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                 "users": int(len(cold_idx)), "best_baseline": best_cold,
                 "rag_rec_vs_best": paired_bootstrap(mean_user["rag_rec"][cold_idx],
                                                     mean_user[best_cold][cold_idx])}
+            if sources:  # a source alone may beat every baseline on them (markov does)
+                cold_source = max(sources, key=lambda n: table[n].get("cold_ndcg@10", 0))
+                entry["cold_users"] |= {
+                    "best_source": cold_source,
+                    "rag_rec_vs_best_source": paired_bootstrap(
+                        mean_user["rag_rec"][cold_idx], mean_user[cold_source][cold_idx])}
         out["splits"][split] = entry
         if split.startswith("kfold"):
             for name in mean_user:

@@ -20,6 +20,12 @@ def _table(systems: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _short(blend: dict) -> str:
+    weights = blend.get("short_weights")
+    return (" (short histories: " + ", ".join(f"{n} × {w}" for n, w in weights.items()) + ")"
+            if weights else "")
+
+
 def _versus(v: dict) -> str:
     lo, hi = v["ci95"]
     return f"{v['diff']:+.4f} (95% CI {lo:+.4f} … {hi:+.4f}; ratio {v['ratio']:.3f})"
@@ -66,6 +72,9 @@ def write_report(figures: dict) -> Path:
             c = f["cold_users"]
             lines += [f"**Cold users** ({c['users']}, ≤ 5 train ratings) vs "
                       f"{c['best_baseline']}: {_versus(c['rag_rec_vs_best'])}", ""]
+            if "best_source" in c:
+                lines += [f"**Cold users vs rag_rec's best source on them alone** "
+                          f"({c['best_source']}): {_versus(c['rag_rec_vs_best_source'])}", ""]
         trained = [_trained(n, t) for n, t in sorted(f["baseline_train"].items()) if t]
         lines += ["Baselines as trained (first seed; settings chosen and training stopped on "
                   "held-out items): "
@@ -73,8 +82,7 @@ def write_report(figures: dict) -> Path:
         lines += ["The blend (the best source's final weight, chosen on validation items "
                   "neither the scorer nor those sources learnt from), per seed: " + "; ".join(
                       f"{seed}: {b['source']} × {b['weight']}"
-                      + (f" (short histories × {b['short_weight']})"
-                         if b.get("short_weight") is not None else "")
+                      + _short(b)
                       for seed, b in f["blend"].items())
                   + ".", ""]
         ceiling = f["recall_ceiling"]

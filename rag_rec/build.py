@@ -172,6 +172,33 @@ def blend_lists(artifacts: Artifacts, settings: Settings, scorer: Scorer,
                       progress=progress)
 
 
+SHORT_KEEP = 5
+"""How many items a simulated short history keeps (`short_lists`): loo-cold's cold users
+keep 5 train ratings."""
+
+
+def short_lists(artifacts: Artifacts, settings: Settings, scorer: Scorer,
+                checked: dict[str, CandidateSource], fit_part: pd.DataFrame,
+                held: pd.DataFrame, *, progress: bool = False) -> Lists:
+    """Short histories for the blend to choose their weights on, simulated from the long
+    ones of `blend_lists`: each cut to its latest `SHORT_KEEP` items (a new user) and to
+    its first `SHORT_KEEP - 1` and its latest (a user back after a long gap), labelled by
+    the same validation items. The user's other items stay out of the candidates, and
+    the lists are anonymous (no user KG vector): only the short history speaks."""
+    retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in scorer.sources},
+                          scorer.sources, settings.retrieval, scorer.union_weights)
+    cut = {"latest": lambda h: h[-SHORT_KEEP:], "back": lambda h: h[:SHORT_KEEP - 1] + h[-1:]}
+    histories, rated = {}, {}
+    for user, history in histories_of(fit_part).items():
+        if len(history) > settings.scorer.blend_short_history:
+            for shape, keep in cut.items():
+                histories[f"{user}/{shape}"] = keep(history)
+                rated[f"{user}/{shape}"] = {i for i, _ in history}
+    targets = pd.concat([held.assign(user_id=held.user_id + f"/{shape}") for shape in cut])
+    return make_lists(scorer.feat, retriever, histories, targets, targets, progress=progress,
+                      exclude=rated)
+
+
 def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
                        progress: bool = True) -> Ranker:
     """The stacking steps of the build (see the module docstring), each skipped when its
@@ -217,7 +244,9 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
             progress=progress)[0]
         lists = blend_lists(artifacts, settings, scorer, checked, base, valid,
                             progress=progress)
+        short = short_lists(artifacts, settings, scorer, checked, base, valid,
+                            progress=progress)
         scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained,
-                                 settings.scorer.blend_short_history, chosen_on)
+                                 settings.scorer.blend_short_history, chosen_on, short)
         scorer.save(scorer_dir(artifacts, settings))
     return Ranker(serving, report, scorer)

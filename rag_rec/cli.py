@@ -230,7 +230,7 @@ def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     scorer = load_or_fit_ranker(settings, artifacts).scorer
     b = scorer.blend
     blend = {"source": b.source, "weight": b.weight, "short_history": b.short_history,
-             "short_weight": b.short_weight, **b.report}
+             "short_weights": b.short_weights, **b.report}
     _print_mapping("scorer", {**scorer.report, "blend": blend, "checkpoint": folder,
                               "reliability_diagram": folder / "reliability.png"}, as_json)
 

@@ -293,9 +293,9 @@ class Lists:
 
 def make_lists(feat: Featurizer, retriever: Retriever, histories: dict[str, list],
                targets: pd.DataFrame, calibrate_on: pd.DataFrame, *, progress: bool = False,
-               chunk: int = 128) -> Lists:
+               chunk: int = 128, exclude: dict[str, set[str]] | None = None) -> Lists:
     """Each target user's candidates given their history, labelled by `targets` (and by
-    `calibrate_on` for the calibration)."""
+    `calibrate_on` for the calibration); never an item of `exclude[user]`."""
     wanted = targets.groupby("user_id").item_id.agg(set).to_dict()
     calibrated = calibrate_on.groupby("user_id").item_id.agg(set).to_dict()
     users = [u for u in sorted(wanted) if histories.get(u)]
@@ -304,7 +304,9 @@ def make_lists(feat: Featurizer, retriever: Retriever, histories: dict[str, list
                leave=False)
     for start in range(0, len(users), chunk):
         part = users[start:start + chunk]
-        for user_id, r in zip(part, retriever.retrieve([Query(histories[u]) for u in part])):
+        for user_id, r in zip(part, retriever.retrieve(
+                [Query(histories[u]) for u in part],
+                [exclude.get(u, set()) for u in part] if exclude else None)):
             k = len(owner)
             rows = feat.history_rows(histories[user_id])
             hist.append(rows + [0] * (feat.cfg.max_history - len(rows)))
@@ -431,7 +433,7 @@ BLEND_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 """Up to 16: 8, the former top, was chosen on loo seed 44 and for loo-cold's short lists
 on every seed, and a grid must reach past the weight it picks."""
 MIN_SHORT_LISTS = 30
-"""Short validation lists below which their own weight is not chosen (too noisy)."""
+"""Simulated short lists below which their own weights are not chosen (too noisy)."""
 
 
 def validation(train: pd.DataFrame, valid: pd.DataFrame | None, cfg: ScorerSettings
@@ -468,13 +470,15 @@ class Blend:
     baselines tune their knobs.
 
     Short lists (a history of at most `short_history` items,
-    `ScorerSettings.blend_short_history`) get their own weight, and their own Platt
-    scaling, when the validation lists hold at least `MIN_SHORT_LISTS` of them: the
-    stacker learns mostly from long histories, and on short ones the sequential source is
-    the better judge (loo-cold, seeds 42-44: the 94 cold users' NDCG@10 0.0533 with one
-    weight for all, their SASRec source alone 0.0701). Their weight puts their log-odds
-    on another scale (16 against 2-4), and one scaling for both flattened the long lists'
-    (loo-cold: slope 0.015-0.03, ECE 0.0025, Brier skill +0.0005 at test)."""
+    `ScorerSettings.blend_short_history`) get their own weights, over the two best
+    sources on them, and their own Platt scaling, chosen on short histories simulated
+    from the long ones (`build.short_lists`): the stacker learns mostly from long
+    histories, and which source judges a short one best depends on its shape (on
+    loo-cold's validation users cut to their latest five items SASRec leads, 0.126
+    against 0.098 for the Markov source; cut to their first four and latest, as loo-cold's
+    cold users are at test, the Markov source leads, 0.098 against 0.064). The
+    validation's own short lists are too few to choose on (loo-cold: 94, with one to three
+    validation items ranked in the top 10 whatever the weight)."""
 
     source: str
     weight: float
@@ -482,67 +486,91 @@ class Blend:
     report: dict
     short_history: int | None = None
     """The threshold it was chosen with; a blend with another is refit by the build."""
-    short_weight: float | None = None
-    """The weight for short lists; None: too few of them, `weight` serves them."""
+    short_weights: dict[str, float] | None = None
+    """Source -> weight for short lists; None: too few simulated ones, `weight` serves
+    them."""
     chosen_on: str | None = None
     """"validation" or "holdout" (`validation`); a blend chosen otherwise is refit."""
     short_platt: tuple[float, float] | None = None
-    """The short lists' scaling, with `short_weight`; a blend with a short weight and
-    without it (fit before it) is refit."""
+    """The short lists' scaling, with `short_weights`."""
 
     @classmethod
     def fit(cls, model: AttentionScorer, lists: Lists, sources: list[str],
-            trained: np.ndarray, short_history: int, chosen_on: str) -> Blend:
-        """`trained`: `Featurizer.trained`, which items the sources learnt from."""
+            trained: np.ndarray, short_history: int, chosen_on: str,
+            short: Lists | None = None) -> Blend:
+        """`trained`: `Featurizer.trained`, which items the sources learnt from; `short`:
+        the simulated short lists (`build.short_lists`)."""
         rows = np.arange(len(lists.cand))
         z = predict(model, lists, rows)
         side = lists.side.numpy()
-        owner = lists.owner.numpy()
         alone = {name: round(list_ndcg(side[:, FEATURES_PER_SOURCE * s + 1], lists, rows), 4)
                  for s, name in enumerate(sources)}
         best = max(alone, key=alone.get)
-        col = _untrained_at_median(side[:, FEATURES_PER_SOURCE * sources.index(best)],
-                                   trained[lists.cand.numpy()], owner)
-        short = ((lists.hist > 0).sum(1).numpy() <= short_history)[owner]
-        n_short = len(np.unique(owner[short]))
-        split = MIN_SHORT_LISTS <= n_short < len(lists.users)  # all short: one weight
+        col = _standardised(side, sources, best, trained[lists.cand.numpy()], lists.owner)
+        long = ((lists.hist > 0).sum(1).numpy() > short_history)[lists.owner.numpy()]
+        on = rows[long] if long.any() else rows  # short lists are served their own blend
         report: dict = {"holdout_ndcg_sources": alone, "lists": len(lists.users),
-                        "short_lists": n_short}
-        weight, report["holdout_ndcg_by_weight"] = _best_weight(
-            z, col, lists, rows[~short] if split else rows)
-        short_weight = None
-        if split:
-            short_weight, report["holdout_short_ndcg_by_weight"] = _best_weight(
-                z, col, lists, rows[short])
-        short &= split
-        blended = z + np.where(short, short_weight or 0.0, weight) * col
-        labels = lists.calibration.numpy()
-        platt = _rounded(fit_platt(blended[~short], labels[~short]))
-        probs = sigmoid(platt[0] * blended + platt[1])
-        short_platt = None
-        if split:
-            # No validation item among the short lists' candidates leaves nothing to scale
-            # them by: they share the common scaling.
-            short_platt = (_rounded(fit_platt(blended[short], labels[short]))
-                           if labels[short].any() else platt)
-            probs[short] = sigmoid(short_platt[0] * blended[short] + short_platt[1])
-        report |= {"ece": round(ece(probs, labels), 4),
+                        "long_lists": len(np.unique(lists.owner.numpy()[on]))}
+        weight, report["holdout_ndcg_by_weight"] = _best_weight(z, col, lists, on)
+        blended, labels = (z + weight * col)[on], lists.calibration.numpy()[on]
+        platt = _rounded(fit_platt(blended, labels))
+        report |= {"ece": round(ece(sigmoid(platt[0] * blended + platt[1]), labels), 4),
                    "base_rate": round(float(labels.mean()), 5)}
-        return cls(best, weight, platt, report, short_history, short_weight, chosen_on,
+        short_weights = short_platt = None
+        report["short_lists"] = len(short.users) if short is not None else 0
+        if short is not None and len(short.users) >= MIN_SHORT_LISTS:
+            short_weights, short_platt, report["short"] = cls._fit_short(
+                model, short, sources, trained)
+        return cls(best, weight, platt, report, short_history, short_weights, chosen_on,
                    short_platt)
+
+    @staticmethod
+    def _fit_short(model: AttentionScorer, short: Lists, sources: list[str],
+                   trained: np.ndarray) -> tuple[dict, tuple[float, float], dict]:
+        """Weights for the two best sources alone on the short lists (the grid's best
+        pair, smallest first among equals) and the scaling of the blended log-odds."""
+        rows = np.arange(len(short.cand))
+        z = predict(model, short, rows)
+        side = short.side.numpy()
+        alone = {name: round(list_ndcg(side[:, FEATURES_PER_SOURCE * s + 1], short, rows), 4)
+                 for s, name in enumerate(sources)}
+        pair = sorted(alone, key=alone.get, reverse=True)[:2]
+        cols = [_standardised(side, sources, n, trained[short.cand.numpy()], short.owner)
+                for n in pair]
+        grid = [(a, b) for a in BLEND_WEIGHTS
+                for b in (BLEND_WEIGHTS if len(pair) > 1 else (0.0,))]
+        by_weights = {(a, b): round(list_ndcg(z + a * cols[0] + b * cols[-1], short, rows), 4)
+                      for a, b in grid}
+        a, b = max(by_weights, key=by_weights.get)
+        weights = dict(zip(pair, (a, b)))
+        blended = z + a * cols[0] + b * cols[-1]
+        labels = short.calibration.numpy()
+        platt = _rounded(fit_platt(blended, labels))
+        report = {"ndcg_sources": alone, "stacker_ndcg": by_weights[(0.0, 0.0)],
+                  "ndcg": by_weights[(a, b)],
+                  "ece": round(ece(sigmoid(platt[0] * blended + platt[1]), labels), 4)}
+        return weights, platt, report
 
     def apply(self, logits: np.ndarray, features: np.ndarray, sources: list[str],
               trained: np.ndarray, history_len: int) -> np.ndarray:
         """Served log-odds of one list from its raw logits, the retrieval's source features,
         which candidates have train interactions and the history's length."""
-        col = _untrained_at_median(features[:, FEATURES_PER_SOURCE * sources.index(self.source)],
-                                   trained, np.zeros(len(trained), dtype=int))
-        short = self.short_weight is not None and history_len <= (self.short_history or 0)
-        # A loaded blend with a short weight has its scaling too (`Scorer.load` refits
-        # one without).
-        weight, (a, b) = ((self.short_weight, self.short_platt) if short
-                          else (self.weight, self.platt))
-        return a * (logits + weight * col) + b
+        owner = np.zeros(len(trained), dtype=int)
+        if self.short_weights and history_len <= (self.short_history or 0):
+            weights, (a, b) = self.short_weights, self.short_platt
+        else:
+            weights, (a, b) = {self.source: self.weight}, self.platt
+        return a * (logits + sum(w * _standardised(features, sources, n, trained, owner)
+                                 for n, w in weights.items())) + b
+
+
+def _standardised(side: np.ndarray, sources: list[str], name: str, trained: np.ndarray,
+                  owner: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Source `name`'s standardised score column, untrained candidates at their list's
+    median (`_untrained_at_median`)."""
+    owner = owner.numpy() if isinstance(owner, torch.Tensor) else owner
+    return _untrained_at_median(side[:, FEATURES_PER_SOURCE * sources.index(name)], trained,
+                                owner)
 
 
 def _rounded(platt: tuple[float, float]) -> tuple[float, float]:
@@ -691,23 +719,25 @@ class Scorer:
         state.update({"ids.weight": ids, "features": feat.features})
         model.load_state_dict(state)
         try:
-            blend = Blend(**json.loads((folder / "blend.json").read_text()))
+            saved = json.loads((folder / "blend.json").read_text())
+            # One fit before the simulated short lists has a `short_weight`: refit it.
+            blend = Blend(**saved) if "short_weights" in saved else None
         except FileNotFoundError:
             blend = None  # the build's next step fits it (`load_ranker` insists on it)
         except (OSError, ValueError, TypeError) as exc:
             raise StaleArtifact(f"the blend in {folder} is corrupt ({exc}); {fix}") from None
         chosen_on = validation_kind(artifacts.split is not None
                                     and len(artifacts.split.valid) > 0, cfg)
-        unscaled_short = (blend is not None and blend.short_weight is not None
-                          and blend.short_platt is None)
         if blend is not None and (blend.short_history != cfg.blend_short_history
-                                  or blend.chosen_on != chosen_on or unscaled_short):
-            # Chosen with another threshold or items, or short lists scaled with the rest:
-            # the build refits the blend only.
+                                  or blend.chosen_on != chosen_on):
+            # Chosen with another threshold or on other items: the build refits the blend
+            # only.
             blend = None
-        if blend is not None and blend.source not in meta["sources"]:
+        unknown = ({blend.source, *(blend.short_weights or {})} - set(meta["sources"])
+                   if blend is not None else set())
+        if unknown:
             raise StaleArtifact(f"the blend in {folder} reads a source the scorer does not "
-                                f"({blend.source}); {fix}")
+                                f"({', '.join(sorted(unknown))}); {fix}")
         return cls(feat, model, tuple(meta["platt"]), meta["sources"], meta["union_weights"],
                    meta["report"], blend)
 

@@ -173,7 +173,8 @@ class SourceSettings(BaseModel):
     """The candidate sources (rag_rec/sources.py): which run, and each one's knobs. Every
     field changes what a build fits, so the sources' folder is keyed by all of them."""
 
-    enabled: tuple[str, ...] = ("ease", "ials", "sasrec", "faiss", "kg_path", "popular")
+    enabled: tuple[str, ...] = ("ease", "ials", "sasrec", "markov", "faiss", "kg_path",
+                                "popular")
     """Source names from `rag_rec.sources.SOURCES`, in the order of the scorer's features."""
     ease_l2: tuple[float, ...] = (100.0, 200.0, 350.0, 500.0, 800.0, 1200.0)
     """EASE's L2 grid; the value with the best NDCG@10 on the tuning items is kept."""
@@ -186,6 +187,9 @@ class SourceSettings(BaseModel):
     ials_alpha: float = Field(2.0, gt=0)
     """Confidence of an observed interaction (1 + alpha)."""
     ials_iterations: int = Field(20, ge=1)
+    markov_window: tuple[int, ...] = (1, 3, 5, 10)
+    """How many steps on a transition counts (weighted 1/step), chosen on the tuning
+    items like EASE's L2."""
     sasrec_d: int = Field(64, ge=8)
     sasrec_blocks: int = Field(2, ge=1)
     sasrec_heads: int = Field(1, ge=1)
@@ -282,10 +286,10 @@ class ScorerSettings(BaseModel):
     """Ablations: sources left out of the union and the features (still fitted)."""
     seed: int = 42
     blend_short_history: int = Field(10, ge=0)
-    """Histories of at most this many items get the blend's own weight for short lists
-    (`scorer.Blend`; 0: none). 10 holds the evaluation's cold users (5 train ratings when
-    the blend is chosen, and a validation one more at test) and no MovieLens-100K user
-    with all their ratings (20 or more)."""
+    """Histories of at most this many items get the blend's own weights for short lists
+    (`scorer.Blend`; 0: none), chosen on short histories simulated from the longer ones.
+    10 holds the evaluation's cold users (5 train ratings, and a validation one more at
+    test) and no MovieLens-100K user with all their ratings (20 or more)."""
 
     def fingerprint(self) -> str:
         # The blend records its threshold and is refit alone when it changes: the trained

@@ -11,6 +11,7 @@ candidate as features: it is a stacker over these sources.
 | `ease`    | EASE (Steck 2019): closed-form item-item, L2 chosen on tuning items   | seconds   |
 | `ials`    | implicit ALS (`implicit`): factors and L2 chosen on tuning items      | seconds   |
 | `sasrec`  | SASRec next-item transformer, full-softmax cross-entropy, early stop   | minutes   |
+| `markov`  | Markov chain: what followed the history's last item, window tuned     | seconds   |
 | `faiss`   | inner product with the user's fused text + KG vector (FAISS index)    | none      |
 | `kg_path` | items sharing KG entities with the history, each path weighted        | none      |
 |           | 1/log2(1 + entity degree), hubs skipped (the graph's `kg_path_candidates`, |     |
@@ -637,6 +638,80 @@ class KGPath(_Base):
         return out
 
 
+class Markov(_Base):
+    """What followed the history's latest item in the training sequences: a first-order
+    Markov chain whose transitions count the next `window` items, the one `k` steps on
+    weighted 1/k (the window chosen on the tuning items), with popularity breaking ties.
+
+    SASRec reads the whole history; this reads only its last step, which is what a short
+    history has to go on: on loo-cold it finds the 94 cold users' test items at NDCG@10
+    0.088 alone against 0.068 for the SASRec pair (seeds 42-44), all users 0.088
+    against 0.112."""
+
+    name = "markov"
+
+    def fit(self, train: pd.DataFrame, tune: pd.DataFrame | None, *,
+            warm: CandidateSource | None = None, progress: bool = False) -> dict:
+        start = time.perf_counter()
+        histories = histories_of(train)
+        seqs = [np.array([self.col[i] for i, _ in h if i in self.col], dtype=np.int64)
+                for h in histories.values()]
+        self.counts = np.bincount(np.concatenate(seqs or [np.zeros(0, np.int64)]),
+                                  minlength=self.n_items).astype(np.float32)
+        if not self.counts.any():
+            raise SourceUnavailable("markov: no interactions to fit on")
+        grid = self._grid(self.cfg.markov_window,
+                          warm.window if isinstance(warm, Markov) else None, tune)
+        tried = {}
+        for window in grid:
+            self._count(seqs, window)
+            if len(grid) > 1:
+                tried[window] = tuning_ndcg(self, histories, tune, self.col)
+        if tried and self.window != max(tried, key=tried.get):
+            self._count(seqs, max(tried, key=tried.get))
+        return {"window": self.window,
+                "tuning_ndcg@10": {str(k): round(v, 4) for k, v in tried.items()},
+                "seconds": round(time.perf_counter() - start, 1)}
+
+    def _count(self, seqs: list[np.ndarray], window: int) -> None:
+        rows, cols, weights = [], [], []
+        for seq in seqs:
+            for k in range(1, min(window, len(seq) - 1) + 1):
+                rows.append(seq[:-k])
+                cols.append(seq[k:])
+                weights.append(np.full(len(seq) - k, 1.0 / k, dtype=np.float32))
+        n = self.n_items
+        self.window = int(window)
+        self.t = sp.csr_matrix((np.concatenate(weights or [np.zeros(0, np.float32)]),
+                                (np.concatenate(rows or [np.zeros(0, np.int64)]),
+                                 np.concatenate(cols or [np.zeros(0, np.int64)]))),
+                               shape=(n, n), dtype=np.float32)
+
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        fitted = self.t.shape[0]
+        # Ties (items never seen after the last one) in popularity order, below any
+        # transition: a transition weighs at least 1/window.
+        out = np.tile(self.counts / (self.counts.max() * 2 * self.window), (len(queries), 1))
+        for r, q in enumerate(queries):
+            last = next((self.col[i] for i, _ in reversed(q.history)
+                         if self.col.get(i, fitted) < fitted), None)
+            if last is None:  # no known item: nothing to follow
+                out[r] = -np.inf
+            else:
+                out[r] += self.t[last].toarray()[0]
+        return self._pad(out)
+
+    def save(self, folder: Path) -> None:
+        sp.save_npz(folder / "markov.npz", self.t)
+        np.save(folder / "markov_counts.npy", self.counts)
+        (folder / "markov.json").write_text(json.dumps({"window": self.window}))
+
+    def load(self, folder: Path) -> None:
+        self.t = sp.load_npz(folder / "markov.npz").tocsr()
+        self.counts = np.load(folder / "markov_counts.npy")
+        self.window = json.loads((folder / "markov.json").read_text())["window"]
+
+
 class Popular(_Base):
     """Interactions per item in the training data (log-scaled)."""
 
@@ -658,8 +733,8 @@ class Popular(_Base):
         self.counts = np.load(folder / "popular.npy")
 
 
-SOURCES: dict[str, type[_Base]] = {s.name: s for s in (EASE, IALS, SASRec, Faiss, KGPath,
-                                                         Popular)}
+SOURCES: dict[str, type[_Base]] = {s.name: s for s in (EASE, IALS, SASRec, Markov, Faiss,
+                                                         KGPath, Popular)}
 
 
 def make_source(name: str, artifacts: Artifacts, settings: SourceSettings,

@@ -8,19 +8,22 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from rag_rec.build import blend_lists, load_ranker, scorer_dir, scorer_sources, sources_dir
+from rag_rec.build import (SHORT_KEEP, blend_lists, load_ranker, scorer_dir, scorer_sources,
+                           short_lists, sources_dir)
 from rag_rec.data import Dataset, make_split
 from rag_rec.embed import RATED, kg_triples, user_node
 from rag_rec.retrieve import Retriever
-from rag_rec.scorer import (BLEND_WEIGHTS, MIN_SHORT_LISTS, Blend, Scorer, list_ndcg,
-                            predict, ranker_slice, unsliced, validation)
+from rag_rec.scorer import (BLEND_WEIGHTS, Blend, Scorer, list_ndcg, predict, ranker_slice,
+                            unsliced, validation)
 from rag_rec.settings import Settings
 from rag_rec.sources import (
     EASE,
     IALS,
+    Markov,
     Query,
     SASRec,
     fit_sources,
@@ -83,7 +86,8 @@ def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for cls, c in ((EASE, cfg), (IALS, cfg), (SASRec, uncropped), (SASRec, cfg)):
+        for cls, c in ((EASE, cfg), (IALS, cfg), (Markov, cfg), (SASRec, uncropped),
+                       (SASRec, cfg)):
             runs = []
             for _ in range(2):
                 source = cls(artifacts, c, settings.retrieval)
@@ -147,6 +151,33 @@ def test_sasrec_members_of_neighbouring_seeds_start_apart() -> None:
     seeds = [member_seed(s, k) for s in (42, 43, 44) for k in range(3)]
     assert len(set(seeds)) == len(seeds)
     assert [member_seed(s, 0) for s in (42, 43)] == [42, 43]  # one member: as before
+
+
+def test_markov_ranks_what_followed_the_last_item(settings: Settings, artifacts,
+                                                 tmp_path) -> None:
+    a, b, c, d, e = artifacts.index.ids[:5]
+    rows = [("u1", a, 1), ("u1", b, 2), ("u1", c, 3), ("u2", a, 1), ("u2", b, 2),
+            ("u3", e, 1), ("u3", d, 2), ("u3", d, 3), ("u4", d, 1)]
+    train = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).assign(rating=4.0)
+    cfg = settings.sources.model_copy(update={"markov_window": (2,)})
+    source = Markov(artifacts, cfg, settings.retrieval)
+    source.fit(train, None)
+    col = {i: k for k, i in enumerate(artifacts.index.ids)}
+    # After a: b twice (one step on), c once two steps on (weight 1/2); the earlier items
+    # of the history do not count, only the last one does. Nothing followed c.
+    got = source.scores([Query([(e, 5.0), (a, 5.0)]), Query([("not-an-item", 3.0)])])
+    ties = source.scores([Query([(c, 5.0)])])[0]
+    np.testing.assert_allclose(got[0] - ties, np.where(
+        np.arange(len(ties)) == col[b], 2.0, np.where(np.arange(len(ties)) == col[c], 0.5, 0.0)),
+        atol=1e-6)
+    # Popularity only breaks ties, below any transition (d rated 3 times, e once).
+    assert ties.max() < 0.5 and ties[col[d]] > ties[col[e]]
+    assert np.isneginf(got[1]).all()  # no known item to follow: nothing to score
+    source.save(tmp_path)
+    back = Markov(artifacts, cfg, settings.retrieval)
+    back.load(tmp_path)
+    np.testing.assert_array_equal(back.scores([Query([(a, 5.0)])]),
+                                  source.scores([Query([(a, 5.0)])]))
 
 
 def test_kg_path_source_equals_the_graph_query(graph, ranker, artifacts) -> None:
@@ -254,9 +285,10 @@ def test_the_blend_is_chosen_on_validation_items_nothing_else_learnt_from(
     assert kind == "holdout" and len(base) + len(held) == len(kfold.train)
 
 
-def test_short_histories_get_their_own_blend_weight(settings: Settings, artifacts) -> None:
-    """With enough short histories in the holdout the blend picks a second weight on those
-    lists alone, and serves it to short histories only; with too few it keeps one."""
+def test_short_histories_get_their_own_blend(settings: Settings, artifacts) -> None:
+    """The blend picks weights for short histories on short lists simulated from the long
+    ones (never proposing what the user rated), and serves them to short histories only;
+    without such lists one weight serves all."""
     ranker = load_ranker(settings, artifacts)
     scorer = ranker.scorer
     fit_part, held, kind = validation(artifacts.train, None, settings.scorer)
@@ -264,34 +296,30 @@ def test_short_histories_get_their_own_blend_weight(settings: Settings, artifact
                               sources_dir(artifacts, settings) / "holdout",
                               artifacts.folder.name)
     lists = blend_lists(artifacts, settings, scorer, checked, fit_part, held)
-    fit = lambda short: Blend.fit(scorer.model, lists, scorer.sources,  # noqa: E731
-                                  scorer.feat.trained, short, kind)
-    # MovieLens-100K users have 20+ ratings: no short lists, the served blend unchanged.
-    plain = fit(settings.scorer.blend_short_history)
-    assert plain.short_weight is None and plain.report["short_lists"] == 0
-    assert (plain.weight, plain.platt) == (scorer.blend.weight, tuple(scorer.blend.platt))
-    assert scorer.blend.short_history == settings.scorer.blend_short_history
-    lengths = (lists.hist > 0).sum(1).numpy()
-    limit = int(np.sort(lengths)[2 * MIN_SHORT_LISTS])
-    split = fit(limit)
-    short = lengths <= limit
-    assert split.report["short_lists"] == short.sum() >= MIN_SHORT_LISTS
-    by_short = split.report["holdout_short_ndcg_by_weight"]
-    assert split.short_weight in BLEND_WEIGHTS
-    assert split.short_platt is not None  # short lists have their own scaling
-    assert by_short[split.short_weight] == max(by_short.values())
-    # Each weight is the grid's best on its own lists: the short one on the short lists.
-    rows = np.flatnonzero(short[lists.owner.numpy()])
-    z = predict(scorer.model, lists, np.arange(len(lists.cand)))
-    assert by_short[0.0] == round(list_ndcg(z[rows], lists, rows), 4)
-    rows = np.flatnonzero(~short[lists.owner.numpy()])
-    assert split.report["holdout_ndcg_by_weight"][0.0] == round(list_ndcg(z[rows], lists, rows),
-                                                                4)
-    few = [v for v in np.unique(lengths) if 0 < (lengths <= v).sum() < MIN_SHORT_LISTS]
-    if few:
-        assert fit(int(few[-1])).short_weight is None
-    both = Blend(split.source, 0.0, (1.0, 0.0), {}, short_history=5, short_weight=8.0,
-                 short_platt=(1.0, 0.0))
+    short = short_lists(artifacts, settings, scorer, checked, fit_part, held)
+    # MovieLens-100K users have 20+ ratings: two shapes of each, SHORT_KEEP items long.
+    assert len(short.users) == 2 * len(lists.users)
+    assert ((short.hist > 0).sum(1) == SHORT_KEEP).all()
+    rated = histories_of(fit_part)
+    item = {r: i for i, r in scorer.feat.row.items()}
+    owner = short.owner.numpy()
+    for k in range(0, len(short.users), 97):
+        mine = {item[int(c)] for c in short.cand.numpy()[owner == k]}
+        assert not mine & {i for i, _ in rated[short.users[k].split("/")[0]]}
+    fit = lambda s: Blend.fit(scorer.model, lists, scorer.sources,  # noqa: E731
+                              scorer.feat.trained, settings.scorer.blend_short_history, kind, s)
+    served, refit = scorer.blend, fit(short)
+    assert refit.short_weights == served.short_weights and len(refit.short_weights) == 2
+    assert set(refit.short_weights.values()) <= set(BLEND_WEIGHTS)
+    assert refit.short_platt == tuple(served.short_platt)
+    rows = np.arange(len(short.cand))  # the stacker alone, on the short lists
+    stacker = round(list_ndcg(predict(scorer.model, short, rows), short, rows), 4)
+    assert refit.report["short"]["stacker_ndcg"] == stacker <= refit.report["short"]["ndcg"]
+    plain = fit(None)
+    assert plain.short_weights is None and plain.short_platt is None
+    assert (plain.weight, plain.platt) == (served.weight, tuple(served.platt))
+    both = Blend(served.source, 0.0, (1.0, 0.0), {}, short_history=5,
+                 short_weights={served.source: 8.0}, short_platt=(1.0, 0.0))
     feats = np.random.default_rng(0).normal(size=(5, lists.side.shape[1])).astype(np.float32)
     logits, trained = np.zeros(5, np.float32), np.ones(5, bool)
     assert np.allclose(both.apply(logits, feats, scorer.sources, trained, history_len=6), 0)
