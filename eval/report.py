@@ -80,7 +80,9 @@ def write_report(figures: dict) -> Path:
                   "held-out items): "
                   + "; ".join(trained) + ".", ""]
         lines += ["The blend (the best source's final weight, chosen on validation items "
-                  "neither the scorer nor those sources learnt from), per seed: " + "; ".join(
+                  "neither the scorer nor those sources learnt from; short histories' "
+                  "weights chosen on short histories cut from those users'), per seed: "
+                  + "; ".join(
                       f"{seed}: {b['source']} × {b['weight']}"
                       + _short(b)
                       for seed, b in f["blend"].items())

@@ -12,7 +12,9 @@
       -> sources refit on all train (warm-started from fold 0's tuning fit)   "serving"
          (the full build also refits them without its validation items        "holdout")
       -> the blend: the best source's final weight and the calibration, chosen on
-         those sources' lists for the validation items (scorer.Blend)
+         those sources' lists for the validation items, and for short histories
+         weights and a calibration of their own, chosen on short histories cut from
+         those users' (scorer.Blend, short_lists)
       -> the P(like) head (like.py) on the observed ratings
 
 Artifacts live under `<home>/builds/<split>/<key>/` (artifacts.py): the key hashes the
@@ -179,21 +181,29 @@ keep 5 train ratings."""
 
 def short_lists(artifacts: Artifacts, settings: Settings, scorer: Scorer,
                 checked: dict[str, CandidateSource], fit_part: pd.DataFrame,
-                held: pd.DataFrame, *, progress: bool = False) -> Lists:
+                held: pd.DataFrame, *, progress: bool = False) -> Lists | None:
     """Short histories for the blend to choose their weights on, simulated from the long
     ones of `blend_lists`: each cut to its latest `SHORT_KEEP` items (a new user) and to
     its first `SHORT_KEEP - 1` and its latest (a user back after a long gap), labelled by
     the same validation items. The user's other items stay out of the candidates, and
-    the lists are anonymous (no user KG vector): only the short history speaks."""
-    retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in scorer.sources},
-                          scorer.sources, settings.retrieval, scorer.union_weights)
+    the lists are anonymous (no user KG vector): only the short history speaks. None when
+    short histories get no weights of their own (`blend_short_history` 0, or below
+    `SHORT_KEEP`: no simulated history would be served as short) or none is long enough to
+    cut."""
+    threshold = settings.scorer.blend_short_history
+    if threshold < SHORT_KEEP:
+        return None
     cut = {"latest": lambda h: h[-SHORT_KEEP:], "back": lambda h: h[:SHORT_KEEP - 1] + h[-1:]}
-    histories, rated = {}, {}
+    histories, rated, labelled = {}, {}, set(held.user_id)
     for user, history in histories_of(fit_part).items():
-        if len(history) > settings.scorer.blend_short_history:
+        if len(history) > threshold and user in labelled:
             for shape, keep in cut.items():
                 histories[f"{user}/{shape}"] = keep(history)
                 rated[f"{user}/{shape}"] = {i for i, _ in history}
+    if not histories:
+        return None
+    retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in scorer.sources},
+                          scorer.sources, settings.retrieval, scorer.union_weights)
     targets = pd.concat([held.assign(user_id=held.user_id + f"/{shape}") for shape in cut])
     return make_lists(scorer.feat, retriever, histories, targets, targets, progress=progress,
                       exclude=rated)

@@ -507,20 +507,24 @@ class Blend:
                  for s, name in enumerate(sources)}
         best = max(alone, key=alone.get)
         col = _standardised(side, sources, best, trained[lists.cand.numpy()], lists.owner)
-        long = ((lists.hist > 0).sum(1).numpy() > short_history)[lists.owner.numpy()]
-        on = rows[long] if long.any() else rows  # short lists are served their own blend
+        short_weights = short_platt = None
         report: dict = {"holdout_ndcg_sources": alone, "lists": len(lists.users),
-                        "long_lists": len(np.unique(lists.owner.numpy()[on]))}
+                        "short_lists": len(short.users) if short is not None else 0}
+        # Without positives among them there is nothing to scale the short lists by.
+        if (short is not None and len(short.users) >= MIN_SHORT_LISTS
+                and short.calibration.numpy().any()):
+            short_weights, short_platt, report["short"] = cls._fit_short(
+                model, short, sources, trained)
+        long = ((lists.hist > 0).sum(1).numpy() > short_history)[lists.owner.numpy()]
+        # Short histories served their own weights leave the long ones' choice; without
+        # those, one weight serves every list and is chosen on all of them.
+        on = rows[long] if short_weights and long.any() else rows
+        report["long_lists"] = len(np.unique(lists.owner.numpy()[on]))
         weight, report["holdout_ndcg_by_weight"] = _best_weight(z, col, lists, on)
         blended, labels = (z + weight * col)[on], lists.calibration.numpy()[on]
         platt = _rounded(fit_platt(blended, labels))
         report |= {"ece": round(ece(sigmoid(platt[0] * blended + platt[1]), labels), 4),
                    "base_rate": round(float(labels.mean()), 5)}
-        short_weights = short_platt = None
-        report["short_lists"] = len(short.users) if short is not None else 0
-        if short is not None and len(short.users) >= MIN_SHORT_LISTS:
-            short_weights, short_platt, report["short"] = cls._fit_short(
-                model, short, sources, trained)
         return cls(best, weight, platt, report, short_history, short_weights, chosen_on,
                    short_platt)
 

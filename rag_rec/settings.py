@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository root: graph/, prompts/ and eval/ live beside the package.
@@ -187,7 +187,7 @@ class SourceSettings(BaseModel):
     ials_alpha: float = Field(2.0, gt=0)
     """Confidence of an observed interaction (1 + alpha)."""
     ials_iterations: int = Field(20, ge=1)
-    markov_window: tuple[int, ...] = (1, 3, 5, 10)
+    markov_window: tuple[PositiveInt, ...] = Field((1, 3, 5, 10), min_length=1)
     """How many steps on a transition counts (weighted 1/step), chosen on the tuning
     items like EASE's L2."""
     sasrec_d: int = Field(64, ge=8)

@@ -16,9 +16,10 @@ from rag_rec.build import (SHORT_KEEP, blend_lists, load_ranker, scorer_dir, sco
                            short_lists, sources_dir)
 from rag_rec.data import Dataset, make_split
 from rag_rec.embed import RATED, kg_triples, user_node
+from rag_rec.errors import StaleArtifact
 from rag_rec.retrieve import Retriever
-from rag_rec.scorer import (BLEND_WEIGHTS, Blend, Scorer, list_ndcg, predict, ranker_slice,
-                            unsliced, validation)
+from rag_rec.scorer import (BLEND_WEIGHTS, Blend, Scorer, _standardised, list_ndcg, predict,
+                            ranker_slice, unsliced, validation)
 from rag_rec.settings import Settings
 from rag_rec.sources import (
     EASE,
@@ -154,7 +155,7 @@ def test_sasrec_members_of_neighbouring_seeds_start_apart() -> None:
 
 
 def test_markov_ranks_what_followed_the_last_item(settings: Settings, artifacts,
-                                                 tmp_path) -> None:
+                                                 dataset: Dataset, tmp_path) -> None:
     a, b, c, d, e = artifacts.index.ids[:5]
     rows = [("u1", a, 1), ("u1", b, 2), ("u1", c, 3), ("u2", a, 1), ("u2", b, 2),
             ("u3", e, 1), ("u3", d, 2), ("u3", d, 3), ("u4", d, 1)]
@@ -178,6 +179,22 @@ def test_markov_ranks_what_followed_the_last_item(settings: Settings, artifacts,
     back.load(tmp_path)
     np.testing.assert_array_equal(back.scores([Query([(a, 5.0)])]),
                                   source.scores([Query([(a, 5.0)])]))
+    # On real data the window is the grid's best on the tuning items, and the source is
+    # then the one fit with that window alone.
+    inter = dataset.interactions
+    small = inter[inter.user_id.isin([str(u) for u in range(1, 200)])]
+    tune = small.sort_values("timestamp").groupby("user_id").tail(1)
+    fit_on = small.drop(tune.index)
+    tuned = Markov(artifacts, settings.sources, settings.retrieval)
+    report = tuned.fit(fit_on, tune)
+    tried = {int(k): v for k, v in report["tuning_ndcg@10"].items()}
+    assert set(tried) == set(settings.sources.markov_window)
+    assert tuned.window == max(tried, key=tried.get)
+    alone = Markov(artifacts, settings.sources.model_copy(
+        update={"markov_window": (tuned.window,)}), settings.retrieval)
+    alone.fit(fit_on, tune)
+    queries = [Query(h) for h in list(histories_of(fit_on).values())[:20]]
+    np.testing.assert_array_equal(tuned.scores(queries), alone.scores(queries))
 
 
 def test_kg_path_source_equals_the_graph_query(graph, ranker, artifacts) -> None:
@@ -274,6 +291,14 @@ def test_the_blend_is_chosen_on_validation_items_nothing_else_learnt_from(
     (copy / "blend.json").write_text(json.dumps(saved | {"chosen_on": "validation"}))
     names = scorer_sources(settings)
     assert Scorer.load(copy, artifacts, settings.scorer, names).blend is None
+    # One saved before short histories got weights of their own is refit too ...
+    old = {k: v for k, v in saved.items() if k != "short_weights"} | {"short_weight": 4.0}
+    (copy / "blend.json").write_text(json.dumps(old))
+    assert Scorer.load(copy, artifacts, settings.scorer, names).blend is None
+    # ... and one that reads a source the scorer does not is refused.
+    (copy / "blend.json").write_text(json.dumps(saved | {"short_weights": {"nope": 1.0}}))
+    with pytest.raises(StaleArtifact, match="nope"):
+        Scorer.load(copy, artifacts, settings.scorer, names)
     # A leave-last-out split's validation items are each user's next interaction; a
     # k-fold protocol tests a random share, so its random slices keep a random holdout.
     split = make_split(dataset, "loo")
@@ -312,9 +337,19 @@ def test_short_histories_get_their_own_blend(settings: Settings, artifacts) -> N
     assert refit.short_weights == served.short_weights and len(refit.short_weights) == 2
     assert set(refit.short_weights.values()) <= set(BLEND_WEIGHTS)
     assert refit.short_platt == tuple(served.short_platt)
-    rows = np.arange(len(short.cand))  # the stacker alone, on the short lists
-    stacker = round(list_ndcg(predict(scorer.model, short, rows), short, rows), 4)
-    assert refit.report["short"]["stacker_ndcg"] == stacker <= refit.report["short"]["ndcg"]
+    # The chosen pair is the grid's best on the short lists, the stacker's logit plus
+    # each source's standardised score.
+    rows = np.arange(len(short.cand))
+    z = predict(scorer.model, short, rows)
+    cols = {n: _standardised(short.side.numpy(), scorer.sources, n,
+                             scorer.feat.trained[short.cand.numpy()], short.owner)
+            for n in refit.short_weights}
+    ndcg = lambda w: round(list_ndcg(z + sum(w[n] * cols[n] for n in w), short, rows), 4)  # noqa: E731
+    assert refit.report["short"]["ndcg"] == ndcg(refit.short_weights)
+    assert refit.report["short"]["stacker_ndcg"] == ndcg({n: 0.0 for n in cols})
+    a, b = cols
+    assert all(ndcg({a: x, b: y}) <= refit.report["short"]["ndcg"]
+               for x in BLEND_WEIGHTS[::2] for y in BLEND_WEIGHTS[::2])
     plain = fit(None)
     assert plain.short_weights is None and plain.short_platt is None
     assert (plain.weight, plain.platt) == (served.weight, tuple(served.platt))
