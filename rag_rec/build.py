@@ -168,10 +168,15 @@ def blend_lists(artifacts: Artifacts, settings: Settings, scorer: Scorer,
                 held: pd.DataFrame, *, progress: bool = False) -> Lists:
     """The candidate lists the blend is chosen on: the union of `checked` (sources fit on
     `fit_part`) for each user, labelled by their validation items `held`."""
-    retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in scorer.sources},
-                          scorer.sources, settings.retrieval, scorer.union_weights)
-    return make_lists(scorer.feat, retriever, histories_of(fit_part), held, held,
-                      progress=progress)
+    return make_lists(scorer.feat, _checked_retriever(artifacts, settings, scorer, checked),
+                      histories_of(fit_part), held, held, progress=progress)
+
+
+def _checked_retriever(artifacts: Artifacts, settings: Settings, scorer: Scorer,
+                       checked: dict[str, CandidateSource]) -> Retriever:
+    """The union the blend's lists come from: `checked` sources, the scorer's weights."""
+    return Retriever(artifacts, {n: s for n, s in checked.items() if n in scorer.sources},
+                     scorer.sources, settings.retrieval, scorer.union_weights)
 
 
 SHORT_KEEP = 5
@@ -202,11 +207,9 @@ def short_lists(artifacts: Artifacts, settings: Settings, scorer: Scorer,
                 rated[f"{user}/{shape}"] = {i for i, _ in history}
     if not histories:
         return None
-    retriever = Retriever(artifacts, {n: s for n, s in checked.items() if n in scorer.sources},
-                          scorer.sources, settings.retrieval, scorer.union_weights)
     targets = pd.concat([held.assign(user_id=held.user_id + f"/{shape}") for shape in cut])
-    return make_lists(scorer.feat, retriever, histories, targets, targets, progress=progress,
-                      exclude=rated)
+    return make_lists(scorer.feat, _checked_retriever(artifacts, settings, scorer, checked),
+                      histories, targets, targets, progress=progress, exclude=rated)
 
 
 def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,

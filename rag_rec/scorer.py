@@ -350,6 +350,14 @@ def list_ndcg(logits: np.ndarray, lists: Lists, rows: np.ndarray, k: int = 10) -
     return float(np.mean(out))
 
 
+def sources_alone(lists: Lists, sources: list[str], rows: np.ndarray) -> dict[str, float]:
+    """NDCG@10 of the lists `rows` cover, ordered by each source alone (column 1 of each
+    source's block: 1/log2(2 + rank))."""
+    side = lists.side.numpy()[rows]
+    return {name: round(list_ndcg(side[:, FEATURES_PER_SOURCE * s + 1], lists, rows), 4)
+            for s, name in enumerate(sources)}
+
+
 @dataclass
 class TrainReport:
     epochs: int
@@ -415,10 +423,7 @@ def train(feat: Featurizer, lists: Lists, sources: list[str], cfg: ScorerSetting
     report = TrainReport(
         epochs=epochs, seconds=round(time.perf_counter() - start, 1),
         holdout_ndcg=round(best, 4),
-        holdout_ndcg_sources={  # column 1 of each source's block: 1/log2(2 + rank)
-            name: round(list_ndcg(lists.side.numpy()[held_rows, FEATURES_PER_SOURCE * s + 1],
-                                  lists, held_rows), 4)
-            for s, name in enumerate(sources)},
+        holdout_ndcg_sources=sources_alone(lists, sources, held_rows),
         ece_before=round(ece(sigmoid(logits), labels), 4),
         ece_after=round(ece(after, labels), 4), brier_after=round(brier(after, labels), 5),
         base_rate=round(float(labels.mean()), 5), train_rows=len(train_rows),
@@ -503,8 +508,7 @@ class Blend:
         rows = np.arange(len(lists.cand))
         z = predict(model, lists, rows)
         side = lists.side.numpy()
-        alone = {name: round(list_ndcg(side[:, FEATURES_PER_SOURCE * s + 1], lists, rows), 4)
-                 for s, name in enumerate(sources)}
+        alone = sources_alone(lists, sources, rows)
         best = max(alone, key=alone.get)
         col = _standardised(side, sources, best, trained[lists.cand.numpy()], lists.owner)
         short_weights = short_platt = None
@@ -536,8 +540,7 @@ class Blend:
         rows = np.arange(len(short.cand))
         z = predict(model, short, rows)
         side = short.side.numpy()
-        alone = {name: round(list_ndcg(side[:, FEATURES_PER_SOURCE * s + 1], short, rows), 4)
-                 for s, name in enumerate(sources)}
+        alone = sources_alone(short, sources, rows)
         pair = sorted(alone, key=alone.get, reverse=True)[:2]
         cols = [_standardised(side, sources, n, trained[short.cand.numpy()], short.owner)
                 for n in pair]
