@@ -8,7 +8,7 @@ items, then rank every catalogue item the user has not seen, with train + valida
 the user's history, and read the test items' positions (rag_rec/metrics.py). Splits:
 `kfoldN` (the published user-level 5-fold protocol, each user's latest train item as
 validation), `loo` (last interaction by time; validation = the one before) and
-`loo-cold` (the same with 10% of users cut to 5 train interactions: the cold slice).
+`loo-cold` (the same with 30% of users cut to 5 train interactions: the cold slice).
 
 Systems:
 - rag_rec: `Recommender.rank` on the split's build (sources fit on train minus the ranker

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rag_rec.data import Dataset, Split, load_dataset, make_split
+from rag_rec.data import COLD_SHARE, Dataset, Split, load_dataset, make_split
 from rag_rec.embed import KGEmbeddings, TextCache, item_texts, make_text_encoder
 from rag_rec.errors import StaleArtifact
 from rag_rec.index import ItemIndex
@@ -42,6 +42,8 @@ def build_key(settings: Settings, ds: Dataset, split_name: str) -> str:
     parts = {"data": ds.fingerprint, "split": split_name, "embed": settings.embed.fingerprint(),
              "index": settings.retrieval.index_kind, "seed": settings.data.seed,
              "slice": slice_}
+    if split_name == "loo-cold":  # builds made on another cold slice are stale
+        parts["cold_share"] = COLD_SHARE
     if validation_kind(split_name != "full", cfg) == "holdout":
         # The holdout is cut from the KG embeddings' data and the slices' too: builds
         # made before it was are stale.

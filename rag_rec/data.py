@@ -540,7 +540,12 @@ def leave_last_out_split(ds: Dataset) -> Split:
                  info={"protocol": "leave-last-out by timestamp"})
 
 
-def cold_user_split(ds: Dataset, *, share: float = 0.1, keep: int = 5,
+COLD_SHARE = 0.3
+"""The share of users loo-cold cuts to five train ratings. 10% gave 94 cold users, one
+test item each: an interval on them was ±0.03 wide, wider than any lead a system had."""
+
+
+def cold_user_split(ds: Dataset, *, share: float = COLD_SHARE, keep: int = 5,
                     seed: int = 42) -> Split:
     """Leave-last-out where a random `share` of users (the cold slice, listed in
     `info["cold_users"]`) keep only their `keep` oldest train interactions: every

@@ -8,9 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import rag_rec.artifacts as artifacts_module
+from rag_rec.artifacts import build_key
 from rag_rec.data import Dataset, kfold_split, leave_last_out_split, load_dataset, make_split
 from rag_rec.errors import DataError, UnknownItem, UnknownUser
-from rag_rec.settings import DataSettings
+from rag_rec.settings import DataSettings, Settings
 
 
 def test_real_dataset_counts(dataset: Dataset) -> None:
@@ -76,7 +78,7 @@ def test_kfold_split_is_deterministic_and_partitions(dataset: Dataset) -> None:
 def test_cold_user_split_cuts_a_slice_of_users_to_five(dataset: Dataset) -> None:
     loo, cold = make_split(dataset, "loo"), make_split(dataset, "loo-cold")
     users = cold.info["cold_users"]
-    assert len(users) == 94 and cold.info == make_split(dataset, "loo-cold").info
+    assert len(users) == 283 and cold.info == make_split(dataset, "loo-cold").info
     sizes = cold.train.groupby("user_id").size()
     assert (sizes.reindex(users) == 5).all()
     warm = sizes.drop(users)
@@ -87,6 +89,16 @@ def test_cold_user_split_cuts_a_slice_of_users_to_five(dataset: Dataset) -> None
     assert set(zip(kept.user_id, kept.item_id)) == set(
         zip(*first[first.user_id.isin(users)][["user_id", "item_id"]].T.values))
     assert cold.test.equals(loo.test) and cold.valid.equals(loo.valid)
+
+
+def test_a_build_on_another_cold_slice_has_another_folder(
+        settings: Settings, dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A build keyed by the split's name alone would serve a 10% slice's KG vectors and
+    # sources to a 30% slice.
+    before = {name: build_key(settings, dataset, name) for name in ("loo", "loo-cold")}
+    monkeypatch.setattr(artifacts_module, "COLD_SHARE", 0.1)
+    assert build_key(settings, dataset, "loo") == before["loo"]
+    assert build_key(settings, dataset, "loo-cold") != before["loo-cold"]
 
 
 def test_leave_last_out_split(dataset: Dataset) -> None:
