@@ -482,10 +482,9 @@ class Blend:
     validation users of loo-cold's former 10% slice, seed 42, cut to their latest five
     items SASRec leads, 0.126 against 0.098 for the Markov source; cut to their first four
     and latest, as loo-cold's cold users are at test, the Markov source leads, 0.098
-    against 0.064). The
-    validation's own short lists cannot choose: their history is the five oldest items,
-    far from the validation item (with loo-cold's former 10% slice, 94 lists of which one
-    to three had their item in the top 10 whatever the weight)."""
+    against 0.064). The validation's own short lists cannot choose: their history is the
+    five oldest items, far from the validation item (the 10% slice's 94 lists had one to
+    three items in the top 10 whatever the weight)."""
 
     source: str
     weight: float
