@@ -393,7 +393,8 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                  "calibration": first["rag_rec"]["calibration"],
                  "scorer_report": first["rag_rec"]["scorer_report"],
                  "blend": {str(seed): {k: run["rag_rec"]["blend"].get(k)
-                                       for k in ("source", "weight", "short_weights")}
+                                       for k in ("source", "weight", "short_weights",
+                                                 "short_rule")}
                            for seed, run in seeds.items()},
                  "timings": {str(seed): run["rag_rec"]["timings"] for seed, run in seeds.items()},
                  "measured_at": max(run["rag_rec"].get("measured_at", time.strftime("%Y-%m-%d"))

@@ -22,8 +22,10 @@ def _table(systems: dict[str, dict]) -> list[str]:
 
 def _short(blend: dict) -> str:
     weights = blend.get("short_weights")
-    return (" (short histories: " + ", ".join(f"{n} × {w}" for n, w in weights.items()) + ")"
-            if weights else "")
+    # Blends before `scorer.SHORT_RULE` chose short weights by the two shapes' mean.
+    rule = "worse shape" if blend.get("short_rule") == "worse_shape" else "shapes' mean"
+    return (f" (short histories, {rule}: "
+            + ", ".join(f"{n} × {w}" for n, w in weights.items()) + ")" if weights else "")
 
 
 def _versus(v: dict) -> str:
@@ -81,7 +83,8 @@ def write_report(figures: dict) -> Path:
                   + "; ".join(trained) + ".", ""]
         lines += ["The blend (the best source's final weight, chosen on validation items "
                   "neither the scorer nor those sources learnt from; short histories' "
-                  "weights chosen on short histories cut from those users'), per seed: "
+                  "weights chosen on short histories cut from those users, two shapes), "
+                  "per seed: "
                   + "; ".join(
                       f"{seed}: {b['source']} × {b['weight']}"
                       + _short(b)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rag_rec.data import COLD_SHARE, Dataset, Split, load_dataset, make_split
+from rag_rec.data import COLD_DRAW, COLD_SHARE, Dataset, Split, load_dataset, make_split
 from rag_rec.embed import KGEmbeddings, TextCache, item_texts, make_text_encoder
 from rag_rec.errors import StaleArtifact
 from rag_rec.index import ItemIndex
@@ -43,7 +43,7 @@ def build_key(settings: Settings, ds: Dataset, split_name: str) -> str:
              "index": settings.retrieval.index_kind, "seed": settings.data.seed,
              "slice": slice_}
     if split_name == "loo-cold":  # builds made on another cold slice are stale
-        parts["cold_share"] = COLD_SHARE
+        parts["cold_slice"] = [COLD_SHARE, COLD_DRAW]
     if validation_kind(split_name != "full", cfg) == "holdout":
         # The holdout is cut from the KG embeddings' data and the slices' too: builds
         # made before it was are stale.

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import rag_rec.artifacts as artifacts_module
+import rag_rec.data as data_module
 from rag_rec.artifacts import build_key
 from rag_rec.data import Dataset, kfold_split, leave_last_out_split, load_dataset, make_split
 from rag_rec.errors import DataError, UnknownItem, UnknownUser
@@ -75,7 +76,8 @@ def test_kfold_split_is_deterministic_and_partitions(dataset: Dataset) -> None:
     assert not other_seed.test.equals(folds[0].test)
 
 
-def test_cold_user_split_cuts_a_slice_of_users_to_five(dataset: Dataset) -> None:
+def test_cold_user_split_cuts_a_slice_of_users_to_five(
+        dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
     loo, cold = make_split(dataset, "loo"), make_split(dataset, "loo-cold")
     users = cold.info["cold_users"]
     assert len(users) == 283 and cold.info == make_split(dataset, "loo-cold").info
@@ -89,14 +91,20 @@ def test_cold_user_split_cuts_a_slice_of_users_to_five(dataset: Dataset) -> None
     assert set(zip(kept.user_id, kept.item_id)) == set(
         zip(*first[first.user_id.isin(users)][["user_id", "item_id"]].T.values))
     assert cold.test.equals(loo.test) and cold.valid.equals(loo.valid)
+    # Each draw takes its cold users from those no earlier draw made cold.
+    monkeypatch.setattr(data_module, "COLD_DRAW", 0)
+    first = make_split(dataset, "loo-cold").info["cold_users"]
+    assert len(first) == 283 and not set(first) & set(users)
 
 
+@pytest.mark.parametrize("knob,value", [("COLD_SHARE", 0.1), ("COLD_DRAW", 0)])
 def test_a_build_on_another_cold_slice_has_another_folder(
-        settings: Settings, dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A build keyed by the split's name alone would serve a 10% slice's KG vectors and
-    # sources to a 30% slice.
+        settings: Settings, dataset: Dataset, monkeypatch: pytest.MonkeyPatch, knob: str,
+        value: float) -> None:
+    # A build keyed by the split's name alone would serve one cold slice's KG vectors and
+    # sources to another.
     before = {name: build_key(settings, dataset, name) for name in ("loo", "loo-cold")}
-    monkeypatch.setattr(artifacts_module, "COLD_SHARE", 0.1)
+    monkeypatch.setattr(artifacts_module, knob, value)
     assert build_key(settings, dataset, "loo") == before["loo"]
     assert build_key(settings, dataset, "loo-cold") != before["loo-cold"]
 

@@ -18,8 +18,8 @@ from rag_rec.data import Dataset, make_split
 from rag_rec.embed import RATED, kg_triples, user_node
 from rag_rec.errors import StaleArtifact
 from rag_rec.retrieve import Retriever
-from rag_rec.scorer import (BLEND_WEIGHTS, Blend, Scorer, _standardised, list_ndcg, predict,
-                            ranker_slice, unsliced, validation)
+from rag_rec.scorer import (BLEND_WEIGHTS, SHORT_RULE, Blend, Scorer, _standardised, list_ndcg,
+                            predict, ranker_slice, unsliced, validation)
 from rag_rec.settings import Settings
 from rag_rec.sources import (
     EASE,
@@ -291,9 +291,13 @@ def test_the_blend_is_chosen_on_validation_items_nothing_else_learnt_from(
     (copy / "blend.json").write_text(json.dumps(saved | {"chosen_on": "validation"}))
     names = scorer_sources(settings)
     assert Scorer.load(copy, artifacts, settings.scorer, names).blend is None
-    # One saved before short histories got weights of their own is refit too ...
-    old = {k: v for k, v in saved.items() if k != "short_weights"} | {"short_weight": 4.0}
+    # One saved before short histories got weights of their own is refit too, and one
+    # whose short weights were chosen by another rule (the shapes' mean) ...
+    old = {k: v for k, v in saved.items()
+           if k not in ("short_weights", "short_rule")} | {"short_weight": 4.0}
     (copy / "blend.json").write_text(json.dumps(old))
+    assert Scorer.load(copy, artifacts, settings.scorer, names).blend is None
+    (copy / "blend.json").write_text(json.dumps(saved | {"short_rule": None}))
     assert Scorer.load(copy, artifacts, settings.scorer, names).blend is None
     # ... and one that reads a source the scorer does not is refused.
     (copy / "blend.json").write_text(json.dumps(saved | {"short_weights": {"nope": 1.0}}))
@@ -337,18 +341,24 @@ def test_short_histories_get_their_own_blend(settings: Settings, artifacts) -> N
     assert refit.short_weights == served.short_weights and len(refit.short_weights) == 2
     assert set(refit.short_weights.values()) <= set(BLEND_WEIGHTS)
     assert refit.short_platt == tuple(served.short_platt)
-    # The chosen pair is the grid's best on the short lists, the stacker's logit plus
-    # each source's standardised score.
+    # The chosen pair is the grid's best on the worse of the two shapes, the stacker's
+    # logit plus each source's standardised score.
     rows = np.arange(len(short.cand))
     z = predict(scorer.model, short, rows)
     cols = {n: _standardised(short.side.numpy(), scorer.sources, n,
                              scorer.feat.trained[short.cand.numpy()], short.owner)
             for n in refit.short_weights}
-    ndcg = lambda w: round(list_ndcg(z + sum(w[n] * cols[n] for n in w), short, rows), 4)  # noqa: E731
+    shape = np.array([short.users[o].split("/")[1] for o in owner])
+    ndcg = lambda w, on=rows: round(list_ndcg(  # noqa: E731
+        (z + sum(w[n] * cols[n] for n in w))[on], short, on), 4)
+    worse = lambda w: min(ndcg(w, rows[shape == s]) for s in ("latest", "back"))  # noqa: E731
     assert refit.report["short"]["ndcg"] == ndcg(refit.short_weights)
     assert refit.report["short"]["stacker_ndcg"] == ndcg({n: 0.0 for n in cols})
+    assert refit.report["short"]["ndcg_by_shape"] == {
+        s: ndcg(refit.short_weights, rows[shape == s]) for s in ("back", "latest")}
+    assert refit.short_rule == served.short_rule == SHORT_RULE
     a, b = cols
-    assert all(ndcg({a: x, b: y}) <= refit.report["short"]["ndcg"]
+    assert all(worse({a: x, b: y}) <= worse(refit.short_weights)
                for x in BLEND_WEIGHTS[::2] for y in BLEND_WEIGHTS[::2])
     plain = fit(None)
     assert plain.short_weights is None and plain.short_platt is None
