@@ -22,8 +22,9 @@ def _table(systems: dict[str, dict]) -> list[str]:
 
 def _short(blend: dict) -> str:
     weights = blend.get("short_weights")
-    # Blends before `scorer.SHORT_RULE` chose short weights by the two shapes' mean.
-    rule = "worse shape" if blend.get("short_rule") == "worse_shape" else "shapes' mean"
+    # The rule as the blend recorded it (`scorer.SHORT_RULE`); blends from before it
+    # chose their short weights by the two shapes' mean.
+    rule = blend.get("short_rule") or "shapes' mean"
     return (f" (short histories, {rule}: "
             + ", ".join(f"{n} × {w}" for n, w in weights.items()) + ")" if weights else "")
 
