@@ -75,7 +75,7 @@ async def main() -> None:
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
-    with Recommender() as rec:
+    with Recommender.from_settings() as rec:
         ds = rec.artifacts.ds
         users = rng.sample(sorted(ds.user_ids), args.users + args.cold)
         cases = []

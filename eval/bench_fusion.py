@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                               min(args.users, len(proto.users)), replace=False))
     top = s.llm.rerank_top
     start = time.perf_counter()
-    with Recommender(s, split=args.split) as rec:
+    with Recommender.from_settings(s, split=args.split) as rec:
         if rec.llm is None:
             raise SystemExit(f"no LLM: {rec.llm_error}; start it with `rag-rec llm serve`")
         ranked = rec.rank([proto.queries[r] for r in rows], [proto.users[r] for r in rows])

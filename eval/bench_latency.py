@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     figures: dict = {"seed": args.seed}
     rng = np.random.default_rng(args.seed)
-    with Recommender(settings) as rec:
+    with Recommender.from_settings(settings) as rec:
         users = [str(u) for u in rng.choice(rec.artifacts.ds.user_ids, args.users,
                                             replace=False)]
         rec.recommend(users[0], k=10, explain=False)  # warm: first query, caches

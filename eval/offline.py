@@ -296,7 +296,7 @@ def run_rag_rec(settings: Settings, proto: Protocol, seed: int) -> dict:
     timings["build_s"] = round(time.perf_counter() - t0, 1)
     out: dict = {"systems": {}}
     t0 = time.perf_counter()
-    with Recommender(s, split=name, use_llm=False) as rec:
+    with Recommender.from_settings(s, split=name, use_llm=False) as rec:
         rows, ranked = _rank_rows(rec, proto)
         timings["rank_test_s"] = round(time.perf_counter() - t0, 1)
         out["systems"]["rag_rec"] = proto.metrics(rows)
@@ -336,7 +336,7 @@ def run_ablations(settings: Settings, proto: Protocol, seed: int) -> dict:
         t0 = time.perf_counter()
         vs = s.model_copy(update={"scorer": s.scorer.model_copy(update=change)})
         build(vs, name, progress=False)
-        with Recommender(vs, split=name, use_llm=False) as rec:
+        with Recommender.from_settings(vs, split=name, use_llm=False) as rec:
             out[variant] = proto.metrics(_rank_rows(rec, proto)[0])
         out[variant]["wall_s"] = round(time.perf_counter() - t0, 1)
         print(f"{name} seed {seed} {variant}: ndcg@10 {out[variant]['all']['ndcg@10']:.4f}",

@@ -25,7 +25,7 @@ SYSTEM = ("You call a movie recommendation tool. Fill its arguments from the use
 
 async def main(message: str) -> None:
     settings = get_settings()
-    recommender = Recommender(settings)
+    recommender = Recommender.from_settings(settings)
     tool = recommend_tool(recommender)
     llm = make_backend(settings.llm, settings.home)
     schema = tool.metadata.get_parameters_dict()

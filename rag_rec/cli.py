@@ -251,7 +251,7 @@ def recommend(
 
     if user is None and not liked and not text:
         raise typer.BadParameter("give --user, or --liked/--text for a new user")
-    with Recommender(use_llm=explain) as rec:  # no LLM (or its start) for --no-explain
+    with Recommender.from_settings(use_llm=explain) as rec:  # no LLM (or its start) for --no-explain
         result = (rec.recommend(user, k, explain) if user is not None
                   else rec.recommend_new_user(liked or [], text, k, explain))
     if as_json:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from rag_rec.data import Dataset, Split
 from rag_rec.errors import GraphUnavailable
-from rag_rec.models import Fact
+from rag_rec.models import Fact, Item
 from rag_rec.process import ManagedProcess
 from rag_rec.settings import PROJECT_ROOT, GraphSettings
 
@@ -244,6 +244,16 @@ class GraphClient:
         for row in rows:
             facts[row["candidate_id"]].append(Fact(**row))
         return facts
+
+    def item_facts(self, item_id: str) -> list[dict[str, Any]]:
+        """An item and its KG neighbours, one row per fact (no rows: unknown item)."""
+        return self.query("item_facts", item_id=item_id)
+
+    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None:
+        """A new item node with its (relation, entity id) links; idempotent."""
+        self.query("add_item", item=item.model_dump(mode="json"),
+                   links=[{"type": relation.upper(), "entity_id": entity}
+                          for relation, entity in links])
 
     # -- ingest
 

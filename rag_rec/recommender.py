@@ -9,6 +9,10 @@
       -> explain: structured output citing fact ids (vLLM)            [degradable]
       -> Recommendations
 
+A `Recommender` is composed from its parts (the build's artifacts, the fitted ranker,
+the P(like) head, a graph and an LLM), so tests and adapters can hand it fakes of the graph
+and the LLM; `Recommender.from_settings()` opens the real ones.
+
 `rank` is the ranking path that serving and the offline evaluation (eval/offline.py)
 both call; the build's calibration runs the same retrieve-and-score code on held-out
 lists. A served answer never mixes a graph and artifacts from different builds: the
@@ -20,16 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from rag_rec import like
-from rag_rec.artifacts import load_artifacts
-from rag_rec.build import load_ranker
+from rag_rec.artifacts import Artifacts, load_artifacts
+from rag_rec.build import Ranker, load_ranker
 from rag_rec.embed import TextCache, make_text_encoder
 from rag_rec.errors import (
     GraphMismatch,
@@ -50,6 +55,7 @@ from rag_rec.models import (
     ItemFact,
     Recommendation,
     RecommendRequest,
+    Fact,
     Recommendations,
     User,
 )
@@ -75,38 +81,75 @@ class Ranked:
     flags: list[str] = field(default_factory=list)
 
 
+class Graph(Protocol):
+    """What the recommender reads from and writes to the graph (`GraphClient`; tests
+    pass an in-memory fake)."""
+
+    def meta(self) -> dict[str, Any]: ...
+
+    def ingest_problem(self, meta: dict[str, Any] | None = None) -> str | None: ...
+
+    def holds(self, ds: Any, split_name: str, meta: dict[str, Any] | None = None
+              ) -> str | None: ...
+
+    def user_history(self, user_id: str, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    def candidate_facts(self, item_ids: Sequence[str], history: dict[str, float | None],
+                        per_candidate: int = 30) -> dict[str, list[Fact]]: ...
+
+    def item_facts(self, item_id: str) -> list[dict[str, Any]]: ...
+
+    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Recommender:
-    def __init__(self, settings: Settings | None = None, *, split: str | None = None,
-                 use_llm: bool = True, autostart: bool = True):
-        """`autostart=False` connects to a running graph only (a service answers 503 at
-        once while Neo4j is down, instead of starting it inside a request)."""
-        self.settings = settings or get_settings()
-        self.artifacts = load_artifacts(self.settings, split)
-        ranker = load_ranker(self.settings, self.artifacts)
+    def __init__(self, settings: Settings, artifacts: Artifacts, ranker: Ranker,
+                 like_model: like.LikeModel, *, connect_graph: Callable[[], Graph],
+                 llm: LLMBackend | None, llm_error: str | None = None):
+        """Composed from its parts; `from_settings` opens the real ones. The graph is
+        connected on first use (`connect_graph`): ranking a given history (the
+        evaluation) needs none."""
+        self.settings = settings
+        self.artifacts = artifacts
         self.sources, self.scorer = ranker.sources, ranker.scorer
         self.unavailable = [f"source_unavailable: {n}" for n in self.scorer.sources
                             if n not in self.sources]
         self.retriever = Retriever(self.artifacts, self.sources, self.scorer.sources,
                                    self.settings.retrieval, self.scorer.union_weights)
-        a = self.artifacts
-        self.like = like.load_built(a.ds, a.split, a.index, self.settings.like, a.folder)
-        self._graph: GraphClient | None = None
-        self._autostart = autostart
+        self.like = like_model
+        self._connect_graph = connect_graph
+        self._graph: Graph | None = None
         self._text_cache: TextCache | None = None
-        self.llm: LLMBackend | None = None
-        self.llm_error: str | None = None
+        self.llm = llm
+        self.llm_error = llm_error if llm is None else None
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, split: str | None = None,
+                      use_llm: bool = True, autostart: bool = True) -> Recommender:
+        """The served build of `split` (None: all data) with the real graph and LLM.
+        `autostart=False` connects to a running graph only (a service answers 503 at
+        once while Neo4j is down, instead of starting it inside a request)."""
+        settings = settings or get_settings()
+        artifacts = load_artifacts(settings, split)
+        llm, llm_error = None, "disabled"
         if use_llm:
             try:
-                self.llm = make_backend(self.settings.llm, self.settings.home)
+                llm = make_backend(settings.llm, settings.home)
             except LLMUnavailable as exc:
-                self.llm_error = str(exc)
+                llm_error = str(exc)
+        return cls(settings, artifacts, load_ranker(settings, artifacts),
+                   like.load_built(artifacts, settings.like),
+                   connect_graph=lambda: GraphClient(settings.graph, settings.home,
+                                                     autostart=autostart),
+                   llm=llm, llm_error=llm_error)
 
     @property
-    def graph(self) -> GraphClient:
-        """Opened on first use: ranking a given history (the evaluation) needs no graph."""
+    def graph(self) -> Graph:
+        """Connected on first use."""
         if self._graph is None:
-            self._graph = GraphClient(self.settings.graph, self.settings.home,
-                                      autostart=self._autostart)
+            self._graph = self._connect_graph()
         return self._graph
 
     def close(self) -> None:
@@ -278,7 +321,7 @@ class Recommender:
                 scores[i] += weight * llm_scores.get(i, 0.0)
         elif self.llm is None and explain:
             degraded = True
-            flags.append(f"llm_unavailable: {self.llm_error or 'disabled'}")
+            flags.append(f"llm_unavailable: {self.llm_error}")
         chosen = sorted(ranked.items, key=lambda i: -scores[i])[:k]
         proposed = dict(zip(ranked.items, ranked.proposed_by))
         facts: dict = {i: [] for i in chosen}
@@ -358,8 +401,7 @@ class Recommender:
         if item.id in a.items:
             raise ValueError(f"item {item.id!r} already exists")
         known = [(rel, e) for rel, e in links if e in a.ds.entities.index]
-        self.graph.query("add_item", item=item.model_dump(mode="json"),
-                         links=[{"type": rel.upper(), "entity_id": e} for rel, e in known])
+        self.graph.add_item(item, known)
         names = [a.ds.entities.loc[e, "name"] for _, e in known]
         text_vec = self._text_vector(item_text(item, names))
         kg_vec = new_item_kg_vector(a.kg, a.ds.triples, [e for _, e in known],
@@ -387,7 +429,7 @@ class Recommender:
     def item_detail(self, item_id: str) -> ItemDetail:
         """An item with its KG facts. `UnknownItem` if the catalogue lacks it."""
         self.check_graph()
-        rows = self.graph.query("item_facts", item_id=item_id)
+        rows = self.graph.item_facts(item_id)
         if not rows or item_id not in self.artifacts.items:
             raise UnknownItem(f"unknown item id {item_id!r}")
         facts = [ItemFact(relation=r["relation"], entity_id=r["entity_id"],
@@ -417,7 +459,7 @@ class Recommender:
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             neo4j = f"error: {exc}"
         if self.llm is None:
-            llm = f"unavailable: {self.llm_error or 'disabled'}"
+            llm = f"unavailable: {self.llm_error}"
         else:
             llm = "ok" if await self.llm.health() else "unreachable"
         status = "down" if neo4j != "ok" else ("ok" if llm == "ok" else "degraded")

@@ -20,14 +20,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: The repository root: graph/, prompts/ and eval/ live beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+UNKEYED = {"keyed": False}
+"""`json_schema_extra` of a field that changes no build artifact (speed, a serving-only
+knob, a path whose content the dataset's fingerprint covers): the build steps that read
+its section leave it out of their keys (rag_rec/steps.py)."""
+
 
 class DataSettings(BaseModel):
     """Where the dataset comes from and how it is split."""
 
-    source: Path | None = None
+    source: Path | None = Field(None, json_schema_extra=UNKEYED)
     """A MovieLens-family folder (100K `u.*`, 1M `.dat`, latest-small CSV or RecBole atomic
     files). None: MovieLens-100K from the PyPI wheel `recbole==1.2.0`, fetched at setup."""
-    kg_dir: Path = PROJECT_ROOT.parent / "shared" / "data" / "ml-100k-dbpedia"
+    kg_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data" / "ml-100k-dbpedia",
+                         json_schema_extra=UNKEYED)
     """The readable-name DBpedia KG (`map.csv`, `enriched.csv`) joined to the items."""
     seed: int = 42
     """Seed of every split (42 is the published 5-fold protocol's)."""
@@ -111,7 +117,7 @@ class EmbedSettings(BaseModel):
 
     text_encoder: Literal["minilm", "smollm2"] = "minilm"
     """`minilm`: all-MiniLM-L6-v2 from PyPI; `smollm2`: the LLM's mean-pooled hidden states."""
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, json_schema_extra=UNKEYED)
     kg_model: Literal["TransE", "RotatE", "ComplEx"] = "TransE"
     kg_dim: int = Field(64, ge=8)
     kg_epochs: int = Field(60, ge=1)
@@ -125,9 +131,37 @@ class EmbedSettings(BaseModel):
     """A history item this many items older than the newest counts half as much."""
     seed: int = 42
 
-    def fingerprint(self) -> str:
-        # Every field changes the artifacts; batch_size only changes speed.
-        return _digest(self.model_dump(exclude={"batch_size"}))
+
+class IndexSettings(BaseModel):
+    """The FAISS item index over the fused text + KG vectors (rag_rec/index.py)."""
+
+    kind: Literal["auto", "flat", "hnsw"] = "auto"
+    """`auto`: exact inner product up to `exact_max_items`, HNSW beyond."""
+    exact_max_items: int = Field(100_000, ge=1)
+    hnsw_m: int = Field(32, ge=4)
+
+
+class RankerSliceSettings(BaseModel):
+    """The ranker slice: per user, the train items held out of the sources' training data
+    for the stacker (rag_rec/scorer) to learn on. The KG embeddings are trained without
+    it too, so every build step depends on it."""
+
+    kind: Literal["latest", "random"] = "latest"
+    """Each user's latest `latest` train items (what comes next: serving and the
+    leave-last-out protocol), or a random `share` of them (the k-fold protocol). What the
+    scorer is trained for must match what it is measured on."""
+    latest: int = Field(3, ge=1)
+    share: float = Field(0.1, gt=0, lt=1)
+    """Small, so that the sources the scorer learns from (fit without the slice) are
+    close to the ones it is served with (refit on all train): on kfold0 a 25% slice
+    let the stacker beat EASE on its own lists (NDCG@10 0.436 vs 0.432 with the slice-free
+    sources) and lose to the stronger refit EASE at test (0.446 vs 0.462)."""
+    folds: int = Field(1, ge=1)
+    """Cross-fitting: the stacker learns on this many disjoint slices, each with its own
+    sources fit without it (and, for "latest", without what came after it), so it sees
+    `folds` times the lists for one source fit per slice."""
+    seed: int = 42
+    """Seed of the random slices, and (plus one) of a random holdout of validation items."""
 
 
 class RetrievalSettings(BaseModel):
@@ -136,10 +170,6 @@ class RetrievalSettings(BaseModel):
     budget: int = Field(200, ge=1, le=2000)
     """Candidates per user: the union of the sources, cut to this size, that the scorer
     ranks (eval/results/offline_eval.json reports its recall against each source's)."""
-    index_kind: Literal["auto", "flat", "hnsw"] = "auto"
-    """`auto`: exact inner product up to `exact_max_items`, HNSW beyond."""
-    exact_max_items: int = Field(100_000, ge=1)
-    hnsw_m: int = Field(32, ge=4)
     max_entity_degree: int = Field(200, ge=1)
     """KG-path candidates skip entities linked to more items than this (hubs)."""
     per_source: int = Field(200, ge=1)
@@ -163,7 +193,7 @@ class RetrievalSettings(BaseModel):
     """For cold users, each source's top this-many always enter the union: with little
     history the interaction-trained sources know little, and content and KG paths carry
     the answer."""
-    tail_boost: float = Field(0.0, ge=0, le=5)
+    tail_boost: float = Field(0.0, ge=0, le=5, json_schema_extra=UNKEYED)
     """Ranking knob: log-odds added to long-tail items' final score. 0 ranks by the
     calibrated probability alone; its effect on accuracy and tail exposure is measured
     in eval/reports/offline_eval.md."""
@@ -252,22 +282,6 @@ class ScorerSettings(BaseModel):
     d: int = Field(64, ge=8)
     id_dim: int = Field(32, ge=1)
     max_history: int = Field(50, ge=1)
-    slice: Literal["latest", "random"] = "latest"
-    """The ranker slice the stacker learns on, held out of the sources' training data:
-    each user's latest `slice_latest` train items (what comes next: serving and the
-    leave-last-out protocol), or a random `slice_share` of them (the k-fold protocol).
-    What the scorer is trained for must match what it is measured on."""
-    slice_latest: int = Field(3, ge=1)
-    slice_share: float = Field(0.1, gt=0, lt=1)
-    """Small, so that the sources the scorer learns from (fit without the slice) are
-    close to the ones it is served with (refit on all train): on kfold0 a 25% slice
-    let the stacker beat EASE on its own lists (NDCG@10 0.436 vs 0.432 with the slice-free
-    sources) and lose to the stronger refit EASE at test (0.446 vs 0.462)."""
-    slice_folds: int = Field(1, ge=1)
-    """Cross-fitting: the stacker learns on this many disjoint slices, each with its own
-    sources fit without it (and, for "latest", without what came after it), so it sees
-    `slice_folds` times the lists for one source fit per slice. The KG embeddings are
-    trained without any slice."""
     holdout_users: float = Field(0.15, gt=0, lt=1)
     """Share of users whose slice lists stop training early and fit the calibration."""
     id_dropout: float = Field(0.3, ge=0, lt=1)
@@ -285,16 +299,12 @@ class ScorerSettings(BaseModel):
     drop_sources: tuple[str, ...] = ()
     """Ablations: sources left out of the union and the features (still fitted)."""
     seed: int = 42
-    blend_short_history: int = Field(10, ge=0)
+    blend_short_history: int = Field(10, ge=0, json_schema_extra=UNKEYED)
     """Histories of at most this many items get the blend's own weights for short lists
     (`scorer.Blend`; 0: none), chosen on short histories simulated from the longer ones.
     10 holds the evaluation's cold users (5 train ratings, and a validation one more at
-    test) and no MovieLens-100K user with all their ratings (20 or more)."""
-
-    def fingerprint(self) -> str:
-        # The blend records its threshold and is refit alone when it changes: the trained
-        # stacker does not depend on it.
-        return _digest(self.model_dump(exclude={"blend_short_history"}))
+    test) and no MovieLens-100K user with all their ratings (20 or more). Unkeyed: the
+    blend records its threshold and is refit alone when it changes."""
 
 
 class LikeSettings(BaseModel):
@@ -342,14 +352,11 @@ class LikeSettings(BaseModel):
     ratings sees the rest: the k-fold protocol, where `past` gave AUC 0.783-0.798);
     `auto`, `rest` for a k-fold split and `past` otherwise."""
     seed: int = 42
-    rank_weight: float = Field(0.0, ge=0)
+    rank_weight: float = Field(0.0, ge=0, json_schema_extra=UNKEYED)
     """Ranking mode "films you will enjoy": rank by log P(next) + w · log P(like). 0 ranks
     by P(next) alone; eval/bench_like.py measures w = 1 and a tuned w on loo (no gain on
     NDCG@10 of liked test items there, fewer disliked ones), hence off. Serving only: the
     fitted model does not depend on it."""
-
-    def fingerprint(self) -> str:
-        return _digest(self.model_dump(exclude={"rank_weight"}))
 
 
 class LogSettings(BaseModel):
@@ -389,6 +396,8 @@ class Settings(BaseSettings):
     graph: GraphSettings = GraphSettings()
     llm: LLMSettings = LLMSettings()
     embed: EmbedSettings = EmbedSettings()
+    index: IndexSettings = IndexSettings()
+    ranker_slice: RankerSliceSettings = RankerSliceSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     sources: SourceSettings = SourceSettings()
     scorer: ScorerSettings = ScorerSettings()

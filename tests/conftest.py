@@ -1,9 +1,19 @@
-"""Shared fixtures. The graph tests talk to the real Neo4j the settings point at:
-`NEO4J_URI` if set, else the bundled server (`rag-rec graph start`; .ci/run starts it)."""
+"""Shared fixtures, in two tiers.
+
+- The fast tier (`pytest -m "not integration"`): no Neo4j, no vLLM, no MovieLens build.
+  `tiny_build` builds every artifact of tests/data/tiny (40 films, 60 invented users) in
+  a temporary home, and `tiny_recommender` serves it with an in-memory graph
+  (tests/fakes.py) and no LLM.
+- The integration tier: every test that uses the real graph, the real LLM or the full
+  MovieLens build (the `graph`, `llm` and `artifacts` fixtures) is marked `integration`
+  here. The graph tests talk to the real Neo4j the settings point at: `NEO4J_URI` if
+  set, else the bundled server (`rag-rec graph start`; .ci/run starts it).
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +26,17 @@ from rag_rec.settings import Settings, get_settings
 # longer training): the settings key their folders, so they live beside the served ones
 # instead of replacing them, and the servers the API tests start inherit the same choice.
 os.environ.setdefault("RAG_REC_SCORER__EPOCHS", "4")
-os.environ.setdefault("RAG_REC_SOURCES__SASREC_EPOCHS", "6")
+os.environ.setdefault("RAG_REC_SOURCES__SASREC__EPOCHS", "6")
+
+TINY = Path(__file__).parent / "data" / "tiny"
+SERVER_FIXTURES = {"graph", "llm", "artifacts"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or item.get_closest_marker("llm")):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +76,40 @@ def artifacts(settings: Settings, graph: GraphClient):
     from rag_rec.build import build
 
     return build(settings, None, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for tests/data/tiny in a fresh home, every training step cut short."""
+    return Settings(
+        home=tmp_path_factory.mktemp("tiny-home"),
+        data={"source": TINY, "kg_dir": TINY / "kg"},
+        embed={"kg_epochs": 3, "kg_eval_triples": 50},
+        sources={"sasrec": {"epochs": 2, "members": 1}},
+        scorer={"epochs": 2},
+        like={"epochs": 2},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tiny_settings: Settings):
+    """Every build step on the tiny catalogue (no graph: the build ingests none)."""
+    from rag_rec.build import build
+
+    return build(tiny_settings, None, progress=False, ingest=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_recommender(tiny_settings: Settings, tiny_build):
+    """The tiny build served with an in-memory graph and no LLM."""
+    from fakes import FakeGraph
+    from rag_rec import like
+    from rag_rec.build import load_ranker
+    from rag_rec.recommender import Recommender
+
+    graph = FakeGraph(tiny_build.ds)
+    with Recommender(tiny_settings, tiny_build, load_ranker(tiny_settings, tiny_build),
+                     like.load_built(tiny_build, tiny_settings.like),
+                     connect_graph=lambda: graph, llm=None,
+                     llm_error="no LLM in the fast tier") as rec:
+        yield rec

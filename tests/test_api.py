@@ -190,7 +190,7 @@ def test_llamaindex_tool_and_retriever(settings, artifacts, llm) -> None:
     from rag_rec.api.llamaindex import RecommendationRetriever, recommend_tool
     from rag_rec.recommender import Recommender
 
-    with Recommender(settings) as rec:
+    with Recommender.from_settings(settings) as rec:
         tool = recommend_tool(rec)
         assert tool.metadata.name == "recommend_movies"
         schema = tool.metadata.get_parameters_dict()

@@ -224,7 +224,7 @@ def test_free_text_ships_only_when_the_checker_passes(llm, settings: Settings,
 def test_real_scorer_attention_drives_evidence(settings: Settings, artifacts, graph) -> None:
     from rag_rec.recommender import Recommender
 
-    with Recommender(settings) as rec:
+    with Recommender.from_settings(settings) as rec:
         history = [(i.item_id, i.rating) for i in rec.artifacts.ds.history(USER)]
         items = [c.id for c in _candidates(graph, rec.artifacts.ds, 3)]
         weights = rec.scorer.attention(history, items)

@@ -74,7 +74,7 @@ def test_split_ingest_keeps_held_out_items_out_and_serving_refuses_it(
         for row in split.test.head(20).itertuples():
             history = {h["item_id"] for h in graph.user_history(row.user_id)}
             assert row.item_id not in history
-        with Recommender(settings, use_llm=False) as rec:
+        with Recommender.from_settings(settings, use_llm=False) as rec:
             with pytest.raises(GraphMismatch, match="holds split 'loo'.*rag-rec graph ingest`"):
                 rec.recommend("42", k=5, explain=False)
     finally:

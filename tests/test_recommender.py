@@ -17,7 +17,7 @@ from rag_rec.sources import Query
 
 @pytest.fixture(scope="module")
 def recommender(settings: Settings, artifacts, llm) -> Recommender:
-    with Recommender(settings) as rec:
+    with Recommender.from_settings(settings) as rec:
         yield rec
 
 
@@ -54,9 +54,9 @@ def test_tail_boost_moves_long_tail_items_up(settings: Settings, artifacts) -> N
     boosted = settings.model_copy(deep=True)
     boosted.retrieval.tail_boost = 5.0
     users = ["42", "100", "200"]
-    with Recommender(settings, use_llm=False) as plain_rec:
+    with Recommender.from_settings(settings, use_llm=False) as plain_rec:
         plain = plain_rec.recommend_batch(users, k=10, explain=False)
-    with Recommender(boosted, use_llm=False) as rec:
+    with Recommender.from_settings(boosted, use_llm=False) as rec:
         tail = rec.recommend_batch(users, k=10, explain=False)
     share = [sum(rec.retriever.is_tail(r.item.id) for r in res.items) for res in (*plain, *tail)]
     assert sum(share[3:]) > sum(share[:3])
@@ -72,7 +72,7 @@ def test_scorer_trained_with_other_settings_is_refused(settings: Settings, artif
     other = settings.model_copy(deep=True)
     other.scorer = other.scorer.model_copy(update={"epochs": 99})
     with pytest.raises(StaleArtifact, match="rag-rec build"):
-        Recommender(other, use_llm=False)
+        Recommender.from_settings(other, use_llm=False)
 
 
 @pytest.mark.llm
@@ -106,13 +106,13 @@ def test_k_is_validated(recommender: Recommender) -> None:
 def test_llm_down_degrades_with_flags(settings: Settings, artifacts) -> None:
     down = settings.model_copy(deep=True)
     down.llm.url = "http://127.0.0.1:9/v1"
-    with Recommender(down) as rec:
+    with Recommender.from_settings(down) as rec:
         result = rec.recommend("42", k=3)
     assert result.degraded and len(result.items) == 3
     assert "explanations_from_templates" in result.flags
     assert all(r.explanation.source == "template" for r in result.items)
     down.llm.fusion_weight = 0.5  # now the rerank score is asked for, and missed
-    with Recommender(down) as rec:
+    with Recommender.from_settings(down) as rec:
         result = rec.recommend("42", k=3, explain=False)
     assert result.degraded and any(f.startswith("llm_score_unavailable") for f in result.flags)
     assert all(r.llm_score is None for r in result.items)
@@ -123,7 +123,7 @@ def test_llm_score_is_fused_with_its_weight(settings: Settings, artifacts, llm) 
     fused = settings.model_copy(deep=True)
     fused.llm.fusion_weight = 1.0
     fused.llm.rerank_top = 10
-    with Recommender(fused) as rec:
+    with Recommender.from_settings(fused) as rec:
         result = rec.recommend("42", k=5, explain=False)
         ranked = rec.rank([Query(rec._history("42"))], ["42"])[0]
         logits = dict(zip(ranked.items, ranked.logits))
@@ -139,7 +139,7 @@ def test_slow_llm_stages_fall_back_within_their_budget(settings: Settings, artif
                                                        llm) -> None:
     hurried = settings.model_copy(deep=True)
     hurried.llm.stage_budget_s = 0.05
-    with Recommender(hurried) as rec:
+    with Recommender.from_settings(hurried) as rec:
         result = rec.recommend("42", k=3)
     assert result.degraded and len(result.items) == 3
     assert "explanations_timed_out" in result.flags
@@ -156,7 +156,7 @@ def test_the_evaluation_ranks_without_touching_the_graph(settings: Settings, dat
 
     before = (graph.meta(), graph.counts())
     proto = Protocol.of(dataset, make_split(dataset, "loo"), settings.retrieval.head_mass)
-    with Recommender(settings, use_llm=False) as rec:
+    with Recommender.from_settings(settings, use_llm=False) as rec:
         rows, ranked = _rank_rows(rec, proto)
         assert rec._graph is None
     assert len(ranked) == len(proto.users) and rows.shape[0] == len(proto.users)

@@ -24,7 +24,7 @@ RIDLEY_SCOTT = "http://dbpedia.org/resource/Ridley_Scott"
 
 @pytest.fixture(scope="module")
 def recommender(settings: Settings, artifacts, graph: GraphClient):
-    with Recommender(settings, use_llm=False) as rec:
+    with Recommender.from_settings(settings, use_llm=False) as rec:
         yield rec
 
 
@@ -151,7 +151,7 @@ def test_new_item_is_retrievable_at_once(settings: Settings, artifacts,
     item = Item(id="new-prometheus", title="Prometheus", year=2012, genres=("Sci-Fi", "Horror"),
                 abstract="A science fiction horror film directed by Ridley Scott.")
     try:
-        with Recommender(settings, use_llm=False) as rec:
+        with Recommender.from_settings(settings, use_llm=False) as rec:
             rec.add_item(item, [("directed_by", RIDLEY_SCOTT), ("has_genre", "genre:Sci-Fi")])
             index = rec.artifacts.index
             assert index.search(index.vector(item.id), 1)[0][0][0] == item.id

@@ -233,7 +233,7 @@ async def _too_large(send, limit: int) -> None:
 
 
 def _serving_recommender(settings: Settings) -> Recommender:
-    rec = Recommender(settings, use_llm=settings.api.use_llm, autostart=False)
+    rec = Recommender.from_settings(settings, use_llm=settings.api.use_llm, autostart=False)
     rec.warm_up()
     return rec
 

@@ -38,7 +38,7 @@ K = Annotated[int, Field(ge=1, le=MAX_K)]
 
 @cache
 def _recommender() -> Recommender:
-    return Recommender()
+    return Recommender.from_settings()
 
 
 async def _ready() -> Recommender:
