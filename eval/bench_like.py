@@ -74,15 +74,15 @@ def item_vectors(settings: Settings, ds: Dataset, split: Split, kind: str
         cache = TextCache(_CachedOnly(settings.embed.text_encoder), settings.home / "embeddings")
         return (dict(zip(texts, cache.embed(list(texts.values())))),
                 f"text ({settings.embed.text_encoder}; no interactions)")
-    from rag_rec.build import build_dir
-    from rag_rec.index import ItemIndex
+    from rag_rec.artifacts import load_artifacts
+    from rag_rec.errors import StaleArtifact
 
-    folder = build_dir(settings, ds, split.name)
     note = f"fused text+KG from the {split.name} build"
-    if not folder.exists():
-        folder = build_dir(settings, ds, "full")
+    try:
+        index = load_artifacts(settings, split.name, ds=ds, text={}).index
+    except StaleArtifact:
+        index = load_artifacts(settings, None, ds=ds, text={}).index
         note = "fused text+KG from the FULL build (its KG saw the test interactions)"
-    index = ItemIndex.load(folder / "index", settings.retrieval, folder.name)
     return {i: index.vector(i) for i in index.ids}, note
 
 

@@ -17,19 +17,17 @@
          those users' (scorer.Blend, short_lists)
       -> the P(like) head (like.py) on the observed ratings
 
-Artifacts live under `<home>/builds/<split>/<key>/` (artifacts.py): the key hashes the
-data, the split, the slices and the embedding settings; the sources sit in
-`sources-<their settings>/{tuning,tuning-fold1,...,serving}` and each scorer in
-`scorer-<its settings>` beside them, so ablations reuse what they share. A second run
-skips finished steps. Split builds (evaluation) never touch the graph: ranking runs in
+Each step keeps its artifact under `<home>/builds/<split>/<step>-<key>/`, the key derived
+from the settings and the steps it reads (rag_rec/steps.py): `kg-*`, `index-*`,
+`sources-*/{tuning,tuning-fold1,...,serving,holdout}`, `scorer-*`, `like-*`, so ablations
+reuse what they share. A second run skips every step whose record matches its key. Split builds (evaluation) never touch the graph: ranking runs in
 memory, and the evaluation hands each user's history over itself.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +35,13 @@ import numpy as np
 import pandas as pd
 
 from rag_rec import like
-from rag_rec.artifacts import Artifacts, build_dir, load_artifacts, text_vectors
+from rag_rec.artifacts import (
+    Artifacts,
+    build_facts,
+    load_artifacts,
+    step_folder,
+    text_vectors,
+)
 from rag_rec.data import load_dataset, make_split
 from rag_rec.embed import KGEmbeddings, fuse, item_node, kg_triples, train_kg_embeddings
 from rag_rec.errors import StaleArtifact
@@ -55,6 +59,7 @@ from rag_rec.scorer import (
     validation,
 )
 from rag_rec.settings import Settings
+from rag_rec.steps import check_step, digest, record_step, step_inputs
 from rag_rec.sources import (
     CandidateSource,
     fit_sources,
@@ -62,23 +67,6 @@ from rag_rec.sources import (
     load_sources,
     save_sources,
 )
-
-
-def sources_dir(artifacts: Artifacts, settings: Settings) -> Path:
-    parts = {"sources": settings.sources.fingerprint(), "budget": settings.retrieval.budget,
-             "max_entity_degree": settings.retrieval.max_entity_degree}
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
-    return artifacts.folder / f"sources-{digest}"
-
-
-def scorer_dir(artifacts: Artifacts, settings: Settings) -> Path:
-    """One folder per scorer settings and union shape (the lists it learns on), so
-    ablations, the test suite's small scorer and the served one live side by side."""
-    r = settings.retrieval
-    parts = [settings.scorer.fingerprint(), r.per_source, r.union_sharpness, r.rrf_k,
-             r.tail_share, r.head_mass, r.cold_history, r.cold_floor]
-    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
-    return sources_dir(artifacts, settings) / f"scorer-{digest}"
 
 
 def scorer_sources(settings: Settings) -> list[str]:
@@ -105,45 +93,62 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     os.environ.setdefault("PYSTOW_HOME", str(settings.home / "pystow"))
     ds = load_dataset(settings.data, settings.home)
     split = make_split(ds, split_name, seed=settings.data.seed) if split_name else None
+    name = split.name if split is not None else "full"
     if split is None and ingest:
         with GraphClient(settings.graph, settings.home) as graph:
             graph.ensure_holds(ds, None, progress=progress)
-    folder = build_dir(settings, ds, split.name if split is not None else "full")
+    steps = step_inputs(settings, build_facts(settings, ds, name))
+    rebuild = "rag-rec build" + (f" --split {name}" if split else "")
     text = text_vectors(settings, ds, progress)
-    key = folder.name
-    try:
-        kg = KGEmbeddings.load(folder / "kg", key)
-    except StaleArtifact:
+
+    def train_kg(folder: Path) -> None:
         fit_part = unsliced(validation(split.train if split is not None else ds.interactions,
                                        split.valid if split is not None else None,
-                                       settings.scorer)[0], settings.scorer)
-        kg = train_kg_embeddings(kg_triples(ds, fit_part), settings.embed, key)
-        kg.save(folder / "kg")
-    try:
-        ItemIndex.load(folder / "index", settings.retrieval, key)
-    except StaleArtifact:
+                                       settings.ranker_slice)[0], settings.ranker_slice)
+        train_kg_embeddings(kg_triples(ds, fit_part), settings.embed).save(folder)
+
+    def index_items(folder: Path) -> None:
+        kg = KGEmbeddings.load(step_folder(settings.home, name, "kg", digest(steps["kg"])))
         ids = list(ds.items.index)
         kg_rows = np.stack([kg.vector(item_node(i)) for i in ids])
-        index = ItemIndex(len(next(iter(text.values()))) + kg.dim,
-                          settings.retrieval, n_expected=len(ids))
+        index = ItemIndex(len(next(iter(text.values()))) + kg.dim, settings.index,
+                          n_expected=len(ids))
         index.add(ids, fuse(np.stack([text[i] for i in ids]), kg_rows))
-        index.save(folder / "index", key)
+        index.save(folder)
+
+    for step, make in (("kg", train_kg), ("index", index_items)):
+        ensure_step(step_folder(settings.home, name, step, digest(steps[step])), steps[step],
+                    rebuild, make)
     artifacts = load_artifacts(settings, split_name, ds=ds, text=text)
     if ranker:
         load_or_fit_ranker(settings, artifacts, progress=progress)
-        like.load_or_fit(ds, split, artifacts.index, settings.like, folder)
+        ensure_step(artifacts.folder("like"), steps["like"], rebuild,
+                    lambda folder: like.LikeModel.fit(ds, split, artifacts.index,
+                                                      settings.like).save(folder))
     return artifacts
+
+
+def ensure_step(folder: Path, inputs: dict, rebuild: str, make: Callable[[Path], None]) -> None:
+    """Run `make(folder)` unless `folder` already holds this step's artifact for `inputs`;
+    the record is written after it, so an interrupted step runs again."""
+    try:
+        check_step(folder, digest(inputs), rebuild)
+    except StaleArtifact:
+        make(folder)
+        record_step(folder, inputs)
 
 
 def load_ranker(settings: Settings, artifacts: Artifacts) -> Ranker:
     """The build's serving sources and scorer; `StaleArtifact` naming the fix if absent."""
-    folder = sources_dir(artifacts, settings)
+    serving = artifacts.folder("sources") / "serving"
+    check_step(serving, artifacts.key("sources"), artifacts.rebuild)
     sources, report = load_sources(artifacts, settings.sources, settings.retrieval,
-                                   folder / "serving", artifacts.folder.name)
-    scorer = Scorer.load(scorer_dir(artifacts, settings), artifacts, settings.scorer,
+                                   serving, artifacts.key("sources"))
+    check_step(artifacts.folder("scorer"), artifacts.key("scorer"), artifacts.rebuild)
+    scorer = Scorer.load(artifacts.folder("scorer"), artifacts, settings.scorer,
                          scorer_sources(settings))
     if scorer.blend is None:
-        raise StaleArtifact(f"the scorer in {scorer_dir(artifacts, settings)} has no blend "
+        raise StaleArtifact(f"the scorer in {artifacts.folder('scorer')} has no blend "
                             f"for this build's validation items (an interrupted build, or one "
                             f"made before they changed); run `{artifacts.rebuild}`")
     return Ranker(sources, report, scorer)
@@ -155,11 +160,14 @@ def _sources_in(where: Path, settings: Settings, artifacts: Artifacts, train: pd
                 progress: bool) -> tuple[dict[str, CandidateSource], dict]:
     """(sources, their fit report) saved in `where`, or fit on `train` and saved there."""
     args = (artifacts, settings.sources, settings.retrieval)
+    key = artifacts.key("sources")
     try:
-        return load_sources(*args, where, artifacts.folder.name)
+        check_step(where, key, artifacts.rebuild)
+        return load_sources(*args, where, key)
     except StaleArtifact:
         fitted, report = fit_sources(*args, train, tune, warm=warm, progress=progress)
-        save_sources(fitted, report, where, artifacts.folder.name)
+        save_sources(fitted, report, where, key)
+        record_step(where, artifacts.steps["sources"])
         return fitted, report
 
 
@@ -216,19 +224,21 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
                        progress: bool = True) -> Ranker:
     """The stacking steps of the build (see the module docstring), each skipped when its
     artifact is already there."""
-    folder = sources_dir(artifacts, settings)
+    folder = artifacts.folder("sources")
+    scorer_folder = artifacts.folder("scorer")
     names = scorer_sources(settings)
     base, valid, chosen_on = validation(artifacts.train,
                                         artifacts.split.valid if artifacts.split else None,
-                                        settings.scorer)
+                                        settings.ranker_slice)
     # Per cross-fitting fold: (what its sources fit on, its slice), and those sources.
-    slices = [ranker_slice(base, settings.scorer, fold)
-              for fold in range(settings.scorer.slice_folds)]
+    slices = [ranker_slice(base, settings.ranker_slice, fold)
+              for fold in range(settings.ranker_slice.folds)]
     tuning = [_sources_in(folder / ("tuning" if fold == 0 else f"tuning-fold{fold}"),
                           settings, artifacts, fit_part, slice_part, progress=progress)[0]
               for fold, (fit_part, slice_part) in enumerate(slices)]
     try:
-        scorer = Scorer.load(scorer_dir(artifacts, settings), artifacts, settings.scorer, names)
+        check_step(scorer_folder, artifacts.key("scorer"), artifacts.rebuild)
+        scorer = Scorer.load(scorer_folder, artifacts, settings.scorer, names)
     except StaleArtifact:
         feat = Featurizer(artifacts, settings.scorer)
         parts, weights, union = [], None, None
@@ -242,11 +252,12 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
             # p_next is calibrated for what the protocol asks: the very next interaction
             # (the slice's first item) for "latest", the whole random share otherwise.
             calibrate_on = (slice_part.groupby("user_id").head(1)
-                            if settings.scorer.slice == "latest" else slice_part)
+                            if settings.ranker_slice.kind == "latest" else slice_part)
             parts.append(make_lists(feat, retriever, histories, slice_part, calibrate_on,
                                     progress=progress))
         scorer = Scorer.fit(feat, Lists.concat(parts), names, weights,
-                            scorer_dir(artifacts, settings), union=union, progress=progress)
+                            scorer_folder, union=union, progress=progress)
+        record_step(scorer_folder, artifacts.steps["scorer"])
     serving, report = _sources_in(folder / "serving", settings, artifacts, artifacts.train,
                                   warm=tuning[0], progress=progress)
     if scorer.blend is None:
@@ -261,5 +272,5 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
                             progress=progress)
         scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained,
                                  settings.scorer.blend_short_history, chosen_on, short)
-        scorer.save(scorer_dir(artifacts, settings))
+        scorer.save(scorer_folder)
     return Ranker(serving, report, scorer)

@@ -206,7 +206,7 @@ def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
 
     artifacts = run_build(get_settings(), split)
     _print_mapping("build", {
-        "split": artifacts.split_name, "folder": artifacts.folder,
+        "split": artifacts.split_name, "scorer": artifacts.folder("scorer"),
         "items_indexed": len(artifacts.index), "index_kind": artifacts.index.kind,
         **{f"kg.{k}": v for k, v in artifacts.kg.report.items() if k != "triples"},
     }, as_json)
@@ -221,11 +221,11 @@ def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     import shutil
 
     from rag_rec.artifacts import load_artifacts
-    from rag_rec.build import load_or_fit_ranker, scorer_dir
+    from rag_rec.build import load_or_fit_ranker
 
     settings = get_settings()
     artifacts = load_artifacts(settings, split)
-    folder = scorer_dir(artifacts, settings)
+    folder = artifacts.folder("scorer")
     shutil.rmtree(folder, ignore_errors=True)
     scorer = load_or_fit_ranker(settings, artifacts).scorer
     b = scorer.blend

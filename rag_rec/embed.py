@@ -13,7 +13,7 @@
   of the fused vectors of their history.
 
 Inputs: a `Dataset` (+ `Split` for the KG). Outputs: `TextEmbeddings`, `KGEmbeddings`
-(saved with their id maps and a fingerprint; a mismatch raises `StaleArtifact`).
+(saved with their id maps; their build step records its key, rag_rec/steps.py).
 """
 
 from __future__ import annotations
@@ -171,6 +171,13 @@ TEXT_ENCODERS: dict[str, type[_MeanPooledEncoder]] = {
 }
 
 
+def text_encoder_id(settings: EmbedSettings, llm: LLMSettings) -> str:
+    """Which encoder makes the text vectors: its name, and the LLM it pools for smollm2."""
+    if settings.text_encoder == "smollm2":
+        return f"smollm2:{llm.model or 'SmolLM2-135M-Instruct'}"
+    return settings.text_encoder
+
+
 def make_text_encoder(settings: EmbedSettings, llm: LLMSettings, home: Path) -> TextEncoder:
     try:
         cls = TEXT_ENCODERS[settings.text_encoder]
@@ -247,7 +254,8 @@ class KGEmbeddings:
         (folder / "report.json").write_text(json.dumps(self.report, indent=2))
 
     @classmethod
-    def load(cls, folder: Path, fingerprint: str) -> KGEmbeddings:
+    def load(cls, folder: Path) -> KGEmbeddings:
+        """The vectors saved in `folder` (whose build step checked its key)."""
         try:
             report = json.loads((folder / "report.json").read_text())
             vectors = np.load(folder / "entity_vectors.npy")
@@ -255,9 +263,9 @@ class KGEmbeddings:
         except (OSError, ValueError) as exc:
             raise StaleArtifact(f"KG embeddings in {folder} are missing or corrupt ({exc}); "
                                 "rebuild with `rag-rec build`") from None
-        if report.get("fingerprint") != fingerprint or len(index) != len(vectors):
-            raise StaleArtifact(f"KG embeddings in {folder} were built from other data or "
-                                "settings; rebuild with `rag-rec build`")
+        if len(index) != len(vectors):
+            raise StaleArtifact(f"KG embeddings in {folder} map {len(index)} entities to "
+                                f"{len(vectors)} vectors; rebuild with `rag-rec build`")
         return cls(vectors, index, report)
 
 
@@ -298,8 +306,7 @@ def kg_triples(ds: Dataset, inter: pd.DataFrame) -> np.ndarray:
     return np.concatenate([kg, ui]).astype(str)
 
 
-def train_kg_embeddings(triples: np.ndarray, settings: EmbedSettings,
-                        fingerprint: str) -> KGEmbeddings:
+def train_kg_embeddings(triples: np.ndarray, settings: EmbedSettings) -> KGEmbeddings:
     """Train the configured PyKEEN model on labelled triples (`kg_triples`) and return its
     entity vectors."""
     from pykeen.pipeline import pipeline
@@ -330,7 +337,7 @@ def train_kg_embeddings(triples: np.ndarray, settings: EmbedSettings,
         representation = torch.view_as_real(representation).flatten(1)
     metrics = result.metric_results
     report = {
-        "fingerprint": fingerprint, "model": settings.kg_model, "dim": settings.kg_dim,
+        "model": settings.kg_model, "dim": settings.kg_dim,
         "device": device, "train_seconds": round(seconds, 1), "epochs": len(result.losses),
         "triples": {"train": train.num_triples, "valid": valid.num_triples,
                     "test": test.num_triples},

@@ -3,8 +3,8 @@
 Callers see item ids only: FAISS stores row numbers, and the explicit id map here turns
 them back into ids, so a row number never leaks. The index kind follows the catalogue
 size (exact inner product up to `exact_max_items`, HNSW beyond); on a machine where the
-FAISS build has GPUs, exact search runs on the GPU. A saved index carries its dimension,
-size and a fingerprint, and loading a corrupt or mismatched one raises `StaleArtifact`.
+FAISS build has GPUs, exact search runs on the GPU. A saved index carries its dimension
+and size (its build step records its key), and loading a corrupt one raises `StaleArtifact`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from rag_rec.errors import StaleArtifact
-from rag_rec.settings import RetrievalSettings
+from rag_rec.settings import IndexSettings
 
 REBUILD = "rebuild it with `rag-rec build`"
 
@@ -26,11 +26,11 @@ class ItemIndex:
     dense_k = 2000
     """Neighbours an approximate (HNSW) index returns for `dense_scores`."""
 
-    def __init__(self, dim: int, settings: RetrievalSettings, n_expected: int = 0):
+    def __init__(self, dim: int, settings: IndexSettings, n_expected: int = 0):
         self.dim = dim
         self.ids: list[str] = []
         self._row: dict[str, int] = {}
-        self.kind = settings.index_kind
+        self.kind = settings.kind
         if self.kind == "auto":
             self.kind = "flat" if n_expected <= settings.exact_max_items else "hnsw"
         if self.kind == "flat":
@@ -107,14 +107,16 @@ class ItemIndex:
 
     # -- persistence
 
-    def save(self, folder: Path, fingerprint: str) -> None:
+    def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(folder / "items.faiss"))
         (folder / "ids.json").write_text(json.dumps(
-            {"ids": self.ids, "dim": self.dim, "kind": self.kind, "fingerprint": fingerprint}))
+            {"ids": self.ids, "dim": self.dim, "kind": self.kind}))
 
     @classmethod
-    def load(cls, folder: Path, settings: RetrievalSettings, fingerprint: str) -> ItemIndex:
+    def load(cls, folder: Path, settings: IndexSettings) -> ItemIndex:
+        """The index saved in `folder` (whose build step checked its key); `StaleArtifact`
+        when it is corrupt."""
         meta_path, index_path = folder / "ids.json", folder / "items.faiss"
         try:
             meta = json.loads(meta_path.read_text())
@@ -122,14 +124,11 @@ class ItemIndex:
         except (OSError, ValueError, RuntimeError) as exc:
             raise StaleArtifact(f"index {index_path} is missing or corrupt "
                                 f"({' '.join(str(exc).split())[:200]}); {REBUILD}") from None
-        if meta.get("fingerprint") != fingerprint:
-            raise StaleArtifact(f"index {index_path} was built from other data or settings; "
-                                f"{REBUILD}")
         if raw.ntotal != len(meta["ids"]) or raw.d != meta["dim"]:
             raise StaleArtifact(f"index {index_path} holds {raw.ntotal} vectors of dim {raw.d} "
                                 f"but {meta_path} maps {len(meta['ids'])} ids of dim "
                                 f"{meta['dim']}; {REBUILD}")
-        index = cls(meta["dim"], settings.model_copy(update={"index_kind": meta["kind"]}))
+        index = cls(meta["dim"], settings.model_copy(update={"kind": meta["kind"]}))
         index.index = raw
         index._attach_search()
         index.ids = list(meta["ids"])

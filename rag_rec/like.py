@@ -36,7 +36,6 @@ user's latest rating, held out from training.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -49,10 +48,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from rag_rec.artifacts import Artifacts
 from rag_rec.data import Dataset, Split, latest_per_user
 from rag_rec.errors import StaleArtifact
 from rag_rec.scorer import fit_platt
 from rag_rec.settings import LikeSettings
+from rag_rec.steps import check_step
 
 RECENT = 10
 """History items behind the recent-mean feature."""
@@ -91,14 +92,6 @@ def _vector_table(item_ids: Sequence[str], source: ItemVectors | None) -> np.nda
             n = float(np.linalg.norm(vec))
             table[r] = vec / n if n > 0 else 0.0
     return table
-
-
-def like_key(ds: Dataset, split: Split | None, vectors: np.ndarray,
-             settings: LikeSettings) -> str:
-    """What a saved model must match: data, split, item vectors and settings."""
-    parts = [ds.fingerprint, split.name if split is not None else "full",
-             settings.fingerprint(), hashlib.sha256(vectors.tobytes()).hexdigest()[:16]]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- features
@@ -273,7 +266,7 @@ class LikeModel:
 
     def __init__(self, net: LikeNet, items: list[str], users: list[str],
                  featurize: _Featurizer, scale: tuple[np.ndarray, np.ndarray],
-                 platt: tuple[float, float], key: str, report: dict[str, Any]):
+                 platt: tuple[float, float], report: dict[str, Any]):
         self.net = net.eval()
         self.items = items
         self.users = users
@@ -284,7 +277,6 @@ class LikeModel:
         self.settings = featurize.cfg
         self.scale = scale
         self.platt = platt
-        self.key = key
         self.report = report
 
     # -- fitting
@@ -369,7 +361,7 @@ class LikeModel:
                     break
         net.load_state_dict(best_state)
         model = cls(net, items, users, featurize, scale, (1.0, 0.0),
-                    like_key(ds, split, vectors, settings), {})
+                    {})
         logits = model._held_logits(held, histories)
         model.platt = fit_platt(logits, held.label)
         probs = model._calibrate(logits)
@@ -458,15 +450,14 @@ class LikeModel:
                  scale_std=self.scale[1], item_count=self.stats.item_count,
                  item_sum=self.stats.item_sum, item_likes=self.stats.item_likes)
         (folder / "like.json").write_text(json.dumps({
-            "key": self.key, "settings": self.settings.model_dump(), "platt": self.platt,
+            "settings": self.settings.model_dump(), "platt": self.platt,
             "mu": self.stats.mu, "like_rate": self.stats.like_rate, "items": self.items,
             "users": self.users, "features": FEATURES, "report": self.report}))
 
     @classmethod
-    def load(cls, folder: Path, expected_key: str | None = None) -> LikeModel:
-        """The model saved in `folder`; `StaleArtifact` when it is missing, corrupt, or
-        fitted on other data, split, vectors or settings than `expected_key` says
-        (`like_key(...)`)."""
+    def load(cls, folder: Path) -> LikeModel:
+        """The model saved in `folder` (whose build step checked its key); `StaleArtifact`
+        when it is missing or corrupt."""
         fix = "rerun `rag-rec build` (it refits the P(like) head)"
         try:
             meta = json.loads((folder / "like.json").read_text())
@@ -481,39 +472,18 @@ class LikeModel:
                                     stats, settings)
             model = cls(net, meta["items"], meta["users"], featurize,
                         (arrays["scale_mean"], arrays["scale_std"]), tuple(meta["platt"]),
-                        meta["key"], meta["report"])
+                        meta["report"])
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise StaleArtifact(f"P(like) model in {folder} is missing or corrupt "
                                 f"({' '.join(str(exc).split())[:200]}); {fix}") from None
-        if expected_key is not None and meta["key"] != expected_key:
-            raise StaleArtifact(f"P(like) model in {folder} was fitted on other data, split, "
-                                f"item vectors or settings; {fix}")
         return model
 
 
-def like_dir(build_folder: Path, settings: LikeSettings) -> Path:
-    """Where a build keeps the P(like) head fitted with `settings`."""
-    return build_folder / f"like-{settings.fingerprint()}"
-
-
-def load_built(ds: Dataset, split: Split | None, item_vectors: ItemVectors,
-               settings: LikeSettings, build_folder: Path) -> LikeModel:
-    """The build's P(like) head for serving; `StaleArtifact` (naming `rag-rec build`) when
-    there is none for this data, split, item vectors and settings."""
-    key = like_key(ds, split, _vector_table(list(ds.items.index), item_vectors), settings)
-    return LikeModel.load(like_dir(build_folder, settings), key)
-
-
-def load_or_fit(ds: Dataset, split: Split | None, item_vectors: ItemVectors,
-                settings: LikeSettings, build_folder: Path) -> LikeModel:
-    """The build's P(like) head, fitted and saved first if missing or stale (the build
-    step)."""
-    try:
-        return load_built(ds, split, item_vectors, settings, build_folder)
-    except StaleArtifact:
-        model = LikeModel.fit(ds, split, item_vectors, settings)
-        model.save(like_dir(build_folder, settings))
-        return model
+def load_built(artifacts: Artifacts) -> LikeModel:
+    """The build's P(like) head for serving; `StaleArtifact` (naming the build command)
+    when there is none for this data, split, item vectors and settings."""
+    check_step(artifacts.folder("like"), artifacts.key("like"), artifacts.rebuild)
+    return LikeModel.load(artifacts.folder("like"))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -140,7 +140,7 @@ class Recommender:
             except LLMUnavailable as exc:
                 llm_error = str(exc)
         return cls(settings, artifacts, load_ranker(settings, artifacts),
-                   like.load_built(artifacts, settings.like),
+                   like.load_built(artifacts),
                    connect_graph=lambda: GraphClient(settings.graph, settings.home,
                                                      autostart=autostart),
                    llm=llm, llm_error=llm_error)
@@ -464,7 +464,7 @@ class Recommender:
             llm = "ok" if await self.llm.health() else "unreachable"
         status = "down" if neo4j != "ok" else ("ok" if llm == "ok" else "degraded")
         return Health(status=status, neo4j=neo4j, llm=llm,
-                      build=f"{self.artifacts.split_name}:{self.artifacts.folder.name}")
+                      build=f"{self.artifacts.split_name}:{self.artifacts.key('scorer')}")
 
 
 @contextmanager

@@ -109,7 +109,7 @@ def tiny_recommender(tiny_settings: Settings, tiny_build):
 
     graph = FakeGraph(tiny_build.ds)
     with Recommender(tiny_settings, tiny_build, load_ranker(tiny_settings, tiny_build),
-                     like.load_built(tiny_build, tiny_settings.like),
+                     like.load_built(tiny_build),
                      connect_graph=lambda: graph, llm=None,
                      llm_error="no LLM in the fast tier") as rec:
         yield rec
