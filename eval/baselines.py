@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from rag_rec.data import Dataset, Split
+from rag_rec.data import Dataset, Split, SplitProtocol
 
 # RecBole 1.2.0 aliases NumPy 1 names at import time (`np.float = np.float_` ...);
 # NumPy 2 removed the right-hand sides, so they are restored first.
@@ -177,7 +177,7 @@ def held_out(split: Split, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     from rag_rec.scorer import ranker_slice
     from rag_rec.settings import ScorerSettings
 
-    if split.info.get("protocol") == "user-level k-fold":
+    if split.protocol is SplitProtocol.KFOLD:
         return ranker_slice(split.train, ScorerSettings(slice="random", seed=seed))
     return split.train, split.valid
 

@@ -55,7 +55,8 @@ from eval.baselines import implicit_scores, popularity, recbole_scores  # noqa: 
 from eval.common import RESULTS, write_results  # noqa: E402
 from eval.report import write_report  # noqa: E402
 from rag_rec.build import build  # noqa: E402
-from rag_rec.data import Dataset, Split, load_dataset, make_split  # noqa: E402
+from rag_rec.data import (Dataset, Split, SplitProtocol, load_dataset, make_split,  # noqa: E402
+                           split_protocol)
 from rag_rec.metrics import ndcg_per_user, ranking_metrics, recall_at  # noqa: E402
 from rag_rec.recommender import Recommender  # noqa: E402
 from rag_rec.retrieve import head_items  # noqa: E402
@@ -164,7 +165,7 @@ def split_settings(settings: Settings, name: str, seed: int) -> Settings:
     over three disjoint slices (kfold0 NDCG@10: 0.4594 with one, 0.4668 with three);
     otherwise the latest items, one slice, as served (three gave 0.1041 against 0.1080 on
     loo seed 42, and each fold is another SASRec fit in the README's main command)."""
-    kfold = name.startswith("kfold")
+    kfold = split_protocol(name) is SplitProtocol.KFOLD
     scorer = settings.scorer.model_copy(update={
         "slice": "random" if kfold else "latest", "seed": seed,
         "slice_folds": 3 if kfold else settings.scorer.slice_folds})
@@ -420,10 +421,10 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                     "rag_rec_vs_best_source": paired_bootstrap(
                         mean_user["rag_rec"][cold_idx], mean_user[cold_source][cold_idx])}
         out["splits"][split] = entry
-        if split.startswith("kfold"):
+        if split_protocol(split) is SplitProtocol.KFOLD:
             for name in mean_user:
                 pooled.setdefault(name, []).append(mean_user[name])
-    folds = [s for s in runs if s.startswith("kfold")]
+    folds = [s for s in runs if split_protocol(s) is SplitProtocol.KFOLD]
     if len(folds) > 1:
         common = [n for n in pooled if len(pooled[n]) == len(folds)]
         kf = {n: {"ndcg@10_mean": round(float(np.mean([out["splits"][f]["systems"][n]["ndcg@10"]
@@ -505,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         split = make_split(ds, name, seed=settings.data.seed)
         proto = Protocol.of(ds, split, settings.retrieval.head_mass)
         runs[name] = {}
-        for seed in seeds[:1] if name.startswith("kfold") else seeds:
+        for seed in seeds[:1] if split.protocol is SplitProtocol.KFOLD else seeds:
             folder = PARTS / name
             path = folder / f"baselines-seed{seed}.json"
             if args.cached_only and not (path.exists()

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from rag_rec.artifacts import Artifacts
-from rag_rec.data import Dataset, Split, latest_per_user
+from rag_rec.data import Dataset, Split, SplitProtocol, latest_per_user
 from rag_rec.errors import StaleArtifact
 from rag_rec.scorer import fit_platt
 from rag_rec.settings import LikeSettings
@@ -292,7 +292,7 @@ class LikeModel:
         start = time.perf_counter()
         torch.manual_seed(settings.seed)
         rng = np.random.default_rng(settings.seed)
-        kfold = split is not None and split.info.get("protocol") == "user-level k-fold"
+        kfold = split is not None and split.protocol is SplitProtocol.KFOLD
         past = settings.context == "past" or (settings.context == "auto" and not kfold)
         if kfold:
             # Calibrated as it is tested: on a random share of each user's ratings.

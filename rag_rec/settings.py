@@ -32,9 +32,9 @@ class DataSettings(BaseModel):
     source: Path | None = Field(None, json_schema_extra=UNKEYED)
     """A MovieLens-family folder (100K `u.*`, 1M `.dat`, latest-small CSV or RecBole atomic
     files). None: MovieLens-100K from the PyPI wheel `recbole==1.2.0`, fetched at setup."""
-    kg_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data" / "ml-100k-dbpedia",
-                         json_schema_extra=UNKEYED)
-    """The readable-name DBpedia KG (`map.csv`, `enriched.csv`) joined to the items."""
+    kg_dir: Path = Field(PROJECT_ROOT / "data" / "ml-100k-dbpedia", json_schema_extra=UNKEYED)
+    """The readable-name DBpedia KG (`map.csv`, `enriched.csv`) joined to the items; the
+    repository ships it (FranKGraphBench, see its README for licences)."""
     seed: int = 42
     """Seed of every split (42 is the published 5-fold protocol's)."""
 

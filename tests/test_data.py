@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import rag_rec.artifacts as artifacts_module
-import rag_rec.data as data_module
+import rag_rec.data.splits as splits_module
 from rag_rec.artifacts import build_key
 from rag_rec.data import Dataset, kfold_split, leave_last_out_split, load_dataset, make_split
 from rag_rec.errors import DataError, UnknownItem, UnknownUser
@@ -92,7 +92,7 @@ def test_cold_user_split_cuts_a_slice_of_users_to_five(
         zip(*first[first.user_id.isin(users)][["user_id", "item_id"]].T.values))
     assert cold.test.equals(loo.test) and cold.valid.equals(loo.valid)
     # Each draw takes its cold users from those no earlier draw made cold.
-    monkeypatch.setattr(data_module, "COLD_DRAW", 0)
+    monkeypatch.setattr(splits_module, "COLD_DRAW", 0)
     first = make_split(dataset, "loo-cold").info["cold_users"]
     assert len(first) == 283 and not set(first) & set(users)
 
