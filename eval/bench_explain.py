@@ -1,6 +1,6 @@
 """Explanation benchmark: are shipped explanations supported, well chosen and fast?
 
-    uv run --extra cpu python eval/bench_explain.py [--users 24] [--cold 8] [--free-users 6]
+    uv run --extra cpu python -m eval.bench_explain [--users 24] [--cold 8] [--free-users 6]
 
 For real users (known users by id, and cold-start users given 3 films another user rated
 5) it ranks with `Recommender` (the prebuilt artifacts), retrieves the KG facts for the
@@ -19,16 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sys
 import time
 from pathlib import Path
 from statistics import mean
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval.common import latency_summary, print_table, write_results  # noqa: E402
-from rag_rec.explain import check_claims, display_title, explain_many, explain_mode  # noqa: E402
-from rag_rec.models import Explanation, Item, User  # noqa: E402
+from eval.common import latency_summary, print_table, write_results
+from rag_rec.explain import check_claims, display_title, explain_many, explain_mode
+from rag_rec.models import Explanation, Item, User
 
 REPORT = Path(__file__).resolve().parent / "reports" / "explanations.md"
 

@@ -2,7 +2,7 @@
 "with the LLM rerank fused when vLLM runs").
 
     uv run --extra cpu rag-rec llm serve      # in another shell (or RAG_REC_LLM_URL)
-    uv run --extra cpu python eval/bench_fusion.py [--split loo] [--seed 42] [--users 150]
+    uv run --extra cpu python -m eval.bench_fusion [--split loo] [--seed 42] [--users 150]
 
 A seeded sample of the split's test users is ranked by `Recommender.rank` on the split's
 build (as eval/offline.py does: history = train + validation); the LLM scores each
@@ -20,22 +20,19 @@ import argparse
 import asyncio
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval.common import print_table, write_results  # noqa: E402
-from eval.offline import Protocol, paired_bootstrap, split_settings  # noqa: E402
-from rag_rec.build import build  # noqa: E402
-from rag_rec.data import load_dataset, make_split  # noqa: E402
-from rag_rec.metrics import ndcg_per_user  # noqa: E402
-from rag_rec.models import User  # noqa: E402
-from rag_rec.recommender import Recommender  # noqa: E402
-from rag_rec.rerank import score_candidates  # noqa: E402
-from rag_rec.settings import get_settings  # noqa: E402
+from eval.common import print_table, write_results
+from eval.offline import Protocol, paired_bootstrap, split_settings
+from rag_rec.build import build
+from rag_rec.data import load_dataset, make_split
+from rag_rec.metrics import ndcg_per_user
+from rag_rec.models import User
+from rag_rec.recommender import Recommender
+from rag_rec.rerank import score_candidates
+from rag_rec.settings import get_settings
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                   "measured_on": "odd-numbered sampled users",
                   "vs w=0": paired_bootstrap(per_user[chosen][~half], per_user[0.0][~half])},
         "wall_s": round(time.perf_counter() - start, 1),
-        "command": "uv run --extra cpu python eval/bench_fusion.py " + " ".join(
+        "command": "uv run --extra cpu python -m eval.bench_fusion " + " ".join(
             sys.argv[1:] if argv is None else argv),
     }
     print_table(f"LLM score fused into rag_rec ({args.split}, {len(rows)} users, {model})",

@@ -1,6 +1,6 @@
 """Graph benchmark: ingest throughput and named-query latency over Bolt.
 
-    uv run python eval/bench_graph.py [--users 200] [--port 7701]
+    uv run python -m eval.bench_graph [--users 200] [--port 7701]
 
 Starts a throwaway bundled Neo4j (fresh store in a temporary folder, its own port) so the
 cold ingest is measured on an empty database and the user's graph is left alone; then
@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval.common import latency_summary, print_table, write_results  # noqa: E402
-from rag_rec.data import load_dataset  # noqa: E402
-from rag_rec.graph import BundledNeo4j, GraphClient  # noqa: E402
-from rag_rec.settings import get_settings  # noqa: E402
+from eval.common import latency_summary, print_table, write_results
+from rag_rec.data import load_dataset
+from rag_rec.graph import BundledNeo4j, GraphClient
+from rag_rec.settings import get_settings
 
 
 def main() -> None:

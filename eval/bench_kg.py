@@ -1,8 +1,8 @@
 """KG embedding training speed and link-prediction quality, on CPU or GPU.
 
-    uv run --extra cpu python eval/bench_kg.py                 # train here, from the data
-    uv run --extra cpu python eval/bench_kg.py --export F.npz  # save the triples only
-    python eval/bench_kg.py --triples F.npz                    # train from saved triples
+    uv run --extra cpu python -m eval.bench_kg                 # train here, from the data
+    uv run --extra cpu python -m eval.bench_kg --export F.npz  # save the triples only
+    python -m eval.bench_kg --triples F.npz                    # train from saved triples
                                                                # (e.g. on a GPU machine)
 
 Trains the configured PyKEEN model (settings `embed.kg_*`) on the `loo` train split's
@@ -13,16 +13,13 @@ eval/results/kg_<device>.json with the training time, epochs, MRR and Hits@10.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval.common import print_table, write_results  # noqa: E402
-from rag_rec.embed import train_kg_embeddings  # noqa: E402
-from rag_rec.settings import get_settings  # noqa: E402
+from eval.common import print_table, write_results
+from rag_rec.embed import train_kg_embeddings
+from rag_rec.settings import get_settings
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Serving latency: per-stage p50/p95 of `Recommender.recommend`, warm, and the CLI's wall
 time from a cold process.
 
-    uv run --extra cpu python eval/bench_latency.py [--users 200] [--explained 20]
+    uv run --extra cpu python -m eval.bench_latency [--users 200] [--explained 20]
 
 Needs the full build (`rag-rec build`) and the graph holding it; the explained answers
 need vLLM (`rag-rec llm serve`; skipped when it does not answer). Prints a table and
@@ -15,15 +15,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval.common import latency_summary, print_table, write_results  # noqa: E402
-from rag_rec.recommender import Recommender  # noqa: E402
-from rag_rec.settings import get_settings  # noqa: E402
+from eval.common import latency_summary, print_table, write_results
+from rag_rec.recommender import Recommender
+from rag_rec.settings import get_settings
 
 
 def stages(results: list, wall: list[float]) -> dict[str, dict]:

@@ -1,6 +1,6 @@
 """The P(like) head (rag_rec/like.py) on held-out ratings, against a bias-only baseline.
 
-    uv run --extra cpu python eval/bench_like.py [--splits loo,kfold0,...] [--vectors text]
+    uv run --extra cpu python -m eval.bench_like [--splits loo,kfold0,...] [--vectors text]
 
 Per split, both models are fitted the same way (BCE on the train ratings, early stopping
 and Platt scaling on the validation ratings; the baseline with its own step size and decay) and scored on the test ratings, label =
@@ -27,19 +27,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval.common import print_table, write_results  # noqa: E402
-from rag_rec.data import Dataset, Split, load_dataset, make_split  # noqa: E402
-from rag_rec.like import LikeModel  # noqa: E402
-from rag_rec.settings import Settings, get_settings  # noqa: E402
+from eval.common import print_table, write_results
+from rag_rec.data import Dataset, Split, load_dataset, make_split
+from rag_rec.like import LikeModel
+from rag_rec.settings import Settings, get_settings
 
 BINS = 10
 CANDIDATES = 100
@@ -321,7 +318,7 @@ def main() -> None:
                     [{"mode": mode, **{k: _fmt(v) for k, v in row.items()}}
                      for mode, row in rk["modes"].items()])
     path = write_results("like", {
-        "command": "uv run --extra cpu python eval/bench_like.py " + " ".join(sys.argv[1:]),
+        "command": "uv run --extra cpu python -m eval.bench_like " + " ".join(sys.argv[1:]),
         "label": f"rating >= {settings.like.threshold:g}", "settings": settings.like.model_dump(),
         "seconds": round(time.perf_counter() - start, 1), "splits": results})
     print(f"wrote {path}")

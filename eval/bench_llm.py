@@ -1,7 +1,7 @@
 """LLM benchmark: rerank (label scoring) latency and throughput under concurrency.
 Explanations have their own benchmark: eval/bench_explain.py.
 
-    uv run --extra cpu python eval/bench_llm.py [--users 10] [--requests 16]
+    uv run --extra cpu python -m eval.bench_llm [--users 10] [--requests 16]
 
 Uses the configured LLM (RAG_REC_LLM_URL, else the local vLLM server, started if needed)
 and real users' KG-path candidates and facts from the graph. Prints a table and writes
@@ -13,18 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval.common import latency_summary, print_table, write_results  # noqa: E402
-from rag_rec.data import load_dataset  # noqa: E402
-from rag_rec.graph import GraphClient  # noqa: E402
-from rag_rec.llm import make_backend, model_path, render  # noqa: E402
-from rag_rec.rerank import LABELS, score_candidates  # noqa: E402
-from rag_rec.settings import get_settings  # noqa: E402
+from eval.common import latency_summary, print_table, write_results
+from rag_rec.data import load_dataset
+from rag_rec.graph import GraphClient
+from rag_rec.llm import make_backend, model_path, render
+from rag_rec.rerank import LABELS, score_candidates
+from rag_rec.settings import get_settings
 
 
 async def main() -> None:

@@ -1,7 +1,7 @@
 """Load test of the HTTP service on loopback: p50/p95/p99 latency and requests/s at
 concurrency 1/8/32, with the LLM, without it, and with vLLM stopped (degraded mode).
 
-    uv run --extra cpu python eval/bench_load.py [--requests 32]
+    uv run --extra cpu python -m eval.bench_load [--requests 32]
 
 Starts the service three times (127.0.0.1 only, a random port each): as configured (LLM
 rerank + explanations), with `RAG_REC_API__USE_LLM=false`, and with `RAG_REC_LLM_URL`
@@ -25,10 +25,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval.common import print_table, write_results  # noqa: E402
-from rag_rec.settings import PROJECT_ROOT  # noqa: E402
+from eval.common import print_table, write_results
+from rag_rec.settings import PROJECT_ROOT
 
 TOKEN = "bench-token"
 MODES = {

@@ -1,7 +1,7 @@
 """Offline evaluation: rag_rec beside tuned baselines and its own ablations, one protocol.
 
-    uv run --extra cpu python eval/offline.py        # kfold0..4, loo (3 seeds), loo-cold
-    uv run --extra cpu python eval/offline.py --splits kfold0 --seeds 42
+    uv run --extra cpu python -m eval.offline        # kfold0..4, loo (3 seeds), loo-cold
+    uv run --extra cpu python -m eval.offline --splits kfold0 --seeds 42
 
 Protocol (every system alike): train on the split's train part, tune on its validation
 items, then rank every catalogue item the user has not seen, with train + validation as
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -49,20 +48,18 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval.baselines import implicit_scores, popularity, recbole_scores  # noqa: E402
-from eval.common import RESULTS, write_results  # noqa: E402
-from eval.report import write_report  # noqa: E402
-from rag_rec.build import build  # noqa: E402
-from rag_rec.data import (Dataset, Split, SplitProtocol, load_dataset, make_split,  # noqa: E402
-                           split_protocol)
-from rag_rec.metrics import ndcg_per_user, ranking_metrics, recall_at  # noqa: E402
-from rag_rec.recommender import Recommender  # noqa: E402
-from rag_rec.retrieve import head_items  # noqa: E402
-from rag_rec.scorer import brier, ece, sigmoid  # noqa: E402
-from rag_rec.settings import Settings, get_settings  # noqa: E402
-from rag_rec.sources import EASE, SASRec, Query, histories_of  # noqa: E402
+from eval.baselines import implicit_scores, popularity, recbole_scores
+from eval.common import RESULTS, write_results
+from eval.report import write_report
+from rag_rec.build import build
+from rag_rec.data import (Dataset, Split, SplitProtocol, load_dataset, make_split,
+                          split_protocol)
+from rag_rec.metrics import ndcg_per_user, ranking_metrics, recall_at
+from rag_rec.recommender import Recommender
+from rag_rec.retrieve import head_items
+from rag_rec.scorer import brier, ece, sigmoid
+from rag_rec.settings import Settings, get_settings
+from rag_rec.sources import EASE, SASRec, Query, histories_of
 
 PARTS = RESULTS / "parts"
 """Finished (split, seed) parts: each system's metrics and per-user NDCG@10, committed

@@ -305,19 +305,23 @@ def evaluate(ctx: typer.Context,
                       "kg, llm, explain, latency, load, like")]
              ) -> None:
     """Run the offline evaluation or a benchmark from eval/ (extra options pass through);
-    each prints its figures and writes eval/results/NAME.json."""
-    import runpy
+    each prints its figures and writes eval/results/NAME.json. The same as
+    `python -m eval.offline` / `python -m eval.bench_NAME` from the repository root."""
+    import subprocess
 
     from rag_rec.settings import PROJECT_ROOT
 
     folder = PROJECT_ROOT / "eval"
-    script = folder / ("offline.py" if name == "offline" else f"bench_{name}.py")
-    if not script.exists():
+    module = "offline" if name == "offline" else f"bench_{name}"
+    if not (folder / f"{module}.py").exists():
         valid = ["offline", *sorted(p.stem.removeprefix("bench_")
                                     for p in folder.glob("bench_*.py"))]
         raise typer.BadParameter(f"unknown benchmark {name!r}; valid: {', '.join(valid)}")
-    sys.argv = [str(script), *ctx.args]
-    runpy.run_path(str(script), run_name="__main__")
+    # eval/ is a package beside rag_rec/, not installed with it: run it as a module from
+    # the repository root, where `import eval` resolves.
+    code = subprocess.call([sys.executable, "-m", f"eval.{module}", *ctx.args],
+                           cwd=PROJECT_ROOT)
+    raise typer.Exit(code)
 
 
 @app.command("mcp")
