@@ -16,7 +16,7 @@ from rag_rec.settings import Settings, get_settings
 # longer training): the settings key their folders, so they live beside the served ones
 # instead of replacing them, and the servers the API tests start inherit the same choice.
 os.environ.setdefault("RAG_REC_SCORER__EPOCHS", "4")
-os.environ.setdefault("RAG_REC_SOURCES__SASREC_EPOCHS", "6")
+os.environ.setdefault("RAG_REC_SOURCES__SASREC__EPOCHS", "6")
 
 
 @pytest.fixture(scope="session")
