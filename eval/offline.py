@@ -58,8 +58,8 @@ from rag_rec.metrics import ndcg_per_user, ranking_metrics, recall_at
 from rag_rec.recommender import Recommender
 from rag_rec.retrieve import head_items
 from rag_rec.scorer import brier, ece, sigmoid
-from rag_rec.settings import Settings, get_settings
-from rag_rec.sources import EASE, SASRec, Query, histories_of
+from rag_rec.settings import Settings, get_settings, updated
+from rag_rec.sources import EASE, Catalogue, Query, SASRec, histories_of
 
 PARTS = RESULTS / "parts"
 """Finished (split, seed) parts: each system's metrics and per-user NDCG@10, committed
@@ -166,19 +166,18 @@ def split_settings(settings: Settings, name: str, seed: int) -> Settings:
     scorer = settings.scorer.model_copy(update={
         "slice": "random" if kfold else "latest", "seed": seed,
         "slice_folds": 3 if kfold else settings.scorer.slice_folds})
-    sources = settings.sources.model_copy(
-        update={"seed": seed, **(KFOLD_SASREC if kfold else {})})
+    sources = updated(settings.sources, {"seed": seed, **(KFOLD_SASREC if kfold else {})})
     return settings.model_copy(update={"scorer": scorer, "sources": sources})
 
 
-KFOLD_SASREC = {"sasrec_content": True, "sasrec_crop": 0, "sasrec_epochs": 60,
-                "sasrec_patience": 3, "sasrec_refit_share": 0.5, "sasrec_members": 1}
+KFOLD_SASREC = {"sasrec": {"content": True, "crop": 0, "epochs": 60, "patience": 3,
+                           "refit_share": 0.5, "members": 1}}
 """The k-fold builds keep the SASRec recipe they were measured with before crops: crops
 target what comes next, which a random holdout is not, and each k-fold build fits SASRec
 once per cross-fitting slice (three times the cost: not refit with crops on two cores)."""
 
-PLAIN_SASREC = {"sasrec_content": False, "sasrec_crop": 0, "sasrec_epochs": 60,
-                "sasrec_patience": 3, "sasrec_members": 1}
+PLAIN_SASREC = {"sasrec": {"content": False, "crop": 0, "epochs": 60, "patience": 3,
+                           "members": 1}}
 """The plain SASRec-CE baseline: ids only, no crops, the source's former budget."""
 
 
@@ -197,21 +196,20 @@ def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
     if proto.split.name.startswith("loo"):
         # The baseline SASRec is the plain model: ids only, no content vectors; it runs
         # where order is the protocol (leave-last-out; on k-fold EASE is the bar).
-        plain = s.sources.model_copy(update=PLAIN_SASREC)
+        plain = updated(s.sources, PLAIN_SASREC)
         models["SASRec-CE"] = (SASRec, plain)
         # The same with crop augmentation (SASRec._crops), the best training recipe a GPU
         # probe found for it, given SASRec-CE-200's patience (crops make the validation
         # curve noisier: with patience 3 seed 42 stopped at epoch 27 and 0.0870).
-        crops = plain.model_copy(update={
-            "sasrec_crop": 8, "sasrec_epochs": 150, "sasrec_patience": 5})
+        crops = updated(plain, {"sasrec": {"crop": 8, "epochs": 150, "patience": 5}})
         models["SASRec-CE+crops"] = (SASRec, crops)
         # rag_rec's SASRec source averages two; so does this one, for a like-for-like bar.
-        models["SASRec-CE+crops×2"] = (SASRec, crops.model_copy(update={"sasrec_members": 2}))
+        models["SASRec-CE+crops×2"] = (SASRec, updated(crops, {"sasrec": {"members": 2}}))
         if proto.split.name == "loo":
             # The issue's probe: 200 positions, trained to convergence (best epoch ~105 on
             # seed 42; 42-47 minutes a seed on two cores): leave-last-out's strongest bar.
-            models["SASRec-CE-200"] = (SASRec, plain.model_copy(update={
-                "sasrec_max_len": 200, "sasrec_epochs": 150, "sasrec_patience": 5}))
+            models["SASRec-CE-200"] = (SASRec, updated(plain, {"sasrec": {
+                "max_len": 200, "epochs": 150, "patience": 5}}))
     for name, spec in [*models.items(), *((m, "recbole") for m in recbole)]:
         if name in out or (only is not None and name not in only):
             continue
@@ -225,7 +223,7 @@ def run_baselines(settings: Settings, ds: Dataset, proto: Protocol, seed: int,
             scores, info = recbole_scores(name, ds, proto.split, proto.users, workdir, seed=seed)
             out[name] = {**proto.metrics(scores), "train": info}
         else:
-            model = spec[0](artifacts, spec[1], s.retrieval)
+            model = spec[0].from_settings(Catalogue.of(artifacts), spec[1], s.retrieval)
             report = model.fit(proto.split.train, proto.split.valid, progress=True)
             out[name] = {**proto.metrics(proto.source_rows(model.scores(proto.queries), ids)),
                          "train": report}

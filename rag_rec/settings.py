@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, Field, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -199,79 +200,98 @@ class RetrievalSettings(BaseModel):
     in eval/reports/offline_eval.md."""
 
 
-class SourceSettings(BaseModel):
-    """The candidate sources (rag_rec/sources.py): which run, and each one's knobs. Every
-    field changes what a build fits, so the sources' folder is keyed by all of them."""
+class EaseSettings(BaseModel):
+    """EASE (rag_rec/sources/ease.py)."""
 
-    enabled: tuple[str, ...] = ("ease", "ials", "sasrec", "markov", "faiss", "kg_path",
-                                "popular")
-    """Source names from `rag_rec.sources.SOURCES`, in the order of the scorer's features."""
-    ease_l2: tuple[float, ...] = (100.0, 200.0, 350.0, 500.0, 800.0, 1200.0)
+    l2: tuple[float, ...] = (100.0, 200.0, 350.0, 500.0, 800.0, 1200.0)
     """EASE's L2 grid; the value with the best NDCG@10 on the tuning items is kept."""
-    ease_max_items: int = Field(30_000, ge=1)
+    max_items: int = Field(30_000, ge=1)
     """Above this catalogue size EASE's dense item-item matrix does not fit: the source
     says so and the union goes on without it."""
-    ials_factors: tuple[int, ...] = (16, 32, 64)
-    ials_l2: tuple[float, ...] = (1.0, 10.0)
+
+
+class IALSSettings(BaseModel):
+    """Implicit ALS (rag_rec/sources/ials.py)."""
+
+    factors: tuple[int, ...] = (16, 32, 64)
+    l2: tuple[float, ...] = (1.0, 10.0)
     """iALS's grid (factors x L2), chosen on the tuning items like EASE's L2."""
-    ials_alpha: float = Field(2.0, gt=0)
+    alpha: float = Field(2.0, gt=0)
     """Confidence of an observed interaction (1 + alpha)."""
-    ials_iterations: int = Field(20, ge=1)
-    markov_window: tuple[PositiveInt, ...] = Field((1, 3, 5, 10), min_length=1)
+    iterations: int = Field(20, ge=1)
+
+
+class MarkovSettings(BaseModel):
+    """The Markov chain (rag_rec/sources/markov.py)."""
+
+    window: tuple[PositiveInt, ...] = Field((1, 3, 5, 10), min_length=1)
     """How many steps on a transition counts (weighted 1/step), chosen on the tuning
     items like EASE's L2."""
-    sasrec_d: int = Field(64, ge=8)
-    sasrec_blocks: int = Field(2, ge=1)
-    sasrec_heads: int = Field(1, ge=1)
-    sasrec_max_len: int = Field(50, ge=2)
-    sasrec_dropout: float = Field(0.2, ge=0, lt=1)
-    sasrec_lr: float = Field(1e-3, gt=0)
-    sasrec_batch: int = Field(128, ge=1)
-    sasrec_epochs: int = Field(90, ge=1)
+
+
+class SASRecSettings(BaseModel):
+    """The SASRec next-item transformer (rag_rec/sources/sasrec.py)."""
+
+    d: int = Field(64, ge=8)
+    blocks: int = Field(2, ge=1)
+    heads: int = Field(1, ge=1)
+    max_len: int = Field(50, ge=2)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0)
+    batch: int = Field(128, ge=1)
+    epochs: int = Field(90, ge=1)
     """Upper bound; training stops when NDCG@10 on the tuning items stops improving
     (an epoch over MovieLens-100K takes ~2.7 s on two idle CPU cores with crops). With
     crops the tuning curve still creeps up past epoch 60 (loo seed 42: 0.1585 at 59,
     0.1632 at 80, 0.1633 at 92); 90 keeps the README's main command near 20 minutes
     (20 min 9 s on a fresh clone with two members)."""
-    sasrec_patience: int = Field(5, ge=1)
-    """Validation checks (every `sasrec_eval_every` epochs) without improvement: crops
+    patience: int = Field(5, ge=1)
+    """Validation checks (every `eval_every` epochs) without improvement: crops
     make the curve noisier (with 3, the crop baseline stopped at epoch 27 on loo seed 42,
     0.0870 against 0.1149 with 5)."""
-    sasrec_eval_every: int = Field(3, ge=1)
-    sasrec_content: bool = False
+    eval_every: int = Field(3, ge=1)
+    content: bool = False
     """Add the items' projected text + KG vectors to their id embeddings. Off: with crops
     the content inputs gave nothing (loo seed 42: 0.1072 alone against 0.1216 ids only),
     and items with few interactions are the FAISS and KG-path sources' part."""
-    sasrec_crop: int = Field(8, ge=0)
+    crop: int = Field(8, ge=0)
     """Crop augmentation (`SASRec._crops`): each epoch adds, per user, the first
-    `sasrec_crop_keep` items followed by this many from a random later point; 0 = none.
+    `crop_keep` items followed by this many from a random later point; 0 = none.
     It teaches next-item prediction from short histories and late-sequence targets: on
     leave-last-out (seeds 42-44) rag_rec went from 0.1128 (text + KG inputs, no crops) to
     0.1226 with these defaults (0.1247 with a 150-epoch cap and refits of half the best
     epoch count, ~7 minutes more in the main command; eval/offline.py)."""
-    sasrec_crop_keep: int = Field(5, ge=1)
-    sasrec_members: int = Field(2, ge=1)
+    crop_keep: int = Field(5, ge=1)
+    members: int = Field(2, ge=1)
     """Independently initialised SASRecs whose log-probabilities the source averages
     (the others train for the first one's best epoch count, unchecked). Leave-last-out,
     seeds 42-44, the source alone: 0.1223 with two against 0.1201 with one (loo-cold's
-    cold users: 0.0680 against 0.0671, no better). Member 0 is seeded `seed`, the others
-    by `sources.member_seed`. Each member is another SASRec fit in the README's main
-    command."""
-    sasrec_refit_share: float = Field(0.25, ge=0, le=2)
+    cold users: 0.0680 against 0.0671, no better). Member 0 is seeded `sources.seed`, the
+    others by `rag_rec.sources.member_seed`. Each member is another SASRec fit in the
+    README's main command."""
+    refit_share: float = Field(0.25, ge=0, le=2)
     """The refit on all train data starts from the tuned model and runs this share of
     the epochs the tuning run found best (a warm start, not a second full training; the
     build makes two, so this is what keeps the main command near 20 minutes)."""
+
+
+class SourceSettings(BaseModel):
+    """The candidate sources (rag_rec/sources/): which run, and each one's knobs. Every
+    field changes what a build fits, so the sources' folder is keyed by all of them."""
+
+    enabled: tuple[str, ...] = ("ease", "ials", "sasrec", "markov", "faiss", "kg_path",
+                                "popular")
+    """Source names from `rag_rec.sources.source_resolver`, in the order of the scorer's
+    features."""
+    ease: EaseSettings = EaseSettings()
+    ials: IALSSettings = IALSSettings()
+    markov: MarkovSettings = MarkovSettings()
+    sasrec: SASRecSettings = SASRecSettings()
     seed: int = 42
+    """Seed of the sources that draw at random (iALS, SASRec)."""
 
     def fingerprint(self) -> str:
-        values = self.model_dump()
-        if not self.sasrec_crop:  # no crops: the fits, and so their folders, are as before
-            del values["sasrec_crop"], values["sasrec_crop_keep"]
-        if self.sasrec_members == 1:  # one member: the fits, and folders, as before
-            del values["sasrec_members"]
-        else:  # the folders of pairs seeded `seed + k` (before `member_seed`) are not reused
-            values["member_seeds"] = "seed-sequence"
-        return _digest(values)
+        return _digest(self.model_dump())
 
 
 class ScorerSettings(BaseModel):
@@ -423,6 +443,20 @@ class Settings(BaseSettings):
             self.graph.user = self.neo4j_user
         if self.neo4j_password:
             self.graph.password = self.neo4j_password
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def updated(section: Section, changes: Mapping[str, Any]) -> Section:
+    """A copy of `section` with `changes`, where a mapping given for a nested section
+    changes only those of its fields: `updated(sources, {"sasrec": {"epochs": 2}})`
+    keeps SASRec's other settings, which `model_copy(update=...)` would replace whole."""
+    return section.model_copy(update={
+        name: updated(getattr(section, name), value)
+        if isinstance(value, Mapping) and isinstance(getattr(section, name, None), BaseModel)
+        else value
+        for name, value in changes.items()})
 
 
 def _digest(values: dict) -> str:

@@ -20,10 +20,11 @@ from rag_rec.errors import StaleArtifact
 from rag_rec.retrieve import Retriever
 from rag_rec.scorer import (BLEND_WEIGHTS, SHORT_RULE, Blend, Scorer, _standardised, list_ndcg,
                             predict, ranker_slice, unsliced, validation)
-from rag_rec.settings import Settings
+from rag_rec.settings import Settings, updated
 from rag_rec.sources import (
     EASE,
     IALS,
+    Catalogue,
     Markov,
     Query,
     SASRec,
@@ -78,10 +79,11 @@ def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
     inter = dataset.interactions
     small = inter[inter.user_id.isin([str(u) for u in range(1, 120)])]
     tune = small.sort_values("timestamp").groupby("user_id").tail(1)
-    cfg = settings.sources.model_copy(update={"sasrec_epochs": 2, "sasrec_eval_every": 1})
+    cfg = updated(settings.sources, {"sasrec": {"epochs": 2, "eval_every": 1}})
     queries = [Query(_history(dataset, u)[:-1]) for u in ("3", "77")]
-    uncropped = cfg.model_copy(update={"sasrec_crop": 0})
-    assert cfg.sasrec_crop  # the default source trains with crops
+    uncropped = updated(cfg, {"sasrec": {"crop": 0}})
+    assert cfg.sasrec.crop  # the default source trains with crops
+    catalogue = Catalogue.of(artifacts)
     # One thread: multi-threaded float sums change order between runs, and two epochs of
     # training grow that to ~1e-4 (seen with the ids-only SASRec on a busy machine).
     threads = torch.get_num_threads()
@@ -91,11 +93,11 @@ def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
                        (SASRec, cfg)):
             runs = []
             for _ in range(2):
-                source = cls(artifacts, c, settings.retrieval)
+                source = cls.from_settings(catalogue, c, settings.retrieval)
                 source.fit(small, tune)
                 runs.append(source.scores(queries))
             np.testing.assert_allclose(runs[0], runs[1], rtol=1e-4, atol=1e-5)
-        other = SASRec(artifacts, cfg.model_copy(update={"seed": 7}), settings.retrieval)
+        other = SASRec(catalogue, cfg.sasrec, seed=7)
         other.fit(small, tune)
     finally:
         torch.set_num_threads(threads)
@@ -104,13 +106,13 @@ def test_sources_are_deterministic_under_a_seed(settings: Settings, artifacts,
 
 def test_sasrec_crops_are_the_first_items_then_a_later_stretch(settings: Settings,
                                                                 artifacts) -> None:
-    cfg = settings.sources.model_copy(update={"sasrec_crop": 3, "sasrec_crop_keep": 2})
-    source = SASRec(artifacts, cfg, settings.retrieval)
+    cfg = settings.sources.sasrec.model_copy(update={"crop": 3, "crop_keep": 2})
+    source = SASRec(Catalogue.of(artifacts), cfg)
     seqs = [list(range(1, 21)), [1, 2, 3, 4, 5, 6]]  # the second is too short to crop
     cuts = set()
     for seed in range(20):
         crops = source._crops(seqs, torch.Generator().manual_seed(seed))
-        assert crops.shape == (1, cfg.sasrec_max_len + 1)
+        assert crops.shape == (1, cfg.max_len + 1)
         part = [int(i) for i in crops[0] if i]
         assert part[:2] == [1, 2] and len(part) == 5
         assert part[2] >= 4 and part[2:] == list(range(part[2], part[2] + 3))  # a gap, then
@@ -122,28 +124,28 @@ def test_sasrec_members_are_averaged_and_saved_together(settings: Settings, arti
                                                         dataset: Dataset, tmp_path) -> None:
     inter = dataset.interactions
     small = inter[inter.user_id.isin([str(u) for u in range(1, 80)])]
-    cfg = settings.sources.model_copy(update={"sasrec_epochs": 1, "sasrec_members": 2})
+    cfg = settings.sources.sasrec.model_copy(update={"epochs": 1, "members": 2})
     queries = [Query(_history(dataset, u)) for u in ("3", "77")]
-    pair = SASRec(artifacts, cfg, settings.retrieval)
+    catalogue = Catalogue.of(artifacts)
+    pair = SASRec(catalogue, cfg, settings.sources.seed)
     report = pair.fit(small, None)
     assert len(pair.nets) == 2 and len(report["members"]) == 1
     got = pair.scores(queries)
     alone = []
     for net in pair.nets:
-        one = SASRec(artifacts, cfg.model_copy(update={"sasrec_members": 1}), settings.retrieval)
+        one = SASRec(catalogue, cfg.model_copy(update={"members": 1}), settings.sources.seed)
         one.nets, one.best_epoch = [net], pair.best_epoch
         alone.append(torch.log_softmax(torch.from_numpy(one.scores(queries)), -1).numpy())
     assert not np.allclose(alone[0], alone[1])  # two inits, not one model twice
     np.testing.assert_allclose(got, (alone[0] + alone[1]) / 2, rtol=1e-5, atol=1e-5)
     pair.save(tmp_path)
-    back = SASRec(artifacts, cfg, settings.retrieval)
+    back = SASRec(catalogue, cfg, settings.sources.seed)
     back.load(tmp_path)
     np.testing.assert_allclose(back.scores(queries), got, rtol=1e-6)
     # A build whose settings ask for another number of members refits instead of serving
     # a pair as one model.
     with pytest.raises(ValueError, match="2 SASRec members saved"):
-        SASRec(artifacts, cfg.model_copy(update={"sasrec_members": 3}),
-               settings.retrieval).load(tmp_path)
+        SASRec(catalogue, cfg.model_copy(update={"members": 3})).load(tmp_path)
 
 
 def test_sasrec_members_of_neighbouring_seeds_start_apart() -> None:
@@ -160,8 +162,9 @@ def test_markov_ranks_what_followed_the_last_item(settings: Settings, artifacts,
     rows = [("u1", a, 1), ("u1", b, 2), ("u1", c, 3), ("u2", a, 1), ("u2", b, 2),
             ("u3", e, 1), ("u3", d, 2), ("u3", d, 3), ("u4", d, 1)]
     train = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).assign(rating=4.0)
-    cfg = settings.sources.model_copy(update={"markov_window": (2,)})
-    source = Markov(artifacts, cfg, settings.retrieval)
+    catalogue = Catalogue.of(artifacts)
+    cfg = settings.sources.markov.model_copy(update={"window": (2,)})
+    source = Markov(catalogue, cfg)
     source.fit(train, None)
     col = {i: k for k, i in enumerate(artifacts.index.ids)}
     # After a: b twice (one step on), c once two steps on (weight 1/2); the earlier items
@@ -175,7 +178,7 @@ def test_markov_ranks_what_followed_the_last_item(settings: Settings, artifacts,
     assert ties.max() < 0.5 and ties[col[d]] > ties[col[e]]
     assert np.isneginf(got[1]).all()  # no known item to follow: nothing to score
     source.save(tmp_path)
-    back = Markov(artifacts, cfg, settings.retrieval)
+    back = Markov(catalogue, cfg)
     back.load(tmp_path)
     np.testing.assert_array_equal(back.scores([Query([(a, 5.0)])]),
                                   source.scores([Query([(a, 5.0)])]))
@@ -185,13 +188,13 @@ def test_markov_ranks_what_followed_the_last_item(settings: Settings, artifacts,
     small = inter[inter.user_id.isin([str(u) for u in range(1, 200)])]
     tune = small.sort_values("timestamp").groupby("user_id").tail(1)
     fit_on = small.drop(tune.index)
-    tuned = Markov(artifacts, settings.sources, settings.retrieval)
+    tuned = Markov(catalogue, settings.sources.markov)
     report = tuned.fit(fit_on, tune)
     tried = {int(k): v for k, v in report["tuning_ndcg@10"].items()}
-    assert set(tried) == set(settings.sources.markov_window)
+    assert set(tried) == set(settings.sources.markov.window)
     assert tuned.window == max(tried, key=tried.get)
-    alone = Markov(artifacts, settings.sources.model_copy(
-        update={"markov_window": (tuned.window,)}), settings.retrieval)
+    alone = Markov(catalogue, settings.sources.markov.model_copy(
+        update={"window": (tuned.window,)}))
     alone.fit(fit_on, tune)
     queries = [Query(h) for h in list(histories_of(fit_on).values())[:20]]
     np.testing.assert_array_equal(tuned.scores(queries), alone.scores(queries))
@@ -209,11 +212,11 @@ def test_kg_path_source_equals_the_graph_query(graph, ranker, artifacts) -> None
 
 def test_a_source_that_cannot_fit_is_left_out_and_flagged(settings: Settings, artifacts,
                                                           dataset: Dataset) -> None:
-    tight = settings.sources.model_copy(update={"ease_max_items": 10,
-                                                "enabled": ("ease", "popular")})
+    tight = updated(settings.sources, {"ease": {"max_items": 10},
+                                       "enabled": ("ease", "popular")})
     sources, report = fit_sources(artifacts, tight, settings.retrieval,
                                   dataset.interactions, None)
-    assert list(sources) == ["popular"] and "ease_max_items" in report["ease"]["unavailable"]
+    assert list(sources) == ["popular"] and "ease.max_items" in report["ease"]["unavailable"]
     r = Retriever(artifacts, sources, ["ease", "popular"],
                   settings.retrieval.model_copy(update={"per_source": 50})).retrieve(
         [Query(_history(dataset, "42"))])[0]
@@ -240,7 +243,7 @@ def test_the_ranker_slice_never_reaches_what_the_scorer_stacks(settings: Setting
     full = histories_of(artifacts.train)
     # EASE: the tuning model differs from one fit on train, and equals a refit on the
     # slice-free part.
-    refit = EASE(*args)
+    refit = EASE(Catalogue.of(artifacts), settings.sources.ease)
     refit.fit(fit_part, None, warm=tuning["ease"])
     queries = [Query(histories[u]) for u in users]
     np.testing.assert_allclose(tuning["ease"].scores(queries), refit.scores(queries), atol=1e-5)
@@ -273,7 +276,7 @@ def test_the_blend_is_chosen_on_validation_items_nothing_else_learnt_from(
     args = (artifacts, settings.sources, settings.retrieval)
     checked, _ = load_sources(*args, folder / "holdout", artifacts.folder.name)
     serving, _ = load_sources(*args, folder / "serving", artifacts.folder.name)
-    refit = EASE(*args)
+    refit = EASE(Catalogue.of(artifacts), settings.sources.ease)
     refit.fit(base, None, warm=checked["ease"])
     queries = [Query(h) for h in list(histories_of(base).values())[:50]]
     np.testing.assert_allclose(checked["ease"].scores(queries), refit.scores(queries),
