@@ -4,7 +4,7 @@ In: `Fact` / `Evidence` objects (and MovieLens titles, DBpedia names). Out: stri
 title as people write it (`display_title`), an entity without its disambiguation
 (`display_entity`), the recommended film's side of a path as a phrase (`attribute`),
 the way back to the history film (`via`), and a whole path in plain words
-(`fact_in_words`, `evidence_in_words`: `Fact.plain` and `Evidence.plain`).
+(`fact_in_words`, `evidence_in_words`, which back `Fact.plain` and `Evidence.plain`).
 
 The phrases themselves are data, in `phrasing.toml` next to this file, read once at
 import: one `[relation.<name>]` table per relation is the place to phrase a new one, and
@@ -20,7 +20,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag_rec.models import Evidence, Fact
+from rag_rec.models import Evidence, Fact, use_phrasing
 
 _DATA = tomllib.loads(Path(__file__).with_name("phrasing.toml").read_text(encoding="utf-8"))
 
@@ -159,3 +159,7 @@ def evidence_in_words(evidence: Evidence) -> str:
     rating = ("you liked it" if evidence.history_rating is None
               else f"you rated it {evidence.history_rating:g} stars")
     return f"{fact_in_words(evidence.fact)} ({history}: {rating}.)"
+
+
+# The data model declares that facts and evidence have plain words; these are they.
+use_phrasing(fact=fact_in_words, evidence=evidence_in_words)
