@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, ClassVar, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -99,11 +100,27 @@ class Fact(_Frozen):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def plain(self) -> str:
-        """The path in plain words, e.g. "Rob Roy stars Liam Neeson, who also stars in
-        Schindler's List." (for readers: no ids, no arrows)."""
-        from rag_rec.explain import fact_in_words
+        """The path in plain words, e.g. "Rob Roy stars Liam Neeson, who also starred in
+        Schindler's List." (for readers: no ids, no arrows; see `use_phrasing`)."""
+        return _in_words("fact", self)
 
-        return fact_in_words(self)
+
+_phrasing: dict[str, Callable[[Any], str]] = {}
+
+
+def use_phrasing(*, fact: Callable[[Fact], str], evidence: Callable[[Evidence], str]) -> None:
+    """Install how `Fact.plain` and `Evidence.plain` are worded. The data model says that
+    a path has plain words, the explainer says which: `rag_rec.explain.phrasing` calls
+    this when imported. Installed rather than imported here, because the explainer
+    imports this module (explain -> models, never back)."""
+    _phrasing.update(fact=fact, evidence=evidence)
+
+
+def _in_words(kind: str, value: Fact | Evidence) -> str:
+    if kind not in _phrasing:
+        raise RuntimeError(f"{type(value).__name__}.plain needs the phrasing: import "
+                           "rag_rec.explain (it installs rag_rec.explain.phrasing)")
+    return _phrasing[kind](value)
 
 
 class Candidate(BaseModel):
@@ -136,10 +153,9 @@ class Evidence(_Frozen):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def plain(self) -> str:
-        """The fact in plain words, with the user's rating of the history item."""
-        from rag_rec.explain import evidence_in_words
-
-        return evidence_in_words(self)
+        """The fact in plain words, with the user's rating of the history item (see
+        `use_phrasing`)."""
+        return _in_words("evidence", self)
 
 
 class Explanation(_Frozen):

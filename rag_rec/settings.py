@@ -98,7 +98,7 @@ class LLMSettings(BaseModel):
     """`choose`: the LLM only picks among pre-verified evidence and phrasings (the
     sentence is rendered by code), so a 135M model cannot state a wrong fact; `free`: a
     larger model writes the text, which must pass the claim checker or falls back to the
-    template (rag_rec/explain.py)."""
+    template (rag_rec/explain/templates.py)."""
     explain_max_tokens: int = Field(256, ge=32)
     explanation_chars: tuple[int, int] = (20, 300)
     """Accepted length of an explanation's text (min, max)."""

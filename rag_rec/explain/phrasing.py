@@ -1,0 +1,165 @@
+"""Facts in words: how titles, entities, relations, genres and categories are phrased.
+
+In: `Fact` / `Evidence` objects (and MovieLens titles, DBpedia names). Out: strings: a
+title as people write it (`display_title`), an entity without its disambiguation
+(`display_entity`), the recommended film's side of a path as a phrase (`attribute`),
+the way back to the history film (`via`), and a whole path in plain words
+(`fact_in_words`, `evidence_in_words`, which back `Fact.plain` and `Evidence.plain`).
+
+The phrases themselves are data, in `phrasing.toml` next to this file, read once at
+import: one `[relation.<name>]` table per relation is the place to phrase a new one, and
+a relation nobody phrased reads through `[default]` ("linked to Peter Honess"; "Rob Roy
+and Schindler's List share Peter Honess (edited by)."). This module only decides which
+phrase applies.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag_rec.models import Evidence, Fact, use_phrasing
+
+_DATA = tomllib.loads(Path(__file__).with_name("phrasing.toml").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class RelationPhrasing:
+    """One relation's phrases (`phrasing.toml` explains each field)."""
+
+    attribute: str
+    both: str
+    history_verb: str | None = None
+    plain_verb: str | None = None
+    pronoun: str = "who"
+
+
+DEFAULT_PHRASING = RelationPhrasing(**_DATA["default"])
+RELATIONS: dict[str, RelationPhrasing] = {
+    name: RelationPhrasing(**(_DATA["default"] | table))
+    for name, table in _DATA["relation"].items()}
+"""Relation name -> its phrases; what a relation's table leaves out comes from [default]."""
+
+
+def relation_phrasing(relation: str) -> RelationPhrasing:
+    """The phrases of `relation`, or the readable default for a relation nobody phrased."""
+    return RELATIONS.get(relation, DEFAULT_PHRASING)
+
+
+GENRE_WORDS: dict[str, tuple[str, ...]] = {
+    genre: tuple(table["words"]) for genre, table in _DATA["genre"].items()}
+"""Genre -> the words a text may name it with."""
+_GENRE_PHRASE = {genre: table["phrase"] for genre, table in _DATA["genre"].items()
+                 if "phrase" in table}
+CATEGORY_PERSON = re.compile(
+    "^(" + "|".join(re.escape(prefix) for prefix in _DATA["category"]["person"]) + ") (.+)$",
+    re.I)
+"""Categories that name a person's part in the film: group 1 the part, group 2 the person."""
+_CATEGORY_PHRASE = {prefix.lower(): phrase
+                    for prefix, phrase in _DATA["category"]["person"].items()}
+_COMMON_FIRST = frozenset(_DATA["category"]["common_first"].split())
+PARTICIPLES: tuple[str, ...] = tuple(_DATA["sentence"]["participles"])
+"""Attribute phrases starting with one of these can share a sentence with another."""
+
+# --------------------------------------------------------------------------- names
+
+_ARTICLES = ("The", "A", "An", "Les", "La", "Le", "Il", "Das", "Der", "Die", "El")
+TRAILING_PAREN = re.compile(r"\s*\([^()]*\)\s*$")
+"""A name's trailing "(...)": a MovieLens year or alternative title, a DBpedia
+disambiguation."""
+
+
+def display_title(title: str) -> str:
+    """MovieLens title as people write it: "Usual Suspects, The" -> "The Usual Suspects",
+    "Seven (Se7en)" -> "Seven"."""
+    name = title.strip()
+    while TRAILING_PAREN.search(name) and TRAILING_PAREN.sub("", name):
+        name = TRAILING_PAREN.sub("", name)
+    head, sep, article = name.rpartition(", ")
+    if sep and article in _ARTICLES:
+        name = f"{article} {head}"
+    elif sep and article == "L'":
+        name = f"L'{head}"
+    return name
+
+
+def display_entity(name: str) -> str:
+    """DBpedia name without its disambiguation: "David Warner (actor)" -> "David Warner"."""
+    return TRAILING_PAREN.sub("", name).strip() or name
+
+
+# --------------------------------------------------------------------------- phrases
+
+
+def attribute(fact: Fact) -> str:
+    """The candidate's side of the path as a lower-case phrase: "directed by Ridley
+    Scott", "a science-fiction film", "one of the 1990s crime films"."""
+    name = display_entity(fact.entity_name)
+    if fact.relation == "has_genre":
+        return _GENRE_PHRASE.get(fact.entity_name, f"a {fact.entity_name.lower()} film")
+    if fact.relation == "subject":
+        if (person := CATEGORY_PERSON.match(name)) is not None:
+            return f"{_CATEGORY_PHRASE[person.group(1).lower()]} {person.group(2)}"
+        first = name.split()[0]
+        if first.lower() in _COMMON_FIRST:  # "Time travel films" -> "time travel films"
+            name = first.lower() + name[len(first):]
+        if re.search(r"\bfilms\b", name) and not name.endswith(" in films"):
+            return f"one of the {name}"
+        return f"listed under “{name}”"
+    return relation_phrasing(fact.relation).attribute.format(entity=name)
+
+
+def capitalised(text: str) -> str:
+    """`text` with its first letter upper-case (the rest untouched, unlike `str.capitalize`)."""
+    return text[:1].upper() + text[1:]
+
+
+def rated(rating: float | None) -> str:
+    """The user's rating as a clause: "which you rated 5 stars" ("which you liked": unknown)."""
+    if rating is None:
+        return "which you liked"
+    return f"which you rated {rating:g} stars"
+
+
+def stars(rating: float | None) -> str:
+    """The user's rating, short enough for brackets: "5 stars" ("you liked it": unknown)."""
+    return "you liked it" if rating is None else f"{rating:g} stars"
+
+
+def via(fact: Fact) -> str:
+    """How the entity reaches the history film: "like Blade Runner" when it plays the same
+    part there, else "who directed Blade Runner"."""
+    title = display_title(fact.history_title)
+    history_side = relation_phrasing(fact.history_relation)
+    if fact.relation == fact.history_relation or history_side.history_verb is None:
+        return f"like {title}"
+    return f"{history_side.pronoun} {history_side.history_verb} {title}"
+
+
+def fact_in_words(fact: Fact) -> str:
+    """A path in plain words, e.g. "Rob Roy stars Liam Neeson, who also starred in
+    Schindler's List." (`Fact.plain`)."""
+    candidate, history = display_title(fact.candidate_title), display_title(fact.history_title)
+    name = display_entity(fact.entity_name)
+    candidate_side = relation_phrasing(fact.relation)
+    history_side = relation_phrasing(fact.history_relation)
+    if candidate_side.plain_verb and history_side.history_verb:
+        return (f"{candidate} {candidate_side.plain_verb} {name}, {history_side.pronoun} also "
+                f"{history_side.history_verb} {history}.")
+    return candidate_side.both.format(candidate=candidate, history=history, entity=name,
+                                      entity_name=fact.entity_name,
+                                      relation=fact.relation.replace("_", " "))
+
+
+def evidence_in_words(evidence: Evidence) -> str:
+    """`fact_in_words` plus the user's rating of the history film (`Evidence.plain`)."""
+    history = display_title(evidence.fact.history_title)
+    rating = ("you liked it" if evidence.history_rating is None
+              else f"you rated it {evidence.history_rating:g} stars")
+    return f"{fact_in_words(evidence.fact)} ({history}: {rating}.)"
+
+
+# The data model declares that facts and evidence have plain words; these are they.
+use_phrasing(fact=fact_in_words, evidence=evidence_in_words)
