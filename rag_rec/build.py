@@ -140,10 +140,8 @@ def ensure_step(folder: Path, inputs: dict, rebuild: str, make: Callable[[Path],
 
 def load_ranker(settings: Settings, artifacts: Artifacts) -> Ranker:
     """The build's serving sources and scorer; `StaleArtifact` naming the fix if absent."""
-    serving = artifacts.folder("sources") / "serving"
-    check_step(serving, artifacts.key("sources"), artifacts.rebuild)
     sources, report = load_sources(artifacts, settings.sources, settings.retrieval,
-                                   serving, artifacts.key("sources"))
+                                   artifacts.folder("sources") / "serving")
     check_step(artifacts.folder("scorer"), artifacts.key("scorer"), artifacts.rebuild)
     scorer = Scorer.load(artifacts.folder("scorer"), artifacts, settings.scorer,
                          scorer_sources(settings))
@@ -160,13 +158,11 @@ def _sources_in(where: Path, settings: Settings, artifacts: Artifacts, train: pd
                 progress: bool) -> tuple[dict[str, CandidateSource], dict]:
     """(sources, their fit report) saved in `where`, or fit on `train` and saved there."""
     args = (artifacts, settings.sources, settings.retrieval)
-    key = artifacts.key("sources")
     try:
-        check_step(where, key, artifacts.rebuild)
-        return load_sources(*args, where, key)
+        return load_sources(*args, where)
     except StaleArtifact:
         fitted, report = fit_sources(*args, train, tune, warm=warm, progress=progress)
-        save_sources(fitted, report, where, key)
+        save_sources(fitted, report, where)
         record_step(where, artifacts.steps["sources"])
         return fitted, report
 

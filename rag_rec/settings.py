@@ -8,8 +8,6 @@ accepted as well, so a user with their own servers sets only those.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -290,9 +288,6 @@ class SourceSettings(BaseModel):
     seed: int = 42
     """Seed of the sources that draw at random (iALS, SASRec)."""
 
-    def fingerprint(self) -> str:
-        return _digest(self.model_dump())
-
 
 class ScorerSettings(BaseModel):
     """The attention scorer, a stacker over the sources (rag_rec/scorer.py); a checkpoint
@@ -457,10 +452,6 @@ def updated(section: Section, changes: Mapping[str, Any]) -> Section:
         if isinstance(value, Mapping) and isinstance(getattr(section, name, None), BaseModel)
         else value
         for name, value in changes.items()})
-
-
-def _digest(values: dict) -> str:
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from rag_rec.index import ItemIndex
-from rag_rec.settings import RetrievalSettings, SourceSettings, updated
+from rag_rec.settings import IndexSettings, RetrievalSettings, SourceSettings, updated
 from rag_rec.sources import CandidateSource, Catalogue, Query, make_source, source_resolver
 
 NAMES = ["ease", "ials", "sasrec", "markov", "faiss", "kg_path", "popular"]
@@ -31,6 +31,7 @@ SETTINGS = updated(SourceSettings(), {
 })
 """Small enough to fit in well under a second each; SASRec keeps two members and crops."""
 RETRIEVAL = RetrievalSettings()
+INDEX = IndexSettings()
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +56,7 @@ def _interactions(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]
 
 def _catalogue(rng: np.random.Generator) -> Catalogue:
     ids = [f"i{i}" for i in range(N_ITEMS)]
-    index = ItemIndex(TEXT_DIM + KG_DIM, RETRIEVAL, n_expected=N_ITEMS)
+    index = ItemIndex(TEXT_DIM + KG_DIM, INDEX, n_expected=N_ITEMS)
     index.add(ids, rng.normal(size=(N_ITEMS, TEXT_DIM + KG_DIM)).astype(np.float32))
     # Every item shares a genre with a fifth of the catalogue: every history has paths.
     triples = pd.DataFrame(

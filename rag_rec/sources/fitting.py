@@ -4,7 +4,7 @@ In: a build's `Artifacts` (its catalogue, see `Catalogue.of`), the `sources` and
 `retrieval` settings sections, train interactions and tuning items. Out: the fitted
 sources by name and a report per source (its fit report, or `{"unavailable": why}` for
 one that cannot fit); saved as one folder per set (`sources.json` plus each source's
-files), keyed by a fingerprint the caller chooses.
+files); each folder's record (rag_rec/steps.py) is checked against the build's key.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 
 from rag_rec.artifacts import Artifacts
 from rag_rec.errors import StaleArtifact
+from rag_rec.steps import check_step
 from rag_rec.settings import RetrievalSettings, SourceSettings
 from rag_rec.sources.base import CandidateSource, Catalogue, SourceUnavailable
 from rag_rec.sources.registry import make_source
@@ -41,25 +42,24 @@ def fit_sources(artifacts: Artifacts, settings: SourceSettings, retrieval: Retri
     return sources, report
 
 
-def save_sources(sources: dict[str, CandidateSource], report: dict, folder: Path,
-                 fingerprint: str) -> None:
+def save_sources(sources: dict[str, CandidateSource], report: dict, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for source in sources.values():
         source.save(folder)
     (folder / "sources.json").write_text(json.dumps(
-        {"fingerprint": fingerprint, "fitted": list(sources), "report": report}, indent=1))
+        {"fitted": list(sources), "report": report}, indent=1))
 
 
 def load_sources(artifacts: Artifacts, settings: SourceSettings, retrieval: RetrievalSettings,
-                 folder: Path, fingerprint: str) -> tuple[dict[str, CandidateSource], dict]:
-    """The fitted sources saved in `folder`; `StaleArtifact` when missing or stale."""
+                 folder: Path) -> tuple[dict[str, CandidateSource], dict]:
+    """The fitted sources saved in `folder` (one of the sources step's folders);
+    `StaleArtifact` when missing, or recorded under another key than this build's."""
     fix = f"rebuild with `{artifacts.rebuild}`"
+    check_step(folder, artifacts.key("sources"), artifacts.rebuild)
     try:
         meta = json.loads((folder / "sources.json").read_text())
     except (OSError, ValueError) as exc:
         raise StaleArtifact(f"no fitted sources in {folder} ({exc}); {fix}") from None
-    if meta["fingerprint"] != fingerprint:
-        raise StaleArtifact(f"the sources in {folder} were fit for another build; {fix}")
     catalogue = Catalogue.of(artifacts)
     sources = {}
     for name in meta["fitted"]:
