@@ -8,8 +8,10 @@ history items (scaled dot product, padding masked, a learned recency position ad
 [candidate, attended history, their product, user KG embedding, side features] go
 through an MLP, plus a linear term on the side features, to a logit. The side features
 are every source's standardised score and rank for the candidate (retrieve.py) and the
-history length: the scorer learns how the history, the candidate's content and KG and
-the sources' signals interact, instead of averaging the sources.
+history length, named columns (`ease.score`, `ease.rank`, ..., `history.length`) of one
+`FeatureSchema` that the checkpoint records: the scorer learns how the history, the
+candidate's content and KG and the sources' signals interact, instead of averaging the
+sources.
 
 Training (as a stacker, without leakage; the build runs it): the sources are fit on the
 train interactions minus a per-user *ranker slice* (`ranker_slice`), they produce
@@ -23,10 +25,10 @@ items that neither the scorer nor those sources learnt from (`validation`). The
 calibrated probability `p_next` is therefore "the chance that this candidate is among what
 the user interacts with next" — not a like probability.
 
-Modules: `model` (the nn.Module), `features` (the `Featurizer`), `calibration` (ECE,
-Brier, Platt), `slices` (the ranker slices and validation items), `training` (`Lists`,
-`train`), `blend` (`Blend`) and `scorer` (`Scorer`, its checkpoint). Every name the rest
-of rag_rec imports from `rag_rec.scorer` is re-exported here.
+Modules: `model` (the nn.Module), `features` (`FeatureSchema`, `Featurizer`),
+`calibration` (ECE, Brier, Platt), `slices` (the ranker slices and validation items),
+`training` (`Lists`, `train`), `blend` (`Blend`) and `scorer` (`Scorer`, its checkpoint).
+Every name the rest of rag_rec imports from `rag_rec.scorer` is re-exported here.
 """
 
 from rag_rec.scorer.blend import (
@@ -37,7 +39,7 @@ from rag_rec.scorer.blend import (
     _standardised,
 )
 from rag_rec.scorer.calibration import brier, ece, fit_platt, reliability_diagram, sigmoid
-from rag_rec.scorer.features import Featurizer
+from rag_rec.scorer.features import FeatureSchema, Featurizer
 from rag_rec.scorer.model import AttentionScorer
 from rag_rec.scorer.scorer import Scorer
 from rag_rec.scorer.slices import ranker_slice, unsliced, validation
@@ -52,8 +54,8 @@ from rag_rec.scorer.training import (
 )
 
 __all__ = [
-    "BLEND_WEIGHTS", "MIN_SHORT_LISTS", "SHORT_RULE", "AttentionScorer", "Blend", "Featurizer",
-    "Lists", "Scorer", "TrainReport", "_standardised", "brier", "ece", "fit_platt",
+    "BLEND_WEIGHTS", "MIN_SHORT_LISTS", "SHORT_RULE", "AttentionScorer", "Blend", "FeatureSchema",
+    "Featurizer", "Lists", "Scorer", "TrainReport", "_standardised", "brier", "ece", "fit_platt",
     "list_ndcg", "make_lists", "predict", "ranker_slice", "reliability_diagram", "sigmoid",
     "sources_alone", "train", "unsliced", "validation",
 ]

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rag_rec.retrieve import FEATURES_PER_SOURCE
 from rag_rec.scorer.calibration import ece, fit_platt, sigmoid
+from rag_rec.scorer.features import FeatureSchema, column
 from rag_rec.scorer.model import AttentionScorer
 from rag_rec.scorer.training import Lists, list_ndcg, predict, sources_alone
 
@@ -77,11 +77,12 @@ class Blend:
         """`trained`: `Featurizer.trained`, which items the sources learnt from; `short`:
         the simulated short lists (`build.short_lists`)."""
         rows = np.arange(len(lists.cand))
-        z = predict(model, lists, rows)
+        logits = predict(model, lists, rows)
         side = lists.side.numpy()
         alone = sources_alone(lists, sources, rows)
         best = max(alone, key=alone.get)
-        col = _standardised(side, sources, best, trained[lists.cand.numpy()], lists.owner)
+        best_column = _standardised(side, sources, best, trained[lists.cand.numpy()],
+                                    lists.owner)
         short_weights = short_platt = None
         report: dict = {"holdout_ndcg_sources": alone, "lists": len(lists.users),
                         "short_lists": len(short.users) if short is not None else 0}
@@ -95,8 +96,8 @@ class Blend:
         # those, one weight serves every list and is chosen on all of them.
         on = rows[long] if short_weights and long.any() else rows
         report["long_lists"] = len(np.unique(lists.owner.numpy()[on]))
-        weight, report["holdout_ndcg_by_weight"] = _best_weight(z, col, lists, on)
-        blended, labels = (z + weight * col)[on], lists.calibration.numpy()[on]
+        weight, report["holdout_ndcg_by_weight"] = _best_weight(logits, best_column, lists, on)
+        blended, labels = (logits + weight * best_column)[on], lists.calibration.numpy()[on]
         platt = _rounded(fit_platt(blended, labels))
         report |= {"ece": round(ece(sigmoid(platt[0] * blended + platt[1]), labels), 4),
                    "base_rate": round(float(labels.mean()), 5)}
@@ -110,29 +111,30 @@ class Blend:
         worse shape does best, smallest first among equals; a list's shape is the end of
         its name, `build.short_lists`) and the scaling of the blended log-odds."""
         rows = np.arange(len(short.cand))
-        z = predict(model, short, rows)
+        logits = predict(model, short, rows)
         side = short.side.numpy()
         alone = sources_alone(short, sources, rows)
         pair = sorted(alone, key=alone.get, reverse=True)[:2]
-        cols = [_standardised(side, sources, n, trained[short.cand.numpy()], short.owner)
-                for n in pair]
+        columns = [_standardised(side, sources, name, trained[short.cand.numpy()], short.owner)
+                   for name in pair]
         shape = np.array([short.users[o].rsplit("/", 1)[-1] for o in short.owner.numpy()])
-        grid = [(a, b) for a in BLEND_WEIGHTS
-                for b in (BLEND_WEIGHTS if len(pair) > 1 else (0.0,))]
+        grid = [(first, second) for first in BLEND_WEIGHTS
+                for second in (BLEND_WEIGHTS if len(pair) > 1 else (0.0,))]
         by_shape = {}
-        for w in grid:
-            blended = z + w[0] * cols[0] + w[-1] * cols[-1]
-            by_shape[w] = {s: round(list_ndcg(blended[shape == s], short, rows[shape == s]), 4)
-                           for s in np.unique(shape)}
-        a, b = max(grid, key=lambda w: min(by_shape[w].values()))
-        weights = dict(zip(pair, (a, b)))
-        blended = z + a * cols[0] + b * cols[-1]
+        for pair_weights in grid:
+            blended = logits + pair_weights[0] * columns[0] + pair_weights[-1] * columns[-1]
+            by_shape[pair_weights] = {
+                s: round(list_ndcg(blended[shape == s], short, rows[shape == s]), 4)
+                for s in np.unique(shape)}
+        first, second = max(grid, key=lambda pair_weights: min(by_shape[pair_weights].values()))
+        weights = dict(zip(pair, (first, second)))
+        blended = logits + first * columns[0] + second * columns[-1]
         labels = short.calibration.numpy()
         platt = _rounded(fit_platt(blended, labels))
         report = {"ndcg_sources": alone,
-                  "stacker_ndcg": round(list_ndcg(z, short, rows), 4),
+                  "stacker_ndcg": round(list_ndcg(logits, short, rows), 4),
                   "ndcg": round(list_ndcg(blended, short, rows), 4),
-                  "ndcg_by_shape": by_shape[(a, b)],
+                  "ndcg_by_shape": by_shape[(first, second)],
                   "ece": round(ece(sigmoid(platt[0] * blended + platt[1]), labels), 4)}
         return weights, platt, report
 
@@ -142,31 +144,33 @@ class Blend:
         which candidates have train interactions and the history's length."""
         owner = np.zeros(len(trained), dtype=int)
         if self.short_weights and history_len <= (self.short_history or 0):
-            weights, (a, b) = self.short_weights, self.short_platt
+            weights, (scale, shift) = self.short_weights, self.short_platt
         else:
-            weights, (a, b) = {self.source: self.weight}, self.platt
-        return a * (logits + sum(w * _standardised(features, sources, n, trained, owner)
-                                 for n, w in weights.items())) + b
+            weights, (scale, shift) = {self.source: self.weight}, self.platt
+        return scale * (logits + sum(
+            weight * _standardised(features, sources, name, trained, owner)
+            for name, weight in weights.items())) + shift
 
 
 def _standardised(side: np.ndarray, sources: list[str], name: str, trained: np.ndarray,
                   owner: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Source `name`'s standardised score column, untrained candidates at their list's
+    """Source `name`'s `score` column of `side` (side features, or a retrieval's source
+    features: the schema gives both the same index), untrained candidates at their list's
     median (`_untrained_at_median`)."""
     owner = owner.numpy() if isinstance(owner, torch.Tensor) else owner
-    return _untrained_at_median(side[:, FEATURES_PER_SOURCE * sources.index(name)], trained,
-                                owner)
+    score = side[:, FeatureSchema(tuple(sources)).index(column(name, "score"))]
+    return _untrained_at_median(score, trained, owner)
 
 
 def _rounded(platt: tuple[float, float]) -> tuple[float, float]:
     return tuple(round(float(v), 5) for v in platt)
 
 
-def _best_weight(z: np.ndarray, col: np.ndarray, lists: Lists,
+def _best_weight(logits: np.ndarray, source_column: np.ndarray, lists: Lists,
                  rows: np.ndarray) -> tuple[float, dict[float, float]]:
-    """The blend weight with the best NDCG@10 on the lists `rows` cover (the smallest of
-    equals), and the NDCG of each."""
-    by_weight = {w: round(list_ndcg((z + w * col)[rows], lists, rows), 4)
+    """The weight of `source_column` beside the stacker's `logits` with the best NDCG@10 on the
+    lists `rows` cover (the smallest of equals), and the NDCG of each."""
+    by_weight = {w: round(list_ndcg((logits + w * source_column)[rows], lists, rows), 4)
                  for w in BLEND_WEIGHTS}
     return max(by_weight, key=by_weight.get), by_weight
 
@@ -176,8 +180,8 @@ def _untrained_at_median(col: np.ndarray, trained: np.ndarray, owner: np.ndarray
     build, say) set to their list's median: the source has no say on them, so the blend
     neither lifts nor sinks them and the scorer's content-based logit decides."""
     out = col.copy()
-    for o in np.unique(owner[~trained]):
-        mine = owner == o
-        ref = col[mine & trained]
-        out[mine & ~trained] = np.median(ref) if len(ref) else 0.0
+    for list_no in np.unique(owner[~trained]):
+        mine = owner == list_no
+        known = col[mine & trained]
+        out[mine & ~trained] = np.median(known) if len(known) else 0.0
     return out

@@ -26,15 +26,16 @@ def brier(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Platt scaling (a, b): P(label) = sigmoid(a * logit + b), by logistic regression."""
+    """Platt scaling (scale, shift): P(label) = sigmoid(scale * logit + shift), by logistic
+    regression."""
     from sklearn.linear_model import LogisticRegression  # fitting only: serving skips it
 
     fit = LogisticRegression(C=1e6).fit(logits.reshape(-1, 1), labels)
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
@@ -52,8 +53,9 @@ def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: 
         ax.plot([low, 1], [low, 1], "k:", label="perfect")
         for name, (probs, labels) in curves.items():
             parts = np.array_split(np.argsort(probs, kind="stable"), bins)
-            ax.plot([probs[p].mean() for p in parts], [labels[p].mean() for p in parts],
-                    "o-", label=f"{name} (ECE {ece(probs, labels, bins):.3f})")
+            ax.plot([probs[part].mean() for part in parts],
+                    [labels[part].mean() for part in parts], "o-",
+                    label=f"{name} (ECE {ece(probs, labels, bins):.3f})")
         if log:
             ax.set_xscale("log")
             ax.set_yscale("log")

@@ -17,6 +17,8 @@ from rag_rec.settings import ScorerSettings
 
 
 class AttentionScorer(nn.Module):
+    """`n_side`: the width of the side features, `len(FeatureSchema)`."""
+
     def __init__(self, item_features: torch.Tensor, user_kg_dim: int, n_side: int,
                  cfg: ScorerSettings):
         super().__init__()
@@ -41,25 +43,26 @@ class AttentionScorer(nn.Module):
             ids = ids * keep
         # project([content ⊕ id]) split in two: the content part is projected once per
         # catalogue item, not once per (sample, history position): ~10x less work.
-        f = self.features.shape[1]
-        w = self.project.weight
-        content = self.features @ w[:, :f].T + self.project.bias
-        return content[items] + ids @ w[:, f:].T
+        content_dim = self.features.shape[1]
+        weight = self.project.weight
+        content = self.features @ weight[:, :content_dim].T + self.project.bias
+        return content[items] + ids @ weight[:, content_dim:].T
 
     def attention(self, cand: torch.Tensor, hist: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(candidate vectors, history vectors, attention weights (B, L)): which history
         items each candidate's score looked at (explanations read the weights)."""
-        c = self.embed(cand)                                        # (B, d)
+        candidate = self.embed(cand)                                # (B, d)
         mask = hist > 0                                             # (B, L)
-        h = self.embed(hist) + self.positions.weight[None, :hist.shape[1]]
-        scores = (h @ c.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.cfg.d)
+        history = self.embed(hist) + self.positions.weight[None, :hist.shape[1]]
+        scores = (history @ candidate.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.cfg.d)
         scores = scores.masked_fill(~mask, -1e9)
-        return c, h, torch.softmax(scores, dim=-1) * mask.any(-1, keepdim=True)
+        return candidate, history, torch.softmax(scores, dim=-1) * mask.any(-1, keepdim=True)
 
     def forward(self, cand: torch.Tensor, hist: torch.Tensor, user_kg: torch.Tensor,
                 side: torch.Tensor) -> torch.Tensor:
-        c, h, attn = self.attention(cand, hist)
-        a = (attn.unsqueeze(-1) * h).sum(1)
-        x = torch.cat([c, a, c * a, self.user(user_kg), side], dim=-1)
-        return self.mlp(x).squeeze(-1) + self.skip(side).squeeze(-1)
+        candidate, history, weights = self.attention(cand, hist)
+        attended = (weights.unsqueeze(-1) * history).sum(1)
+        joint = torch.cat([candidate, attended, candidate * attended, self.user(user_kg), side],
+                          dim=-1)
+        return self.mlp(joint).squeeze(-1) + self.skip(side).squeeze(-1)

@@ -3,8 +3,9 @@
 In: a `Featurizer`, a trained `AttentionScorer` with its calibration and `Blend`, and at
 query time a history with its retrieval. Out: calibrated log-odds per candidate
 (`logits`), attention weights over the history (`attention`), and a checkpoint folder
-(model.pt, scorer.json, blend.json, reliability.png) that `load` refuses with
-`StaleArtifact` when it does not belong to the current build, settings or sources.
+(model.pt, scorer.json with the feature schema, blend.json, reliability.png) that `load`
+refuses with `StaleArtifact` when it does not belong to the current build, settings,
+sources or feature schema.
 """
 
 from __future__ import annotations
@@ -13,19 +14,22 @@ import json
 import pickle
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from rag_rec.artifacts import Artifacts, validation_kind
 from rag_rec.errors import StaleArtifact
-from rag_rec.retrieve import Retrieval
 from rag_rec.scorer.blend import SHORT_RULE, Blend
 from rag_rec.scorer.calibration import reliability_diagram, sigmoid
-from rag_rec.scorer.features import Featurizer
+from rag_rec.scorer.features import FeatureSchema, Featurizer
 from rag_rec.scorer.model import AttentionScorer
 from rag_rec.scorer.training import Lists, train
 from rag_rec.settings import ScorerSettings
+
+if TYPE_CHECKING:  # retrieve.py imports the feature schema from this package
+    from rag_rec.retrieve import Retrieval
 
 
 class Scorer:
@@ -34,34 +38,43 @@ class Scorer:
     def __init__(self, feat: Featurizer, model: AttentionScorer, platt: tuple[float, float],
                  sources: list[str], union_weights: dict[str, float], report: dict,
                  blend: Blend | None = None):
+        if tuple(sources) != feat.schema.sources:
+            raise ValueError(f"the model reads the features of {sources}, the featurizer "
+                             f"gives those of {list(feat.schema.sources)}")
         self.feat = feat
         self.model = model.eval()
         self.platt = platt
-        """(a, b): calibrated log-odds = a * raw logit + b (fitted on held-out lists), until
-        the blend, which recalibrates, is there."""
+        """(scale, shift): calibrated log-odds = scale * raw logit + shift (fitted on
+        held-out lists), until the blend, which recalibrates, is there."""
         self.sources = sources
-        """The source names whose features the model reads, in order."""
+        """The source names whose features the model reads, in order (`schema`'s)."""
         self.union_weights = union_weights
         """The fusion weights of the union it was trained on (serving uses the same)."""
         self.report = report
         self.blend = blend
         """Chosen after training, on the served sources' side (`Blend`); serving needs it."""
 
+    @property
+    def schema(self) -> FeatureSchema:
+        """The side-feature columns the model reads, saved with the checkpoint."""
+        return self.feat.schema
+
     @torch.no_grad()
     def logits(self, history: list[tuple[str, float]], user_id: str | None,
-               r: Retrieval) -> np.ndarray:
-        """Calibrated log-odds per candidate of `r`. Finite by construction: a NaN (e.g.
-        from a corrupt vector) becomes the lowest score."""
-        if not r.items:
+               retrieval: Retrieval) -> np.ndarray:
+        """Calibrated log-odds per candidate of `retrieval`. Finite by construction: a NaN
+        (e.g. from a corrupt vector) becomes the lowest score."""
+        if not retrieval.items:
             return np.zeros(0, dtype=np.float32)
-        inputs = self.feat.batch(history, user_id, r)
-        z = self.model(*inputs).numpy()
-        if self.blend is not None:  # inputs[0]: the candidates' feature rows
-            z = self.blend.apply(z, r.features, self.sources,
-                                 self.feat.trained[inputs[0].numpy()], len(history))
+        cand, hist, user_kg, side = self.feat.batch(history, user_id, retrieval)
+        raw = self.model(cand, hist, user_kg, side).numpy()
+        if self.blend is not None:
+            calibrated = self.blend.apply(raw, retrieval.features, self.sources,
+                                          self.feat.trained[cand.numpy()], len(history))
         else:
-            z = self.platt[0] * z + self.platt[1]
-        return np.nan_to_num(z, nan=-30.0, posinf=30.0, neginf=-30.0)
+            scale, shift = self.platt
+            calibrated = scale * raw + shift
+        return np.nan_to_num(calibrated, nan=-30.0, posinf=30.0, neginf=-30.0)
 
     @torch.no_grad()
     def attention(self, history: list[tuple[str, float]], items: list[str]
@@ -75,8 +88,8 @@ class Scorer:
         hist[:, :len(rows)] = torch.tensor(rows)
         cand = torch.tensor([self.feat.row.get(i, 0) for i in items])
         weights = self.model.attention(cand, hist)[2][:, :len(rows)].numpy()
-        return {item: {by_row[r]: float(w) for r, w in zip(rows, ws)}
-                for item, ws in zip(items, weights)}
+        return {item: {by_row[row]: float(weight) for row, weight in zip(rows, item_weights)}
+                for item, item_weights in zip(items, weights)}
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -84,8 +97,8 @@ class Scorer:
         (folder / "scorer.json").write_text(json.dumps({
             "config": self.model.cfg.model_dump(), "platt": list(self.platt),
             "sources": self.sources, "union_weights": self.union_weights,
-            "n_side": self.model.skip.in_features,
-            "fingerprint": self.feat.a.folder.name, "items": self.feat.item_ids,
+            "schema": list(self.schema.names),
+            "fingerprint": self.feat.artifacts.folder.name, "items": self.feat.item_ids,
             "report": self.report}, indent=1))
         # A retrained model makes the former blend meaningless: it goes with it.
         blend = folder / "blend.json"
@@ -106,9 +119,9 @@ class Scorer:
         scorer = cls(feat, model, report.platt, sources, union_weights,
                      vars(report) | ({"union": union} if union else {}))
         scorer.save(folder)
-        a, b = report.platt
+        scale, shift = report.platt
         reliability_diagram({"raw": (sigmoid(logits), labels),
-                             "calibrated": (sigmoid(a * logits + b), labels)},
+                             "calibrated": (sigmoid(scale * logits + shift), labels)},
                             folder / "reliability.png")
         return scorer
 
@@ -116,8 +129,8 @@ class Scorer:
     def load(cls, folder: Path, artifacts: Artifacts, cfg: ScorerSettings,
              sources: list[str]) -> Scorer:
         """The checkpoint in `folder`; `StaleArtifact` (naming the command that fixes it)
-        when it is missing, corrupt, from another build, or trained with other settings
-        or sources."""
+        when it is missing, corrupt, from another build, trained with other settings or
+        sources, or on other feature columns than this version's (`FeatureSchema`)."""
         fix = f"rebuild with `{artifacts.rebuild}`"
         try:
             meta = json.loads((folder / "scorer.json").read_text())
@@ -132,14 +145,18 @@ class Scorer:
         if ScorerSettings(**meta["config"]) != cfg or meta["sources"] != sources:
             raise StaleArtifact(f"scorer checkpoint in {folder} was trained with other "
                                 f"scorer settings or sources; {fix}")
-        # Settings fingerprints miss a code change to the source features (retrieve.py):
-        # without this check such a checkpoint would fail at its first query instead.
-        width = Featurizer.side_width(len(sources))
-        if meta["n_side"] != width:
-            raise StaleArtifact(f"scorer checkpoint in {folder} reads {meta['n_side']} source "
-                                f"features, this version gives {width}; {fix}")
-        feat = Featurizer(artifacts, cfg)
-        model = AttentionScorer(feat.features, artifacts.kg.dim, meta["n_side"], cfg)
+        # Settings fingerprints miss a code change to the features (retrieve.py, the
+        # schema): such a checkpoint would read its columns as other ones, or fail at its
+        # first query.
+        if "schema" not in meta:
+            raise StaleArtifact(f"scorer checkpoint in {folder} was saved before feature "
+                                f"schemas, so which column is which is unknown; {fix}")
+        feat = Featurizer(artifacts, cfg, sources)
+        difference = feat.schema.difference(meta["schema"])
+        if difference:
+            raise StaleArtifact(f"scorer checkpoint in {folder} was trained on other feature "
+                                f"columns than this version gives ({difference}); {fix}")
+        model = AttentionScorer(feat.features, artifacts.kg.dim, len(feat.schema), cfg)
         # Items added since training join with their content and a zero id embedding.
         ids = torch.zeros(len(feat.features), cfg.id_dim)
         ids[:state["ids.weight"].shape[0]] = state["ids.weight"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,12 +18,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rag_rec.retrieve import FEATURES_PER_SOURCE, Retriever
 from rag_rec.scorer.calibration import brier, ece, fit_platt, sigmoid
-from rag_rec.scorer.features import Featurizer
+from rag_rec.scorer.features import FeatureSchema, Featurizer, column
 from rag_rec.scorer.model import AttentionScorer
 from rag_rec.settings import ScorerSettings
 from rag_rec.sources import Query
+
+if TYPE_CHECKING:  # retrieve.py imports the feature schema from this package
+    from rag_rec.retrieve import Retriever
 
 
 @dataclass
@@ -65,7 +68,11 @@ def make_lists(feat: Featurizer, retriever: Retriever, histories: dict[str, list
                targets: pd.DataFrame, calibrate_on: pd.DataFrame, *, progress: bool = False,
                chunk: int = 128, exclude: dict[str, set[str]] | None = None) -> Lists:
     """Each target user's candidates given their history, labelled by `targets` (and by
-    `calibrate_on` for the calibration); never an item of `exclude[user]`."""
+    `calibrate_on` for the calibration); never an item of `exclude[user]`. The retriever
+    writes the columns of the featurizer's schema."""
+    if retriever.schema != feat.schema:
+        raise ValueError(f"the retriever writes {retriever.schema.names}, the featurizer "
+                         f"reads {feat.schema.names}")
     wanted = targets.groupby("user_id").item_id.agg(set).to_dict()
     calibrated = calibrate_on.groupby("user_id").item_id.agg(set).to_dict()
     users = [u for u in sorted(wanted) if histories.get(u)]
@@ -74,18 +81,18 @@ def make_lists(feat: Featurizer, retriever: Retriever, histories: dict[str, list
                leave=False)
     for start in range(0, len(users), chunk):
         part = users[start:start + chunk]
-        for user_id, r in zip(part, retriever.retrieve(
+        for user_id, retrieval in zip(part, retriever.retrieve(
                 [Query(histories[u]) for u in part],
                 [exclude.get(u, set()) for u in part] if exclude else None)):
-            k = len(owner)
+            items = retrieval.items
             rows = feat.history_rows(histories[user_id])
             hist.append(rows + [0] * (feat.cfg.max_history - len(rows)))
             user_kg.append(feat.user_kg(user_id))
-            owner.append(np.full(len(r.items), k))
-            cand.append([feat.row.get(i, 0) for i in r.items])
-            side.append(feat.side(histories[user_id], r.features))
-            label.append([i in wanted[user_id] for i in r.items])
-            calib.append([i in calibrated.get(user_id, ()) for i in r.items])
+            owner.append(np.full(len(items), len(owner)))
+            cand.append([feat.row.get(i, 0) for i in items])
+            side.append(feat.side(histories[user_id], retrieval.features))
+            label.append([i in wanted[user_id] for i in items])
+            calib.append([i in calibrated.get(user_id, ()) for i in items])
             n_pos.append(len(wanted[user_id]))
         bar.update(len(part))
     bar.close()
@@ -112,20 +119,21 @@ def list_ndcg(logits: np.ndarray, lists: Lists, rows: np.ndarray, k: int = 10) -
     labels = lists.label.numpy()[rows]
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     out = []
-    for o in np.unique(owner):
-        mine = owner == o
+    for list_no in np.unique(owner):
+        mine = owner == list_no
         top = np.argsort(-logits[mine], kind="stable")[:k]
-        ideal = discount[:min(lists.n_pos[o], k)].sum()
+        ideal = discount[:min(lists.n_pos[list_no], k)].sum()
         out.append((labels[mine][top] * discount[:len(top)]).sum() / ideal)
     return float(np.mean(out))
 
 
 def sources_alone(lists: Lists, sources: list[str], rows: np.ndarray) -> dict[str, float]:
-    """NDCG@10 of the lists `rows` cover, ordered by each source alone (column 1 of each
-    source's block: 1/log2(2 + rank))."""
+    """NDCG@10 of the lists `rows` cover, ordered by each source alone (its `rank`
+    column)."""
     side = lists.side.numpy()[rows]
-    return {name: round(list_ndcg(side[:, FEATURES_PER_SOURCE * s + 1], lists, rows), 4)
-            for s, name in enumerate(sources)}
+    schema = FeatureSchema(tuple(sources))
+    return {name: round(list_ndcg(side[:, schema.index(column(name, "rank"))], lists, rows), 4)
+            for name in sources}
 
 
 @dataclass
@@ -160,7 +168,7 @@ def train(feat: Featurizer, lists: Lists, sources: list[str], cfg: ScorerSetting
     owner = lists.owner.numpy()
     train_rows = torch.from_numpy(np.flatnonzero(~held[owner]))
     held_rows = np.flatnonzero(held[owner])
-    model = AttentionScorer(feat.features, feat.a.kg.dim, lists.side.shape[1], cfg)
+    model = AttentionScorer(feat.features, feat.artifacts.kg.dim, len(feat.schema), cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     best, best_state, stale, epochs = -1.0, None, 0, 0
