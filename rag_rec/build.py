@@ -236,7 +236,7 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
         check_step(scorer_folder, artifacts.key("scorer"), artifacts.rebuild)
         scorer = Scorer.load(scorer_folder, artifacts, settings.scorer, names)
     except StaleArtifact:
-        feat = Featurizer(artifacts, settings.scorer)
+        feat = Featurizer(artifacts, settings.scorer, names)
         parts, weights, union = [], None, None
         for fitted, (fit_part, slice_part) in zip(tuning, slices):
             stacked = {n: s for n, s in fitted.items() if n in names}

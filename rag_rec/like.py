@@ -1,6 +1,6 @@
 """P(like): the chance that a user rates an item 4 or 5 if they watch it.
 
-The ranking probability (P(next), rag_rec/scorer.py) says how likely the user is to
+The ranking probability (P(next), rag_rec/scorer/) says how likely the user is to
 interact with an item next; this head says whether they will enjoy it once they do. It
 is trained on the observed ratings, which the next-item task throws away.
 

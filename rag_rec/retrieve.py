@@ -7,9 +7,10 @@ source finds (`union_weights`: items several sources agree on rise, no source's 
 scale dominates another's, and a weak source cannot crowd out a strong one's), with a
 `tail_share` of the `budget` kept for long-tail items. Every candidate then carries, for
 *every* source (not only those that proposed it), the source's score standardised over the
-user's unseen items and 1/log2(2 + its rank among them): the features the scorer stacks.
-Sources that were not fitted, and scores a source cannot give (NaN, inf, -inf), become 0
-features, never a NaN.
+user's unseen items and 1/log2(2 + its rank among them): the features the scorer stacks,
+written by name into the columns of the scorer's `FeatureSchema` (`ease.score`,
+`ease.rank`, ...). Sources that were not fitted, and scores a source cannot give (NaN,
+inf, -inf), become 0 features, never a NaN.
 
 All of it is in memory: a query costs a few milliseconds for MovieLens-sized catalogues.
 """
@@ -23,10 +24,9 @@ import numpy as np
 import pandas as pd
 
 from rag_rec.artifacts import Artifacts
+from rag_rec.scorer.features import FeatureSchema, column
 from rag_rec.sources import CandidateSource, Query, held_out_matrices
 from rag_rec.settings import RetrievalSettings
-
-FEATURES_PER_SOURCE = 2
 
 
 def head_items(popularity: dict[str, int], head_mass: float) -> set[str]:
@@ -49,7 +49,8 @@ class Retrieval:
 
     items: list[str]
     features: np.ndarray
-    """(len(items), FEATURES_PER_SOURCE * len(source_names)) float32, finite."""
+    """(len(items), len(schema.columns())) float32, finite: the source columns of the
+    retriever's `schema`, which `FeatureSchema.index` names."""
     proposed_by: list[dict[str, float]]
     """Per candidate: source name -> raw score, for the sources whose top it was in."""
     cold_start: bool = False
@@ -61,20 +62,22 @@ class Retriever:
     def __init__(self, artifacts: Artifacts, sources: dict[str, CandidateSource],
                  source_names: Sequence[str], settings: RetrievalSettings,
                  weights: dict[str, float] | None = None):
-        self.a = artifacts
+        self.artifacts = artifacts
         self.sources = sources
         self.source_names = list(source_names)
         """Every source the scorer was trained with, fitted or not (feature order)."""
-        self.r = settings
+        self.schema = FeatureSchema(tuple(self.source_names))
+        """The feature columns `retrieve` writes (its source columns)."""
+        self.settings = settings
         self.weights = weights or {}
         """Source -> its weight in the fusion (`union_weights`; 1 when absent)."""
         self.refresh_tail()
 
     def refresh_tail(self) -> None:
         """The catalogue's column map and long-tail mask (again after items are added)."""
-        self.col = {i: c for c, i in enumerate(self.a.index.ids)}
-        self.head = head_items(self.a.popularity, self.r.head_mass)
-        self.tail = np.array([i not in self.head for i in self.a.index.ids])
+        self.col = {i: c for c, i in enumerate(self.artifacts.index.ids)}
+        self.head = head_items(self.artifacts.popularity, self.settings.head_mass)
+        self.tail = np.array([i not in self.head for i in self.artifacts.index.ids])
 
     def is_tail(self, item_id: str) -> bool:
         return item_id not in self.head
@@ -82,8 +85,8 @@ class Retriever:
     def retrieve(self, queries: Sequence[Query], exclude: Sequence[set[str]] | None = None,
                  budget: int | None = None) -> list[Retrieval]:
         """Candidates for each query: never an item of its history or of `exclude`."""
-        budget = budget or self.r.budget
-        ids = self.a.index.ids
+        budget = budget or self.settings.budget
+        ids = self.artifacts.index.ids
         if len(self.tail) != len(ids):
             self.refresh_tail()
         col = self.col
@@ -93,13 +96,12 @@ class Retriever:
             cols = [col[i] for i, _ in q.history if i in col] + [col[i] for i in extra if i in col]
             seen[r, cols] = True
         n_unseen = (~seen).sum(1)
-        cold = np.array([len(q.history) <= self.r.cold_history for q in queries])
-        feats = np.zeros((len(queries), len(ids), FEATURES_PER_SOURCE * len(self.source_names)),
-                         dtype=np.float32)
+        cold = np.array([len(q.history) <= self.settings.cold_history for q in queries])
+        feats = np.zeros((len(queries), len(ids), len(self.schema.columns())), dtype=np.float32)
         fused = np.zeros((len(queries), len(ids)), dtype=np.float64)
         floor = np.zeros((len(queries), len(ids)), dtype=np.int32)
         tops = {}
-        for s, name in enumerate(self.source_names):
+        for name in self.source_names:
             if name not in self.sources:
                 continue
             raw = self.sources[name].scores(queries).astype(np.float64)
@@ -113,13 +115,15 @@ class Retriever:
             mean = safe.sum(1, keepdims=True) / count
             var = np.where(valid, (safe - mean) ** 2, 0.0).sum(1, keepdims=True) / count
             z = np.where(valid, (safe - mean) / np.sqrt(var + 1e-12), 0.0)
-            feats[:, :, 2 * s] = np.clip(z, -10, 10)
-            feats[:, :, 2 * s + 1] = np.where(valid, 1.0 / np.log2(rank + 2.0), 0.0)
-            top = (rank < self.r.per_source) & valid
-            fused += np.where(top, self.weights.get(name, 1.0) / (self.r.rrf_k + rank + 1.0), 0.0)
+            feats[:, :, self.schema.index(column(name, "score"))] = np.clip(z, -10, 10)
+            feats[:, :, self.schema.index(column(name, "rank"))] = np.where(
+                valid, 1.0 / np.log2(rank + 2.0), 0.0)
+            top = (rank < self.settings.per_source) & valid
+            fused += np.where(top, self.weights.get(name, 1.0)
+                              / (self.settings.rrf_k + rank + 1.0), 0.0)
             # Cold start: each source's own best always get a place (ahead of any fused
             # sum), so content and KG paths are not crowded out by sources that know little.
-            floor += (rank < self.r.cold_floor) & valid & cold[:, None]
+            floor += (rank < self.settings.cold_floor) & valid & cold[:, None]
             tops[name] = (top, raw)
         out = []
         for r, q in enumerate(queries):
@@ -140,7 +144,7 @@ class Retriever:
         # is lost to rounding, and that source's floor items would tie in catalogue order.
         order = np.lexsort((-fused, -floor))
         proposed = order[((fused[order] > 0) | (floor[order] > 0)) & ~seen[order]]
-        quota = int(round(self.r.tail_share * budget))
+        quota = int(round(self.settings.tail_share * budget))
         chosen = list(proposed[:budget - quota])
         rest = proposed[budget - quota:]
         chosen += list(rest[self.tail[rest]][:budget - len(chosen)])
@@ -149,7 +153,7 @@ class Retriever:
             chosen += [c for c in rest if c not in taken][:budget - len(chosen)]
         if len(chosen) < budget:  # backfill by popularity
             taken = set(chosen)
-            pop = np.array([self.a.popularity.get(i, 0) for i in self.a.index.ids])
+            pop = np.array([self.artifacts.popularity.get(i, 0) for i in self.artifacts.index.ids])
             for c in np.argsort(-pop, kind="stable"):
                 if len(chosen) >= budget:
                     break

@@ -290,7 +290,7 @@ class SourceSettings(BaseModel):
 
 
 class ScorerSettings(BaseModel):
-    """The attention scorer, a stacker over the sources (rag_rec/scorer.py); a checkpoint
+    """The attention scorer, a stacker over the sources (rag_rec/scorer/); a checkpoint
     records the values it was trained with, and `rag-rec build` retrains it when they
     change."""
 

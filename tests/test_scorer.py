@@ -74,8 +74,9 @@ def test_checkpoint_round_trip_and_mismatch(settings, artifacts, ranker, retriev
     with pytest.raises(StaleArtifact, match="other scorer settings or sources"):
         Scorer.load(tmp_path, artifacts, settings.scorer, names[:-1])
     meta = json.loads((tmp_path / "scorer.json").read_text())
-    (tmp_path / "scorer.json").write_text(json.dumps(meta | {"n_side": meta["n_side"] - 1}))
-    with pytest.raises(StaleArtifact, match="reads .* source features"):
+    assert meta["schema"] == list(scorer.schema.names)
+    (tmp_path / "scorer.json").write_text(json.dumps(meta | {"schema": meta["schema"][:-1]}))
+    with pytest.raises(StaleArtifact, match="other feature columns .*missing history.length"):
         Scorer.load(tmp_path, artifacts, settings.scorer, names)
     meta["fingerprint"] = "another-build"
     (tmp_path / "scorer.json").write_text(json.dumps(meta))

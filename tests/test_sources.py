@@ -217,11 +217,12 @@ def test_a_source_that_cannot_fit_is_left_out_and_flagged(settings: Settings, ar
     sources, report = fit_sources(artifacts, tight, settings.retrieval,
                                   dataset.interactions, None)
     assert list(sources) == ["popular"] and "ease.max_items" in report["ease"]["unavailable"]
-    r = Retriever(artifacts, sources, ["ease", "popular"],
-                  settings.retrieval.model_copy(update={"per_source": 50})).retrieve(
-        [Query(_history(dataset, "42"))])[0]
+    retriever = Retriever(artifacts, sources, ["ease", "popular"],
+                          settings.retrieval.model_copy(update={"per_source": 50}))
+    r = retriever.retrieve([Query(_history(dataset, "42"))])[0]
     assert len(r.items) == settings.retrieval.budget
-    assert not r.features[:, :2].any()  # the missing source's features are zero
+    ease = retriever.schema.indices(retriever.schema.columns(source="ease"))
+    assert not r.features[:, ease].any()  # the missing source's features are zero
 
 
 def test_the_ranker_slice_never_reaches_what_the_scorer_stacks(settings: Settings, artifacts,
