@@ -163,11 +163,13 @@ def split_settings(settings: Settings, name: str, seed: int) -> Settings:
     otherwise the latest items, one slice, as served (three gave 0.1041 against 0.1080 on
     loo seed 42, and each fold is another SASRec fit in the README's main command)."""
     kfold = split_protocol(name) is SplitProtocol.KFOLD
-    scorer = settings.scorer.model_copy(update={
-        "slice": "random" if kfold else "latest", "seed": seed,
-        "slice_folds": 3 if kfold else settings.scorer.slice_folds})
+    ranker_slice = settings.ranker_slice.model_copy(update={
+        "kind": "random" if kfold else "latest", "seed": seed,
+        "folds": 3 if kfold else settings.ranker_slice.folds})
     sources = updated(settings.sources, {"seed": seed, **(KFOLD_SASREC if kfold else {})})
-    return settings.model_copy(update={"scorer": scorer, "sources": sources})
+    return settings.model_copy(update={
+        "scorer": settings.scorer.model_copy(update={"seed": seed}),
+        "ranker_slice": ranker_slice, "sources": sources})
 
 
 KFOLD_SASREC = {"sasrec": {"content": True, "crop": 0, "epochs": 60, "patience": 3,

@@ -66,6 +66,7 @@ class Artifacts:
     home: Path
     embed: EmbedSettings
     """The settings the embeddings were built with (their steps' keys cover them)."""
+    ranker_slice: RankerSliceSettings
 
     @property
     def split_name(self) -> str:
@@ -80,6 +81,12 @@ class Artifacts:
     def train(self) -> pd.DataFrame:
         """The interactions the sources and the scorer learn from."""
         return self.split.train if self.split is not None else self.ds.interactions
+
+    @property
+    def validation_kind(self) -> str:
+        """Which items this build chooses its blend on (`validation_kind`)."""
+        return validation_kind(self.split is not None and len(self.split.valid) > 0,
+                               self.ranker_slice)
 
     def key(self, step: str) -> str:
         return digest(self.steps[step])
@@ -125,4 +132,5 @@ def load_artifacts(settings: Settings, split_name: str | None = None, *,
     items = {i: ds.item(i) for i in ds.items.index}
     return Artifacts(ds=ds, split=split, items=items, text=text, kg=kg, index=index,
                      popularity={i: int(popularity.get(i, 0)) for i in items}, steps=steps,
-                     home=settings.home, embed=settings.embed)
+                     home=settings.home, embed=settings.embed,
+                     ranker_slice=settings.ranker_slice)

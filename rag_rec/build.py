@@ -5,7 +5,7 @@
          (random slices: a random share), cut first: below, only the served sources and
          the popularity counts learn from them
       -> ranker slices of the rest: per user, what the scorer will learn on, one per
-         cross-fitting fold (`scorer.slice_folds`), each held out of its fold's sources
+         cross-fitting fold (`ranker_slice.folds`), each held out of its fold's sources
       -> embed.text -> embed.kg (PyKEEN, on the interactions in no slice) -> index
       -> per fold: sources fit on the rest minus its slice (knobs tuned on it)  "tuning"
       -> scorer trained on their candidate lists for the slices, calibrated   (stacking)
@@ -142,7 +142,6 @@ def load_ranker(settings: Settings, artifacts: Artifacts) -> Ranker:
     """The build's serving sources and scorer; `StaleArtifact` naming the fix if absent."""
     sources, report = load_sources(artifacts, settings.sources, settings.retrieval,
                                    artifacts.folder("sources") / "serving")
-    check_step(artifacts.folder("scorer"), artifacts.key("scorer"), artifacts.rebuild)
     scorer = Scorer.load(artifacts.folder("scorer"), artifacts, settings.scorer,
                          scorer_sources(settings))
     if scorer.blend is None:
@@ -233,7 +232,6 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
                           settings, artifacts, fit_part, slice_part, progress=progress)[0]
               for fold, (fit_part, slice_part) in enumerate(slices)]
     try:
-        check_step(scorer_folder, artifacts.key("scorer"), artifacts.rebuild)
         scorer = Scorer.load(scorer_folder, artifacts, settings.scorer, names)
     except StaleArtifact:
         feat = Featurizer(artifacts, settings.scorer, names)

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from rag_rec.data import make_split
 from rag_rec.errors import StaleArtifact
-from rag_rec.like import LikeModel, LikeNet, _Featurizer, _Stats, _z_train, like_key
+from rag_rec.like import LikeModel, LikeNet, _Featurizer, _Stats, _z_train
 from rag_rec.settings import LikeSettings
 
 CFG = LikeSettings()
@@ -127,18 +127,11 @@ def test_kfold_head_learns_from_the_rest_of_each_history(dataset) -> None:
 
 def test_round_trip_and_stale_files(model, dataset, loo, artifacts, tmp_path: Path) -> None:
     model.save(tmp_path / "like")
-    loaded = LikeModel.load(tmp_path / "like", model.key)
+    loaded = LikeModel.load(tmp_path / "like")
     history = [(i.item_id, i.rating) for i in dataset.history("7")][:-2]
     items = ["1", "50", "100", "181"]
     assert np.allclose(loaded.predict(history, "7", items), model.predict(history, "7", items),
                        atol=1e-6)
-    vectors = loaded.featurize.vectors
-    assert like_key(dataset, loo, vectors, CFG) == model.key
-    with pytest.raises(StaleArtifact, match="rag-rec build"):
-        LikeModel.load(tmp_path / "like", like_key(dataset, None, vectors, CFG))
-    with pytest.raises(StaleArtifact, match="rag-rec build"):
-        LikeModel.load(tmp_path / "like",
-                       like_key(dataset, loo, vectors, CFG.model_copy(update={"dim": 8})))
     (tmp_path / "like" / "like.json").write_text("{not json")
     with pytest.raises(StaleArtifact, match="missing or corrupt"):
         LikeModel.load(tmp_path / "like")

@@ -31,29 +31,25 @@ def recommender(settings: Settings, artifacts, graph: GraphClient):
 def test_index_round_trip(artifacts, settings: Settings, tmp_path: Path) -> None:
     ids = list(artifacts.items)[:300]
     vectors = np.stack([artifacts.index.vector(i) for i in ids])
-    index = ItemIndex(artifacts.index.dim, settings.retrieval)
+    index = ItemIndex(artifacts.index.dim, settings.index)
     index.add(ids, vectors)
-    index.save(tmp_path, "fp")
-    loaded = ItemIndex.load(tmp_path, settings.retrieval, "fp")
+    index.save(tmp_path)
+    loaded = ItemIndex.load(tmp_path, settings.index)
     queries = vectors[:20]
     assert loaded.ids == ids
     assert loaded.search(queries, 10) == index.search(queries, 10)
     assert [hits[0][0] for hits in loaded.search(queries, 1)] == ids[:20]
 
 
-def test_corrupt_or_mismatched_index_is_refused(artifacts, settings: Settings,
-                                                tmp_path: Path) -> None:
-    shutil.copytree(artifacts.folder / "index", tmp_path / "index")
-    with pytest.raises(StaleArtifact, match="other data or settings.*rag-rec build"):
-        ItemIndex.load(tmp_path / "index", settings.retrieval, "another-fingerprint")
-    good = artifacts.folder.name
+def test_corrupt_index_is_refused(artifacts, settings: Settings, tmp_path: Path) -> None:
+    shutil.copytree(artifacts.folder("index"), tmp_path / "index")
     (tmp_path / "index" / "items.faiss").write_bytes(b"not an index")
     with pytest.raises(StaleArtifact, match=r"items\.faiss is missing or corrupt.*rag-rec build"):
-        ItemIndex.load(tmp_path / "index", settings.retrieval, good)
+        ItemIndex.load(tmp_path / "index", settings.index)
 
 
 def test_index_rejects_duplicates_and_bad_vectors(settings: Settings) -> None:
-    index = ItemIndex(4, settings.retrieval)
+    index = ItemIndex(4, settings.index)
     index.add(["a"], np.ones((1, 4)))
     with pytest.raises(ValueError, match="already in the index"):
         index.add(["a"], np.ones((1, 4)))

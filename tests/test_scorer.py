@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag_rec.build import load_ranker, scorer_dir, scorer_sources
+from rag_rec.build import load_ranker, scorer_sources
 from rag_rec.errors import StaleArtifact
 from rag_rec.retrieve import Retriever
 from rag_rec.scorer import Scorer, sigmoid
 from rag_rec.sources import Query
+from rag_rec.steps import record_step
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def test_checkpoint_round_trip_and_mismatch(settings, artifacts, ranker, retriev
     history, r = retrieved
     scorer = ranker.scorer
     scorer.save(tmp_path)
+    record_step(tmp_path, artifacts.steps["scorer"])
     names = scorer_sources(settings)
     loaded = Scorer.load(tmp_path, artifacts, settings.scorer, names)
     np.testing.assert_allclose(loaded.logits(history, "42", r), scorer.logits(history, "42", r),
@@ -71,21 +73,21 @@ def test_checkpoint_round_trip_and_mismatch(settings, artifacts, ranker, retriev
     (tmp_path / "blend.json").write_text("{")
     with pytest.raises(StaleArtifact, match="blend .* is corrupt"):
         Scorer.load(tmp_path, artifacts, settings.scorer, names)
-    with pytest.raises(StaleArtifact, match="other scorer settings or sources"):
+    with pytest.raises(StaleArtifact, match="other feature columns .*missing popular.score"):
         Scorer.load(tmp_path, artifacts, settings.scorer, names[:-1])
     meta = json.loads((tmp_path / "scorer.json").read_text())
     assert meta["schema"] == list(scorer.schema.names)
     (tmp_path / "scorer.json").write_text(json.dumps(meta | {"schema": meta["schema"][:-1]}))
     with pytest.raises(StaleArtifact, match="other feature columns .*missing history.length"):
         Scorer.load(tmp_path, artifacts, settings.scorer, names)
-    meta["fingerprint"] = "another-build"
-    (tmp_path / "scorer.json").write_text(json.dumps(meta))
-    with pytest.raises(StaleArtifact, match="does not match.*rag-rec build"):
+    record_step(tmp_path, {**artifacts.steps["scorer"], "version": 0})
+    with pytest.raises(StaleArtifact, match="built from other inputs.*rag-rec build"):
         Scorer.load(tmp_path, artifacts, settings.scorer, names)
+    record_step(tmp_path, artifacts.steps["scorer"])
     (tmp_path / "model.pt").write_bytes(b"garbage")
     with pytest.raises(StaleArtifact, match="missing or corrupt"):
         Scorer.load(tmp_path, artifacts, settings.scorer, names)
-    assert scorer_dir(artifacts, settings).exists()
+    assert (artifacts.folder("scorer") / "step.json").exists()
 
 
 def test_nan_features_never_reach_the_output(ranker, retrieved) -> None:

@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rag_rec.build import (SHORT_KEEP, blend_lists, load_ranker, scorer_dir, scorer_sources,
-                           short_lists, sources_dir)
+from rag_rec.build import SHORT_KEEP, blend_lists, load_ranker, scorer_sources, short_lists
 from rag_rec.data import Dataset, make_split
 from rag_rec.embed import RATED, kg_triples, user_node
 from rag_rec.errors import StaleArtifact
@@ -229,16 +228,15 @@ def test_the_ranker_slice_never_reaches_what_the_scorer_stacks(settings: Setting
                                                                dataset: Dataset) -> None:
     """The tuning sources, whose lists train the scorer, and the KG embeddings never saw
     the slice they are labelled by; the serving sources see all train data."""
-    base = validation(artifacts.train, None, settings.scorer)[0]
-    fit_part, slice_part = ranker_slice(base, settings.scorer)
+    base = validation(artifacts.train, None, settings.ranker_slice)[0]
+    fit_part, slice_part = ranker_slice(base, settings.ranker_slice)
     assert len(slice_part) > 0 and len(fit_part) + len(slice_part) == len(base)
     pairs = set(zip(slice_part.user_id, slice_part.item_id))
     assert not pairs & set(zip(fit_part.user_id, fit_part.item_id))
-    folder = sources_dir(artifacts, settings)
-    key = artifacts.folder.name
+    folder = artifacts.folder("sources")
     args = (artifacts, settings.sources, settings.retrieval)
-    tuning, _ = load_sources(*args, folder / "tuning", key)
-    serving, _ = load_sources(*args, folder / "serving", key)
+    tuning, _ = load_sources(*args, folder / "tuning")
+    serving, _ = load_sources(*args, folder / "serving")
     histories = histories_of(fit_part)
     users = sorted(slice_part.user_id.unique())[:50]
     full = histories_of(artifacts.train)
@@ -261,22 +259,22 @@ def test_the_blend_is_chosen_on_validation_items_nothing_else_learnt_from(
     ranker slices (the scorer's labels) and the KG embeddings, missed by the sources the
     blend checks, labelling the lists the blend is chosen on; its weight is the best of
     the grid on those lists. A split's are its own validation items."""
-    base, held, kind = validation(artifacts.train, None, settings.scorer)
+    base, held, kind = validation(artifacts.train, None, settings.ranker_slice)
     assert kind == "holdout"
     last = artifacts.train.sort_values(["timestamp", "item_id"]).groupby("user_id").tail(1)
     pairs = set(zip(held.user_id, held.item_id))
     assert pairs == set(zip(last.user_id, last.item_id))
     assert len(base) + len(held) == len(artifacts.train)
-    for fold in range(settings.scorer.slice_folds):
-        sliced = ranker_slice(base, settings.scorer, fold)[1]
+    for fold in range(settings.ranker_slice.folds):
+        sliced = ranker_slice(base, settings.ranker_slice, fold)[1]
         assert len(sliced) and not pairs & set(zip(sliced.user_id, sliced.item_id))
-    triples = {tuple(t) for t in kg_triples(dataset, unsliced(base, settings.scorer))
+    triples = {tuple(t) for t in kg_triples(dataset, unsliced(base, settings.ranker_slice))
                if t[1] == RATED}
     assert not {(user_node(u), RATED, f"item:{i}") for u, i in pairs} & triples
-    folder = sources_dir(artifacts, settings)
+    folder = artifacts.folder("sources")
     args = (artifacts, settings.sources, settings.retrieval)
-    checked, _ = load_sources(*args, folder / "holdout", artifacts.folder.name)
-    serving, _ = load_sources(*args, folder / "serving", artifacts.folder.name)
+    checked, _ = load_sources(*args, folder / "holdout")
+    serving, _ = load_sources(*args, folder / "serving")
     refit = EASE(Catalogue.of(artifacts), settings.sources.ease)
     refit.fit(base, None, warm=checked["ease"])
     queries = [Query(h) for h in list(histories_of(base).values())[:50]]
@@ -290,7 +288,7 @@ def test_the_blend_is_chosen_on_validation_items_nothing_else_learnt_from(
     assert blend.chosen_on == "holdout"
     # A blend chosen on other items (a split's validation items) is refit, not served.
     copy = tmp_path / "scorer"
-    shutil.copytree(scorer_dir(artifacts, settings), copy)
+    shutil.copytree(artifacts.folder("scorer"), copy)
     saved = json.loads((copy / "blend.json").read_text())
     (copy / "blend.json").write_text(json.dumps(saved | {"chosen_on": "validation"}))
     names = scorer_sources(settings)
@@ -310,10 +308,10 @@ def test_the_blend_is_chosen_on_validation_items_nothing_else_learnt_from(
     # A leave-last-out split's validation items are each user's next interaction; a
     # k-fold protocol tests a random share, so its random slices keep a random holdout.
     split = make_split(dataset, "loo")
-    base, held, kind = validation(split.train, split.valid, settings.scorer)
+    base, held, kind = validation(split.train, split.valid, settings.ranker_slice)
     assert base is split.train and held is split.valid and kind == "validation"
     kfold = make_split(dataset, "kfold0")
-    random = settings.scorer.model_copy(update={"slice": "random"})
+    random = settings.ranker_slice.model_copy(update={"kind": "random"})
     base, held, kind = validation(kfold.train, kfold.valid, random)
     assert kind == "holdout" and len(base) + len(held) == len(kfold.train)
 
@@ -324,10 +322,9 @@ def test_short_histories_get_their_own_blend(settings: Settings, artifacts) -> N
     without such lists one weight serves all."""
     ranker = load_ranker(settings, artifacts)
     scorer = ranker.scorer
-    fit_part, held, kind = validation(artifacts.train, None, settings.scorer)
+    fit_part, held, kind = validation(artifacts.train, None, settings.ranker_slice)
     checked, _ = load_sources(artifacts, settings.sources, settings.retrieval,
-                              sources_dir(artifacts, settings) / "holdout",
-                              artifacts.folder.name)
+                              artifacts.folder("sources") / "holdout")
     lists = blend_lists(artifacts, settings, scorer, checked, fit_part, held)
     short = short_lists(artifacts, settings, scorer, checked, fit_part, held)
     # MovieLens-100K users have 20+ ratings: two shapes of each, SHORT_KEEP items long.
@@ -382,12 +379,12 @@ def test_short_histories_get_their_own_blend(settings: Settings, artifacts) -> N
 
 def test_ranker_slice_follows_the_protocol(settings: Settings, dataset: Dataset) -> None:
     split = make_split(dataset, "kfold0")
-    latest = settings.scorer.model_copy(update={"slice": "latest", "slice_latest": 3})
+    latest = settings.ranker_slice.model_copy(update={"kind": "latest", "latest": 3})
     fit_part, slice_part = ranker_slice(split.train, latest)
     last = split.train.sort_values(["timestamp", "item_id"]).groupby("user_id").tail(3)
     assert set(zip(slice_part.user_id, slice_part.item_id)) == set(zip(last.user_id,
                                                                         last.item_id))
-    random = settings.scorer.model_copy(update={"slice": "random", "slice_share": 0.2})
+    random = settings.ranker_slice.model_copy(update={"kind": "random", "share": 0.2})
     a = ranker_slice(split.train, random)[1]
     b = ranker_slice(split.train, random)[1]
     assert a.equals(b) and 0.15 < len(a) / len(split.train) < 0.25
@@ -400,8 +397,7 @@ def test_cross_fitting_folds_hold_out_disjoint_slices(settings: Settings, datase
     """Each fold's sources never see its slice (nor, for "latest", what came after it);
     the slices are disjoint, and the KG embeddings' part holds none of them."""
     train = make_split(dataset, "kfold0").train
-    cfg = settings.scorer.model_copy(update={"slice": kind, "slice_folds": 3,
-                                             "slice_share": 0.1})
+    cfg = settings.ranker_slice.model_copy(update={"kind": kind, "folds": 3, "share": 0.1})
     pairs = lambda df: set(zip(df.user_id, df.item_id))  # noqa: E731
     order = train.sort_values(["timestamp", "item_id"], kind="stable")
     position = {p: n for n, p in enumerate(zip(order.user_id, order.item_id))}
@@ -420,6 +416,6 @@ def test_cross_fitting_folds_hold_out_disjoint_slices(settings: Settings, datase
         slices.append(pairs(held))
     kept = pairs(unsliced(train, cfg))
     assert not kept & set().union(*slices) and len(kept) + sum(map(len, slices)) == len(train)
-    # Fold 0 is the single slice of `slice_folds = 1` (every user has room for three).
-    one = cfg.model_copy(update={"slice_folds": 1})
+    # Fold 0 is the single slice of `folds = 1` (every user has room for three).
+    one = cfg.model_copy(update={"folds": 1})
     assert pairs(ranker_slice(train, one)[1]) == slices[0]

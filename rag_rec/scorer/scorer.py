@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from rag_rec.artifacts import Artifacts, validation_kind
+from rag_rec.artifacts import Artifacts
 from rag_rec.errors import StaleArtifact
 from rag_rec.scorer.blend import SHORT_RULE, Blend
 from rag_rec.scorer.calibration import reliability_diagram, sigmoid
@@ -27,6 +27,7 @@ from rag_rec.scorer.features import FeatureSchema, Featurizer
 from rag_rec.scorer.model import AttentionScorer
 from rag_rec.scorer.training import Lists, train
 from rag_rec.settings import ScorerSettings
+from rag_rec.steps import check_step
 
 if TYPE_CHECKING:  # retrieve.py imports the feature schema from this package
     from rag_rec.retrieve import Retrieval
@@ -97,8 +98,7 @@ class Scorer:
         (folder / "scorer.json").write_text(json.dumps({
             "config": self.model.cfg.model_dump(), "platt": list(self.platt),
             "sources": self.sources, "union_weights": self.union_weights,
-            "schema": list(self.schema.names),
-            "fingerprint": self.feat.artifacts.folder.name, "items": self.feat.item_ids,
+            "schema": list(self.schema.names), "items": self.feat.item_ids,
             "report": self.report}, indent=1))
         # A retrained model makes the former blend meaningless: it goes with it.
         blend = folder / "blend.json"
@@ -129,25 +129,23 @@ class Scorer:
     def load(cls, folder: Path, artifacts: Artifacts, cfg: ScorerSettings,
              sources: list[str]) -> Scorer:
         """The checkpoint in `folder`; `StaleArtifact` (naming the command that fixes it)
-        when it is missing, corrupt, from another build, trained with other settings or
-        sources, or on other feature columns than this version's (`FeatureSchema`)."""
+        when it is missing, corrupt, recorded under another key than this build's scorer
+        step (other data, settings or sources), or trained on other feature columns than
+        this version's (`FeatureSchema`)."""
         fix = f"rebuild with `{artifacts.rebuild}`"
+        check_step(folder, artifacts.key("scorer"), artifacts.rebuild)
         try:
             meta = json.loads((folder / "scorer.json").read_text())
             state = torch.load(folder / "model.pt", weights_only=True)
         except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
             raise StaleArtifact(f"scorer checkpoint in {folder} is missing or corrupt "
                                 f"({exc}); {fix}") from None
-        if meta["fingerprint"] != artifacts.folder.name or meta["items"] != artifacts.index.ids[
-                :len(meta["items"])]:
-            raise StaleArtifact(f"scorer checkpoint in {folder} does not match the current "
-                                f"data and embeddings; {fix}")
-        if ScorerSettings(**meta["config"]) != cfg or meta["sources"] != sources:
-            raise StaleArtifact(f"scorer checkpoint in {folder} was trained with other "
-                                f"scorer settings or sources; {fix}")
-        # Settings fingerprints miss a code change to the features (retrieve.py, the
-        # schema): such a checkpoint would read its columns as other ones, or fail at its
-        # first query.
+        if meta["items"] != artifacts.index.ids[:len(meta["items"])]:
+            raise StaleArtifact(f"scorer checkpoint in {folder} does not match the index's "
+                                f"items; {fix}")
+        # A code change to the features (retrieve.py, the schema) changes no setting:
+        # such a checkpoint would read its columns as other ones, or fail at its first
+        # query.
         if "schema" not in meta:
             raise StaleArtifact(f"scorer checkpoint in {folder} was saved before feature "
                                 f"schemas, so which column is which is unknown; {fix}")
@@ -171,8 +169,7 @@ class Scorer:
             blend = None  # the build's next step fits it (`load_ranker` insists on it)
         except (OSError, ValueError, TypeError) as exc:
             raise StaleArtifact(f"the blend in {folder} is corrupt ({exc}); {fix}") from None
-        chosen_on = validation_kind(artifacts.split is not None
-                                    and len(artifacts.split.valid) > 0, cfg)
+        chosen_on = artifacts.validation_kind
         if blend is not None and (blend.short_history != cfg.blend_short_history
                                   or blend.chosen_on != chosen_on):
             # Chosen with another threshold or on other items: the build refits the blend
