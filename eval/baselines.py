@@ -175,10 +175,10 @@ def held_out(split: Split, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     of each user's train items, as rag_rec's stacker is tuned (on the latest item iALS
     picked settings 0.05 below the best, and RecBole's BPR stopped after a few epochs)."""
     from rag_rec.scorer import ranker_slice
-    from rag_rec.settings import ScorerSettings
+    from rag_rec.settings import RankerSliceSettings
 
     if split.protocol is SplitProtocol.KFOLD:
-        return ranker_slice(split.train, ScorerSettings(slice="random", seed=seed))
+        return ranker_slice(split.train, RankerSliceSettings(kind="random", seed=seed))
     return split.train, split.valid
 
 

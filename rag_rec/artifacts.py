@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rag_rec.data import COLD_DRAW, COLD_SHARE, Dataset, Split, load_dataset, make_split
+from rag_rec.data import Dataset, Split, SplitProtocol, load_dataset, make_split, splits
 from rag_rec.embed import (
     KGEmbeddings,
     TextCache,
@@ -36,14 +36,15 @@ def validation_kind(has_valid: bool, ranker_slice: RankerSliceSettings) -> str:
     return "validation" if has_valid and ranker_slice.kind == "latest" else "holdout"
 
 
-def build_facts(settings: Settings, ds: Dataset, split_name: str) -> dict[str, dict]:
+def build_facts(settings: Settings, ds: Dataset, split: Split | None) -> dict[str, dict]:
     """What the build steps read besides the settings (rag_rec/steps.py): the data and
     the split for the first step, the text encoder's identity for the index's vectors."""
-    split = {"data": ds.fingerprint, "split": split_name}
-    if split_name == "loo-cold":  # the cold slice is an experiment constant, not a setting
-        split["cold_slice"] = [COLD_SHARE, COLD_DRAW]
-    return {"kg": split, "index": {"text_encoder": text_encoder_id(settings.embed,
-                                                                    settings.llm)}}
+    data = {"data": ds.fingerprint, "split": split.name if split is not None else "full"}
+    if split is not None and split.protocol is SplitProtocol.COLD:
+        # The cold slice is an experiment constant, not a setting.
+        data["cold_slice"] = [splits.COLD_SHARE, splits.COLD_DRAW]
+    return {"kg": data, "index": {"text_encoder": text_encoder_id(settings.embed,
+                                                                   settings.llm)}}
 
 
 @dataclass
@@ -117,7 +118,7 @@ def load_artifacts(settings: Settings, split_name: str | None = None, *,
     ds = ds or load_dataset(settings.data, settings.home)
     split = make_split(ds, split_name, seed=settings.data.seed) if split_name else None
     name = split.name if split is not None else "full"
-    steps = step_inputs(settings, build_facts(settings, ds, name))
+    steps = step_inputs(settings, build_facts(settings, ds, split))
     fix = "rag-rec build" + (f" --split {name}" if split else "")
     folders = {step: step_folder(settings.home, name, step, digest(steps[step]))
                for step in ("kg", "index")}

@@ -97,7 +97,7 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     if split is None and ingest:
         with GraphClient(settings.graph, settings.home) as graph:
             graph.ensure_holds(ds, None, progress=progress)
-    steps = step_inputs(settings, build_facts(settings, ds, name))
+    steps = step_inputs(settings, build_facts(settings, ds, split))
     rebuild = "rag-rec build" + (f" --split {name}" if split else "")
     text = text_vectors(settings, ds, progress)
 

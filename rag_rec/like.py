@@ -348,7 +348,7 @@ class LikeModel:
                 loss.backward()
                 opt.step()
             epochs = epoch + 1
-            model = cls(net, items, users, featurize, scale, (1.0, 0.0), "", {})
+            model = cls(net, items, users, featurize, scale, (1.0, 0.0), {})
             score = log_loss(held.label, _sigmoid(model._held_logits(held, histories)),
                              labels=[0, 1])
             net.train()

@@ -182,7 +182,10 @@ def union_weights(artifacts: Artifacts, sources: dict[str, CandidateSource],
     for name, source in sources.items():
         scores = np.where(seen, -np.inf, source.scores(queries))
         scores = np.where(np.isnan(scores), -np.inf, scores)
-        top = np.argpartition(-scores, settings.per_source, axis=1)[:, :settings.per_source]
+        if settings.per_source < scores.shape[1]:
+            top = np.argpartition(-scores, settings.per_source, axis=1)[:, :settings.per_source]
+        else:  # a catalogue this small is all in every source's top
+            top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
         found = np.take_along_axis(wanted & np.isfinite(scores), top, axis=1).sum(1)
         recall[name] = float(np.mean(found / per_user))
     best = max(recall.values()) or 1.0

@@ -65,7 +65,7 @@ def main() -> None:
             title = re.sub(r"\s*\((?:\d{4} )?film\)$", "", title)
             year = re.search(r"\b(19\d\d|20\d\d)\b", row["abstract::string"])
             flags = "|".join("1" if name == kind else "0" for name in names)
-            f.write(f"{item_id}|{title} ({year.group(1) if year else 1995})|||{flags}\n")
+            f.write(f"{item_id}|{title} ({year.group(1) if year else 1995})||||{flags}\n")
 
     # Each invented user likes two genres: their films are drawn more often and rated
     # higher, so sources and scorer have a signal to learn.

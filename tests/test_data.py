@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import rag_rec.artifacts as artifacts_module
 import rag_rec.data.splits as splits_module
-from rag_rec.artifacts import build_key
+from rag_rec.artifacts import build_facts
+from rag_rec.steps import step_keys
 from rag_rec.data import Dataset, kfold_split, leave_last_out_split, load_dataset, make_split
 from rag_rec.errors import DataError, UnknownItem, UnknownUser
 from rag_rec.settings import DataSettings, Settings
@@ -103,10 +103,15 @@ def test_a_build_on_another_cold_slice_has_another_folder(
         value: float) -> None:
     # A build keyed by the split's name alone would serve one cold slice's KG vectors and
     # sources to another.
-    before = {name: build_key(settings, dataset, name) for name in ("loo", "loo-cold")}
-    monkeypatch.setattr(artifacts_module, knob, value)
-    assert build_key(settings, dataset, "loo") == before["loo"]
-    assert build_key(settings, dataset, "loo-cold") != before["loo-cold"]
+    splits = {name: make_split(dataset, name) for name in ("loo", "loo-cold")}
+
+    def first_key(name: str) -> str:
+        return step_keys(settings, build_facts(settings, dataset, splits[name]))["kg"]
+
+    before = {name: first_key(name) for name in splits}
+    monkeypatch.setattr(splits_module, knob, value)
+    assert first_key("loo") == before["loo"]
+    assert first_key("loo-cold") != before["loo-cold"]
 
 
 def test_leave_last_out_split(dataset: Dataset) -> None:

@@ -18,13 +18,14 @@ from rag_rec.scorer import AttentionScorer, Featurizer, Scorer, _standardised
 from rag_rec.scorer.features import FeatureSchema
 from rag_rec.settings import RetrievalSettings, ScorerSettings, SourceSettings
 from rag_rec.sources import Query
+from rag_rec.steps import digest, record_step
 
 SOURCES = ["ease", "sasrec", "kg_path"]
 ITEMS = ["a", "b", "c", "d", "e", "f"]
 CFG = ScorerSettings(d=8, id_dim=2, max_history=4)
 
 
-def _artifacts(folder: Path) -> SimpleNamespace:
+def _artifacts() -> SimpleNamespace:
     """What the featurizer, the retriever and `Scorer.load` read of a build: six items
     with 3 text and 2 KG dimensions, no user KG vectors."""
     vectors = np.random.default_rng(0).normal(size=(len(ITEMS), 5)).astype(np.float32)
@@ -32,7 +33,17 @@ def _artifacts(folder: Path) -> SimpleNamespace:
                             vector=lambda item_id: vectors[ITEMS.index(item_id)])
     kg = SimpleNamespace(dim=2, of=lambda node: None)
     return SimpleNamespace(index=index, kg=kg, popularity={i: 1 for i in ITEMS},
-                           folder=folder, rebuild="rag-rec build", split=None)
+                           key=lambda step: digest(RECORD), validation_kind="holdout",
+                           rebuild="rag-rec build", split=None)
+
+
+RECORD = {"step": "scorer"}
+"""The scorer step's inputs, as far as these tests' fake build has any."""
+
+
+def _save(scorer: Scorer, folder: Path) -> None:
+    scorer.save(folder)
+    record_step(folder, RECORD)  # as the build does once the checkpoint is written
 
 
 def test_the_schema_names_every_source_s_score_and_rank_then_the_history() -> None:
@@ -78,7 +89,7 @@ def test_the_retrieval_writes_each_source_into_its_named_columns(tmp_path: Path)
     # "popular" comes first and is not fitted: ease's columns are the second pair.
     names = ["popular", "ease"]
     settings = RetrievalSettings(budget=4, per_source=4, tail_share=0.0, cold_floor=0)
-    retriever = Retriever(_artifacts(tmp_path), {"ease": _Fixed()}, names, settings)
+    retriever = Retriever(_artifacts(), {"ease": _Fixed()}, names, settings)
     r = retriever.retrieve([Query([("a", 5.0)])])[0]
     schema = retriever.schema
     assert schema == FeatureSchema(names) and r.features.shape == (4, 4)
@@ -92,7 +103,7 @@ def test_the_retrieval_writes_each_source_into_its_named_columns(tmp_path: Path)
 
 
 def test_the_featurizer_appends_the_history_column_by_name(tmp_path: Path) -> None:
-    feat = Featurizer(_artifacts(tmp_path), CFG, SOURCES)
+    feat = Featurizer(_artifacts(), CFG, SOURCES)
     source_features = np.arange(12, dtype=np.float32).reshape(2, 6)
     source_features[1, 0] = np.nan
     side = feat.side([("a", 4.0), ("b", 3.0), ("c", 5.0)], source_features)
@@ -110,8 +121,8 @@ def test_the_featurizer_appends_the_history_column_by_name(tmp_path: Path) -> No
                                       [2.0, 8.0])
 
 
-def _scorer(folder: Path) -> tuple[Scorer, SimpleNamespace]:
-    artifacts = _artifacts(folder)
+def _scorer() -> tuple[Scorer, SimpleNamespace]:
+    artifacts = _artifacts()
     feat = Featurizer(artifacts, CFG, SOURCES)
     torch.manual_seed(0)
     model = AttentionScorer(feat.features, artifacts.kg.dim, len(feat.schema), CFG)
@@ -119,9 +130,9 @@ def _scorer(folder: Path) -> tuple[Scorer, SimpleNamespace]:
 
 
 def test_a_checkpoint_round_trip_keeps_the_schema_and_the_scores(tmp_path: Path) -> None:
-    scorer, artifacts = _scorer(tmp_path / "build")
+    scorer, artifacts = _scorer()
     folder = tmp_path / "scorer"
-    scorer.save(folder)
+    _save(scorer, folder)
     assert json.loads((folder / "scorer.json").read_text())["schema"] == list(
         scorer.schema.names)
     loaded = Scorer.load(folder, artifacts, CFG, SOURCES)
@@ -143,9 +154,9 @@ def test_a_checkpoint_round_trip_keeps_the_schema_and_the_scores(tmp_path: Path)
 ])
 def test_a_checkpoint_with_another_schema_is_refused_naming_the_columns(
         tmp_path: Path, edit, named: str) -> None:
-    scorer, artifacts = _scorer(tmp_path / "build")
+    scorer, artifacts = _scorer()
     folder = tmp_path / "scorer"
-    scorer.save(folder)
+    _save(scorer, folder)
     meta = json.loads((folder / "scorer.json").read_text())
     (folder / "scorer.json").write_text(json.dumps(meta | {"schema": edit(meta["schema"])}))
     with pytest.raises(StaleArtifact, match=f"other feature columns .*{named}.*rag-rec build"):
@@ -153,9 +164,9 @@ def test_a_checkpoint_with_another_schema_is_refused_naming_the_columns(
 
 
 def test_a_checkpoint_from_before_schemas_is_refused(tmp_path: Path) -> None:
-    scorer, artifacts = _scorer(tmp_path / "build")
+    scorer, artifacts = _scorer()
     folder = tmp_path / "scorer"
-    scorer.save(folder)
+    _save(scorer, folder)
     meta = json.loads((folder / "scorer.json").read_text())
     del meta["schema"]
     (folder / "scorer.json").write_text(json.dumps(meta | {"n_side": 7}))

@@ -149,6 +149,7 @@ def test_no_server_error_names_the_uri(settings: Settings) -> None:
         GraphClient(bundled, settings.home, autostart=False)
 
 
+@pytest.mark.integration  # starts a bundled Neo4j of its own
 def test_bundled_server_restarts_on_its_own_store(settings: Settings, tmp_path) -> None:
     import socket
 
