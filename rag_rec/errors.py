@@ -25,6 +25,20 @@ class UnknownItem(RagRecError):
     """The item id is not in the data."""
 
 
+class UnknownName(RagRecError):
+    """A name in a request matches no graph entity well, or several different ones
+    equally well; `nearest` holds the closest names, to ask again with."""
+
+    def __init__(self, message: str, nearest: list[str] | None = None):
+        super().__init__(message)
+        self.nearest = nearest or []
+
+
+class InvalidRequest(RagRecError):
+    """A request that passes the schema but cannot be answered as asked (constraints that
+    contradict each other once names are resolved, an unknown session, ...)."""
+
+
 class GraphUnavailable(RagRecError):
     """Neo4j cannot be reached or started."""
 
@@ -98,9 +112,13 @@ def lone_surrogate(value: object, loc: tuple[str | int, ...] = ()) -> tuple[str 
 SURROGATE_MSG = "String holds a lone UTF-16 surrogate, which UTF-8 cannot encode"
 
 
-def describe(exc: RagRecError) -> dict[str, str]:
-    """The body every adapter gives for a domain error: its type and its message."""
-    return {"error": type(exc).__name__, "detail": safe_text(exc, 1000)}
+def describe(exc: RagRecError) -> dict[str, Any]:
+    """The body every adapter gives for a domain error: its type, its message and, for a
+    name the graph does not know, the nearest names."""
+    body: dict[str, Any] = {"error": type(exc).__name__, "detail": safe_text(exc, 1000)}
+    if isinstance(exc, UnknownName):
+        body["nearest"] = [safe_text(name) for name in exc.nearest]
+    return body
 
 
 def error_line(exc: RagRecError | ValidationError) -> str:
