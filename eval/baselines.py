@@ -53,7 +53,7 @@ sys.modules.setdefault("torch_scatter", types.SimpleNamespace(scatter_mean=_scat
 #: user-embedding model only sees what it was trained on). Epochs are capped for a 2-core
 #: CPU; the report's `train` figures say where each stopped. SASRec needs an order, so it
 #: runs on the leave-last-out splits only, fit once (rag_rec's own SASRec-CE is the
-#: sequential bar: eval/offline.py).
+#: sequential bar: eval/systems.py).
 MODELS: dict[str, tuple[dict, dict[str, tuple]]] = {
     "EASE": ({"reg_weight": 500.0}, {}),
     "BPR": ({"epochs": 400}, {"learning_rate": (1e-3, 5e-3)}),

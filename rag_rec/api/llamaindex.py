@@ -56,14 +56,14 @@ class RecommendationRetriever(BaseRetriever):
     def __init__(self, recommender: Recommender, k: int = 5, explain: bool = False):
         super().__init__()
         self.recommender = recommender
-        self.k = k
+        self.top_k = k
         self.explain = explain
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         query = query_bundle.query_str.strip()
-        request = (RecommendRequest(user_id=query.removeprefix("user:"), k=self.k,
+        request = (RecommendRequest(user_id=query.removeprefix("user:"), k=self.top_k,
                                     explain=self.explain) if query.startswith("user:")
-                   else RecommendRequest(text=query, k=self.k, explain=self.explain))
+                   else RecommendRequest(text=query, k=self.top_k, explain=self.explain))
         result = asyncio.run(self.recommender.arun(request))
         nodes = []
         for r in result.items:

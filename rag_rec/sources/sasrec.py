@@ -33,7 +33,7 @@ class _SASRecNet(nn.Module):
     def __init__(self, n_items: int, settings: SASRecSettings, content: torch.Tensor | None):
         super().__init__()
         d = settings.d
-        self.d = d
+        self.dim = d
         self.items = nn.Embedding(n_items + 1, d, padding_idx=0)  # row 0 = padding
         self.content = None
         if content is not None:
@@ -60,7 +60,7 @@ class _SASRecNet(nn.Module):
         """(hidden states (B, L, d), item table (n + 1, d)) for left-padded `seq`."""
         table = self.table()
         length = seq.shape[1]
-        x = table[seq] * math.sqrt(self.d) + self.positions.weight[-length:]
+        x = table[seq] * math.sqrt(self.dim) + self.positions.weight[-length:]
         x = self.drop(x) * (seq > 0).unsqueeze(-1)
         causal = nn.Transformer.generate_square_subsequent_mask(length, device=seq.device,
                                                                 dtype=torch.bool)
