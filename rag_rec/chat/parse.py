@@ -147,12 +147,13 @@ class Parser:
                     ("none" if negative else mention.mode)
                 mentions.append(mention)
             keep = clause if negated_from is None else clause[:negated_from]
-            positive.append(keep)
+            if set(keep.split()) - STOPWORDS:
+                positive.append(keep)
             left += [w for n, w in enumerate(clause.split())
                      if n not in taken and w not in STOPWORDS and not w.isdigit()
                      and not any(w in cue.split() for cue in self.vocab.negation
                                  + self.vocab.soft + self.vocab.after + self.vocab.before)]
-        taste = " ".join(p for p in positive if p.strip()) or None
+        taste = " ".join(positive) or None
         return ParsedText(mentions, taste, " ".join(left) or None)
 
     def _clause_mentions(self, clause: str) -> tuple[list[tuple[Mention, int]], set[int]]:
@@ -246,7 +247,9 @@ class Parser:
                     century = match["century"] or ("20" if match["tens"] in "01" else "19")
                     first = int(century + match["tens"] + "0")
                     last = first + 9
-                if match["after"]:
+                if match["after"] == "from" and not match["year"]:
+                    start_year, end_year = first, last  # "from the 80s": in them
+                elif match["after"]:
                     start_year = last + 1 if match["after"] in ("after", "post", "later than",
                                                                   "newer than") else first
                 elif match["before"]:
