@@ -1,4 +1,4 @@
-"""The P(like) head (rag_rec/like.py) on held-out ratings, against a bias-only baseline.
+"""The P(like) head (rag_rec/like/) on held-out ratings, against a bias-only baseline.
 
     uv run --extra cpu python -m eval.bench_like [--splits loo,kfold0,...] [--vectors text]
 

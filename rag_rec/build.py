@@ -15,7 +15,7 @@
          those sources' lists for the validation items, and for short histories
          weights and a calibration of their own, chosen on short histories cut from
          those users' (scorer.Blend, short_lists)
-      -> the P(like) head (like.py) on the observed ratings
+      -> the P(like) head (like/) on the observed ratings
 
 Each step keeps its artifact under `<home>/builds/<split>/<step>-<key>/`, the key derived
 from the settings and the steps it reads (rag_rec/steps.py): `kg-*`, `index-*`,

@@ -323,7 +323,7 @@ class ScorerSettings(BaseModel):
 
 
 class LikeSettings(BaseModel):
-    """The P(like) head (rag_rec/like.py): the chance a user rates an item at least
+    """The P(like) head (rag_rec/like/): the chance a user rates an item at least
     `threshold` if they watch it. A saved model records these values and its folder is
     keyed by them, so changed settings mean a refit."""
 

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from rag_rec.data import make_split
 from rag_rec.errors import StaleArtifact
-from rag_rec.like import LikeModel, LikeNet, _Featurizer, _Stats, _z_train
+from rag_rec.like import LikeModel, LikeNet, _Featurizer, _Stats, _z_train, load_built
 from rag_rec.settings import LikeSettings
 
 CFG = LikeSettings()
@@ -137,3 +137,21 @@ def test_round_trip_and_stale_files(model, dataset, loo, artifacts, tmp_path: Pa
         LikeModel.load(tmp_path / "like")
     with pytest.raises(StaleArtifact, match="missing or corrupt"):
         LikeModel.load(tmp_path / "nothing-here")
+
+
+def test_a_checkpoint_with_the_old_parameter_names_is_stale(tiny_build, tmp_path: Path) -> None:
+    """A state dict saved before the factor tables got their names (q, p, y, x) is
+    refused as stale, not raised as torch's own error."""
+    torch = pytest.importorskip("torch")
+    load_built(tiny_build).save(tmp_path / "like")
+    old = {"item_factors": "q", "user_factors": "p", "implicit_item_factors": "y",
+           "rating_item_factors": "x"}
+    state = torch.load(tmp_path / "like" / "like.pt", weights_only=True)
+    renamed = {}
+    for key, value in state.items():
+        table, dot, rest = key.partition(".")
+        renamed[old.get(table, table) + dot + rest] = value
+    assert set(renamed) != set(state)  # the check can fail
+    torch.save(renamed, tmp_path / "like" / "like.pt")
+    with pytest.raises(StaleArtifact, match="missing or corrupt"):
+        LikeModel.load(tmp_path / "like")
