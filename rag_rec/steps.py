@@ -53,7 +53,7 @@ STEPS: dict[str, Step] = {step.name: step for step in (
     Step("index", reads=("index",), after=("kg",)),
     Step("sources", reads=("sources", "retrieval.max_entity_degree"), after=("index",)),
     Step("scorer", reads=("scorer", "retrieval"), after=("sources",), version=2),
-    Step("like", reads=("like",), after=("index",)),
+    Step("like", reads=("like",), after=("index",), version=2),
 )}
 """In dependency order: a step comes after every step it reads."""
 
