@@ -13,10 +13,12 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -25,10 +27,13 @@ from rag_rec.errors import (
     DataError,
     GraphMismatch,
     GraphUnavailable,
+    InvalidRequest,
     LLMUnavailable,
     RagRecError,
     UnknownItem,
+    UnknownName,
     UnknownUser,
+    error_line,
 )
 from rag_rec.settings import get_settings
 
@@ -44,7 +49,7 @@ console = Console()
 
 EXIT_CODES: dict[type[RagRecError], int] = {
     DataError: 3, GraphUnavailable: 4, GraphMismatch: 4, UnknownUser: 5, UnknownItem: 5,
-    LLMUnavailable: 6,
+    LLMUnavailable: 6, UnknownName: 2, InvalidRequest: 2,
 }
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -73,6 +78,9 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             code = next((c for t, c in EXIT_CODES.items() if isinstance(exc, t)), 1)
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(code) from None
+        except ValidationError as exc:  # a request the options make invalid
+            print(f"error: {error_line(exc)}", file=sys.stderr)
+            raise typer.Exit(2) from None
     return wrapper
 
 
@@ -240,49 +248,120 @@ def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
 def recommend(
     user: Annotated[str | None, typer.Option(help="A known user id.")] = None,
     liked: Annotated[list[str] | None, typer.Option(
-        help="New user: an item id they like (repeatable).")] = None,
-    text: Annotated[str | None, typer.Option(help="New user: their taste in words.")] = None,
+        help="An item id they like (repeatable).")] = None,
+    ask: Annotated[str | None, typer.Option(
+        "--ask", "--text", help="What they ask, in words ('a 90s comedy, no Jim Carrey').")
+    ] = None,
+    genre: Annotated[list[str] | None, typer.Option(help="Only this genre (repeatable: any).")
+                     ] = None,
+    person: Annotated[list[str] | None, typer.Option(
+        help="Only items with this person or company, any role (repeatable: any).")] = None,
+    decade: Annotated[int | None, typer.Option(help="Only this decade, e.g. 1990.")] = None,
+    without: Annotated[list[str] | None, typer.Option(
+        help="Never a genre, person or category of this name (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Never this item id (repeatable).")
+                       ] = None,
+    goal: Annotated[str | None, typer.Option(help="next (watch next) or enjoy (also like).")
+                    ] = None,
+    session: Annotated[str | None, typer.Option(help="Remember shown items under this id.")
+                       ] = None,
     k: Annotated[int, typer.Option(min=1, max=100)] = 10,
     explain: Annotated[bool, typer.Option(help="Ask the LLM for explanations.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Explained recommendations for a user (or a new user's liked items / text)."""
+    """Explained recommendations: a known user and/or liked items and/or words, with
+    filters; the same request as HTTP and MCP."""
+    from rag_rec.chat import Filters, NameFilter, RecommendRequest, Years
     from rag_rec.recommender import Recommender
 
-    if user is None and not liked and not text:
-        raise typer.BadParameter("give --user, or --liked/--text for a new user")
+    request = RecommendRequest(
+        user_id=user, liked_item_ids=liked or [], text=ask, goal=goal, session_id=session,
+        k=k, explain=explain, filters=Filters(
+            genres=NameFilter(any=genre or []), people=NameFilter(any=person or []),
+            entities=NameFilter(none=without or []), exclude_item_ids=exclude or [],
+            years=Years(start=decade, end=decade + 9) if decade is not None else Years()))
     with Recommender.from_settings(use_llm=explain) as rec:  # no LLM (or its start) for --no-explain
-        result = (rec.recommend(user, k, explain) if user is not None
-                  else rec.recommend_new_user(liked or [], text, k, explain))
+        result = rec.run(request)
     if as_json:
-        print(result.model_dump_json(indent=2))
+        print(result.model_dump_json(indent=2, exclude_defaults=True))
         return
     _print_recommendations(result, f"user {user}" if user is not None else "a new user")
 
 
 def _print_recommendations(result: Any, who: str) -> None:
-    """The table of `rag-rec recommend`: each number is headed by what it is."""
-    table = Table(title=f"Recommendations for {who}", show_lines=True, caption=(
-        "P(next): calibrated chance the film is among what you watch next (scores on one "
-        "list share that chance, so each is small) · P(like): chance you rate it 4 or 5 "
-        "stars if you watch it"))
-    for column in ("#", "title", "P(next)", "P(like)", "why (cited KG facts)"):
-        table.add_column(column, justify="right" if column.startswith("P(") else "left")
+    """`rag-rec recommend` as text that reads at 80 columns: each item a numbered block
+    (title, P(next), P(like)), its why and cited facts wrapped beneath."""
+    width = min(console.width, 100)
+    console.print(f"[bold]Recommendations for {escape(who)}[/bold]")
+    understood = result.understood
+    if understood is not None and understood.constraints:
+        console.print(escape("Understood: " + "; ".join(
+            f"{c.mode} {c.kind}: {', '.join(c.entities) or c.asked}"
+            for c in understood.constraints)))
+    for note in result.notes:
+        console.print(f"[yellow]{escape(note)}[/yellow]")
     for r in result.items:
+        year = f" ({r.item.year})" if r.item.year else ""
+        numbers = " · ".join(part for part in (
+            f"P(next) {r.p_next:.1%}" if r.p_next is not None else "",
+            f"P(like) {r.p_like:.0%}" if r.p_like is not None else "") if part)
         # Titles, facts and LLM text contain brackets: escape them, or rich reads
         # `-[directed_by]->` as markup and drops it.
-        why = escape(r.explanation.text) if r.explanation else ""
-        if r.explanation and r.explanation.source != "llm":
-            why += f"\n[dim]({r.explanation.source}: {escape(r.explanation.note or '')})[/dim]"
+        console.print(f"\n[bold]{r.rank}. {escape(r.item.title + year)}[/bold]  "
+                      f"[dim]{r.item.id} · {numbers}[/dim]")
         if r.explanation:
-            why += "".join(f"\n• {escape(t)}" for t in r.explanation.facts_in_words)
-        year = f" ({r.item.year})" if r.item.year else ""
-        table.add_row(str(r.rank), escape(r.item.title + year), f"{r.p_next:.2%}",
-                      "-" if r.p_like is None else f"{r.p_like:.0%}", why)
-    console.print(table)
+            for line in textwrap.wrap(r.explanation.text, width - 3):
+                console.print("   " + escape(line))
+            for fact in r.explanation.facts_in_words:
+                for n, line in enumerate(textwrap.wrap(fact, width - 5)):
+                    console.print(("   • " if n == 0 else "     ") + escape(line))
+            if r.explanation.source != "llm":
+                console.print(f"   [dim]({r.explanation.source}: "
+                              f"{escape(r.explanation.note or '')})[/dim]")
     status = ", ".join(result.flags) if result.flags else "all stages ran"
-    console.print(f"cold start: {result.cold_start} · degraded: {result.degraded} ({status}) "
-                  f"· {result.timings_ms.get('total', 0):.0f} ms")
+    console.print(f"\ncold start: {result.cold_start} · degraded: {result.degraded} "
+                  f"({escape(status)})" + (f" · session {result.session_id}"
+                                           if result.session_id else ""))
+
+
+@app.command("search")
+@_handle_errors
+def search(query: Annotated[str, typer.Argument(help="A title or a name.")],
+           k: Annotated[int, typer.Option(min=1, max=100)] = 10,
+           as_json: JsonFlag = False) -> None:
+    """Titles and graph names (genres, people and companies, categories) to ids."""
+    from dataclasses import asdict
+
+    from rag_rec.recommender import Recommender
+
+    with Recommender.from_settings(use_llm=False) as rec:
+        hits = rec.search(query, k)
+    if as_json:
+        print(json.dumps([asdict(hit) for hit in hits], indent=2))
+        return
+    for hit in hits:
+        console.print(f"{hit.score:5.1f}  {hit.kind:<9} {escape(hit.name)}  "
+                      f"[dim]{escape(hit.id)}[/dim]")
+
+
+@app.command("similar")
+@_handle_errors
+def similar(item: Annotated[str, typer.Argument(help="An item id.")],
+            k: Annotated[int, typer.Option(min=1, max=100)] = 10,
+            as_json: JsonFlag = False) -> None:
+    """The items closest to one in the combined text + knowledge-graph space."""
+    from rag_rec.recommender import Recommender
+
+    with Recommender.from_settings(use_llm=False) as rec:
+        hits = rec.similar_items(item, k)
+    if as_json:
+        print(json.dumps([{"item": i.model_dump(mode="json", exclude_defaults=True),
+                           "similarity": round(score, 4)} for i, score in hits], indent=2))
+        return
+    for item_found, score in hits:
+        year = f" ({item_found.year})" if item_found.year else ""
+        console.print(f"{score:.3f}  {escape(item_found.title + year)}  "
+                      f"[dim]{item_found.id}[/dim]")
 
 
 @app.command("serve")

@@ -34,9 +34,10 @@ class UnknownName(RagRecError):
         self.nearest = nearest or []
 
 
-class InvalidRequest(RagRecError):
+class InvalidRequest(RagRecError, ValueError):
     """A request that passes the schema but cannot be answered as asked (constraints that
-    contradict each other once names are resolved, an unknown session, ...)."""
+    contradict each other once names are resolved, a reference to an earlier answer
+    without one, k out of range, ...)."""
 
 
 class GraphUnavailable(RagRecError):

@@ -5,16 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    computed_field,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+from rag_rec.chat.request import Understood
 
 
 class _Frozen(BaseModel):
@@ -191,16 +186,6 @@ class Explanation(_Frozen):
         return tuple(e.plain for e in self.evidence)
 
 
-class ColdStartProfile(_Frozen):
-    """Structured taste of a new user, from free text."""
-
-    genres: tuple[str, ...] = ()
-    people: tuple[str, ...] = ()
-    keywords: tuple[str, ...] = ()
-    degraded: bool = False
-    """True when the LLM was unavailable and genres were matched by keyword instead."""
-
-
 class Recommendation(BaseModel):
     """One recommended item with its evidence."""
 
@@ -210,10 +195,11 @@ class Recommendation(BaseModel):
     """The ranking score: the calibrated log-odds, plus the LLM's weighted rerank score
     and the long-tail boost where those are on (`llm.fusion_weight`,
     `retrieval.tail_boost`)."""
-    p_next: float = Field(ge=0, le=1)
+    p_next: float | None = Field(None, ge=0, le=1)
     """The calibrated chance that the item is among what the user interacts with next
     (calibrated on held-out candidate lists; with the LLM score fused in when
-    `llm.fusion_weight` > 0). A ranking probability, not a like probability."""
+    `llm.fusion_weight` > 0). A ranking probability, not a like probability. None for a
+    request with no history at all (text or filters only): nothing to calibrate on."""
     p_like: float | None = Field(None, ge=0, le=1)
     """The chance the user rates the item 4 or 5 stars if they watch it (the like head),
     where the build has one."""
@@ -248,6 +234,12 @@ class Recommendations(BaseModel):
     """True when a stage fell back (LLM down, ...): `flags` says which. Set from `flags`
     on construction; a caller can only add to it, never clear a degradation flag's."""
     flags: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    """What the person should know about the answer, in words ("only 3 items satisfy the
+    filters")."""
+    understood: Understood | None = None
+    """The constraints, likes and exclusions the request was taken to mean."""
+    session_id: str | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -274,32 +266,6 @@ def _redact(text: str) -> str:
     return _INTERNALS.sub(lambda m: "<path>" if m[0].startswith("/") else "<address>", text)
 
 
-MAX_K = 100
-"""The most recommendations one request may ask for."""
-
-
-class RecommendRequest(BaseModel):
-    """What every entry point (Python, HTTP, MCP, LlamaIndex, CLI) asks `Recommender` for:
-    a known user, or a new user's liked items and/or free-text taste."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: str | None = Field(None, min_length=1, max_length=64)
-    liked_item_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
-        default_factory=list, max_length=50)
-    text: str | None = Field(None, min_length=1, max_length=1000)
-    k: int = Field(10, ge=1, le=MAX_K)
-    explain: bool = True
-
-    @model_validator(mode="after")
-    def _who(self) -> RecommendRequest:
-        if self.user_id is None and not self.liked_item_ids and not self.text:
-            raise ValueError("give user_id, or liked_item_ids and/or text for a new user")
-        if self.user_id is not None and (self.liked_item_ids or self.text):
-            raise ValueError("user_id cannot be combined with liked_item_ids or text")
-        return self
-
-
 class HistoryEntry(BaseModel):
     item: Item
     rating: float
@@ -311,6 +277,12 @@ class ItemFact(BaseModel):
     entity_id: str
     entity_name: str
     entity_kind: str
+
+
+class SimilarItem(BaseModel):
+    item: Item
+    similarity: float
+    """Cosine similarity in the fused text + knowledge-graph space."""
 
 
 class ItemDetail(BaseModel):

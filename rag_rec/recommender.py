@@ -1,13 +1,17 @@
 """`Recommender`: the one place that knows the order of the online stages.
 
-    history (one Neo4j query) or cold-start input (liked items, free text + LLM profile)
-      -> rank: sources (in memory) -> union + features -> scorer -> calibrated p_next
-         [+ optional long-tail boost]                                 (`rank`, in memory)
+    request: who (user id -> history, one Neo4j query; liked items) and what now (text,
+      filters, preferences, goal, session)                          (rag_rec/chat/)
+      -> the plan: text parsed, names resolved, constraints in graph ids, the session's
+         shown items and feedback; LLM proposals for leftover words, checked
+      -> rank: sources (in memory) -> union + features -> scorer -> calibrated p_next,
+         never an excluded item or one a hard constraint rules out   (`rank`, in memory)
+         [+ long-tail boost] [+ w log P(like) for goal "enjoy"] [+ soft preferences]
       -> llm score: label log-probs over the top candidates (vLLM)    [degradable; only
          when `llm.fusion_weight` > 0: added to the log-odds with that weight]
       -> top-k -> facts for the top-k (one Neo4j query)
       -> explain: structured output citing fact ids (vLLM)            [degradable]
-      -> Recommendations
+      -> Recommendations, with the request as understood
 
 A `Recommender` is composed from its parts (the build's artifacts, the fitted ranker,
 the P(like) head, a graph and an LLM), so tests and adapters can hand it fakes of the graph
@@ -35,36 +39,25 @@ import torch
 from rag_rec import like
 from rag_rec.artifacts import Artifacts, load_artifacts
 from rag_rec.build import Ranker, load_ranker
+from rag_rec.chat import Catalogue, NameIndex, Parser, Plan, RecommendRequest, SessionStore
+from rag_rec.chat.constraints import plan_request
+from rag_rec.chat.propose import propose
 from rag_rec.embed import TextCache, make_text_encoder
-from rag_rec.errors import (
-    GraphMismatch,
-    IngestIncomplete,
-    LLMUnavailable,
-    UnknownItem,
-    UnknownUser,
-)
+from rag_rec.errors import GraphMismatch, IngestIncomplete, LLMUnavailable, UnknownUser
+from rag_rec.explain import explain_many
 from rag_rec.graph import GraphClient
 from rag_rec.llm import LLMBackend, make_backend
-from rag_rec.models import (
-    MAX_K,
-    ColdStartProfile,
-    Health,
-    HistoryEntry,
-    Item,
-    ItemDetail,
-    ItemFact,
-    Recommendation,
-    RecommendRequest,
-    Fact,
-    Recommendations,
-    User,
-)
-from rag_rec.explain import explain_many
-from rag_rec.rerank import cold_start_profile, score_candidates
+from rag_rec.lookups import Lookups
+from rag_rec.models import Fact, Health, Item, Recommendation, Recommendations, User
+from rag_rec.rerank import score_candidates
 from rag_rec.retrieve import Retriever
 from rag_rec.scorer import sigmoid
 from rag_rec.settings import Settings, get_settings
 from rag_rec.sources import Query
+
+LIKED = 5.0
+"""The rating a liked item stands in with for the sources (they read likes as positives);
+explanations are told the truth: liked, not rated."""
 
 
 @dataclass
@@ -104,7 +97,7 @@ class Graph(Protocol):
     def close(self) -> None: ...
 
 
-class Recommender:
+class Recommender(Lookups):
     def __init__(self, settings: Settings, artifacts: Artifacts, ranker: Ranker,
                  like_model: like.LikeModel, *, connect_graph: Callable[[], Graph],
                  llm: LLMBackend | None, llm_error: str | None = None):
@@ -124,6 +117,13 @@ class Recommender:
         self._text_cache: TextCache | None = None
         self.llm = llm
         self.llm_error = llm_error if llm is None else None
+        ds = artifacts.ds
+        self.names = NameIndex(ds.entities[["name", "kind"]].itertuples(),
+                               {i: item.title for i, item in artifacts.items.items()})
+        self.parser = Parser(self.names)
+        self.catalogue = Catalogue.of(ds.items, ds.triples,
+                                      [i for i in artifacts.items if self.retriever.is_tail(i)])
+        self.sessions = SessionStore(settings.home / "sessions")
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, split: str | None = None,
@@ -165,27 +165,29 @@ class Recommender:
     # -- ranking
 
     def rank(self, queries: Sequence[Query], user_ids: Sequence[str | None], *,
-             k: int | None = None, exclude: Sequence[set[str]] | None = None) -> list[Ranked]:
+             k: int | None = None, exclude: Sequence[set[str]] | None = None,
+             enjoy_weight: float = 0.0) -> list[Ranked]:
         """Retrieve, featurise and score: each query's top `k` candidates (all of them
-        when None), never an item of its history or `exclude`. In memory, batched."""
+        when None), never an item of its history or `exclude`. `enjoy_weight` w ranks by
+        log-odds + w log P(like) ("what you will enjoy", not only watch). In memory,
+        batched."""
         with _torch_threads(1 if len(queries) == 1 else None):
-            return self._rank(queries, user_ids, k, exclude)
+            return self._rank(queries, user_ids, k, exclude, enjoy_weight)
 
-    def _rank(self, queries, user_ids, k, exclude) -> list[Ranked]:
+    def _rank(self, queries, user_ids, k, exclude, enjoy_weight) -> list[Ranked]:
         boost = self.settings.retrieval.tail_boost
-        enjoy = self.settings.like.rank_weight
         out = []
         for q, user_id, r in zip(queries, user_ids,
                                  self.retriever.retrieve(queries, exclude)):
             logits = self.scorer.logits(q.history, user_id, r)
             scores = logits + boost * np.array([self.retriever.is_tail(i) for i in r.items])
             if not q.history:
-                # The scorer never learns from an empty history: keep the union's order
-                # (text and KG matches for a taste profile; popularity for nobody).
-                scores = -np.arange(len(r.items), dtype=np.float64)
+                # The scorer never learns from an empty history: the union's fused score
+                # (text and KG matches for the words; popularity for nobody) orders it.
+                scores = np.asarray(r.fused, dtype=np.float64)
                 r.flags.append("union_order")
-            if enjoy > 0:  # "films you will enjoy, not just watch"
-                scores = scores + enjoy * np.log(np.clip(
+            if enjoy_weight > 0:
+                scores = scores + enjoy_weight * np.log(np.clip(
                     self.like.predict(q.history, user_id, r.items), 1e-6, 1.0))
             top = np.argsort(-scores, kind="stable")[:k]
             flags = r.flags + self.unavailable + (["short_history"]
@@ -224,111 +226,179 @@ class Recommender:
 
     # -- sync API
 
-    def recommend(self, user_id: str, k: int = 10, explain: bool = True) -> Recommendations:
-        return asyncio.run(self.arecommend(user_id, k, explain))
+    def run(self, request: RecommendRequest) -> Recommendations:
+        return asyncio.run(self.arun(request))
+
+    def recommend(self, user_id: str, k: int = 10, explain: bool = True,
+                  **request: Any) -> Recommendations:
+        """Explained recommendations for a known user; `request` takes any other
+        `RecommendRequest` field (text, filters, goal, session_id, ...)."""
+        return self.run(RecommendRequest(user_id=user_id, k=k, explain=explain, **request))
 
     def recommend_new_user(self, liked_item_ids: Sequence[str] = (), text: str | None = None,
-                           k: int = 10, explain: bool = True) -> Recommendations:
-        return asyncio.run(self.arecommend_new_user(liked_item_ids, text, k, explain))
+                           k: int = 10, explain: bool = True,
+                           **request: Any) -> Recommendations:
+        return self.run(RecommendRequest(liked_item_ids=list(liked_item_ids), text=text, k=k,
+                                         explain=explain, **request))
 
     def recommend_batch(self, user_ids: Sequence[str], k: int = 10,
                         explain: bool = True) -> list[Recommendations]:
         """Several users at once: their LLM requests overlap, so vLLM batches them."""
         async def run() -> list[Recommendations]:
-            return list(await asyncio.gather(*(self.arecommend(u, k, explain)
-                                               for u in user_ids)))
+            return list(await asyncio.gather(*(
+                self.arun(RecommendRequest(user_id=u, k=k, explain=explain))
+                for u in user_ids)))
         return asyncio.run(run())
 
-    # -- async API
+    # -- a turn
 
     async def arun(self, request: RecommendRequest) -> Recommendations:
-        """The entry point the adapters (HTTP, MCP, LlamaIndex) share."""
+        """The entry point every adapter shares: one turn of a conversation."""
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        flags: list[str] = []
+        session = None
+        if request.session_id is not None:
+            session, note = self.sessions.open(request.session_id)
+            flags += [note] if note else []
+        history: list[tuple[str, float]] = []
+        user = User(id="new")
         if request.user_id is not None:
-            return await self.arecommend(request.user_id, request.k, request.explain)
-        return await self.arecommend_new_user(request.liked_item_ids, request.text, request.k,
-                                              request.explain)
-
-    async def arecommend(self, user_id: str, k: int = 10, explain: bool = True
-                         ) -> Recommendations:
-        _check_k(k)
-        start = time.perf_counter()
-        # Two round trips at once: the history is dropped if the graph fails its check.
-        _, history = await asyncio.gather(asyncio.to_thread(self.check_graph),
-                                          asyncio.to_thread(self._history, user_id))
-        timings = {"history": _ms(start)}
+            _, history = await asyncio.gather(asyncio.to_thread(self.check_graph),
+                                              asyncio.to_thread(self._history, request.user_id))
+            ds = self.artifacts.ds
+            if not history and request.user_id not in ds.users.index:
+                raise UnknownUser(f"unknown user id {request.user_id!r}; for someone new, "
+                                  "send liked_item_ids and/or text instead")
+            user = ds.user(request.user_id) if request.user_id in ds.users.index \
+                else User(id=request.user_id)
+        else:
+            await asyncio.to_thread(self.check_graph)
+        timings["history"] = _ms(start)
+        plan = await self._plan(request, session, flags)
+        timings["plan"] = _ms(start) - timings["history"]
+        rated = {i for i, _ in history}
+        liked = [i for i in plan.liked if i not in rated]
+        query = Query(history + [(i, LIKED) for i in liked],
+                      text=await asyncio.to_thread(self._text_vector, plan.taste)
+                      if plan.taste else None,
+                      entities=tuple(sorted(set().union(*plan.groups) | plan.prefer))
+                      if plan.groups or plan.prefer else ())
+        exclude = set(plan.excluded)
+        allowed = plan.allowed(self.catalogue)
+        if allowed is not None:
+            exclude |= set(self.artifacts.items) - allowed
+            plan.understood.matching_items = len(allowed)
+        goal = request.goal or self.settings.like.default_goal
+        plan.understood.goal = goal
         t0 = time.perf_counter()
-        ranked = self.rank([Query(history)], [user_id], k=self._pool(k))[0]
+        known = user.id if user.id in self.artifacts.ds.users.index else None
+        ranked = self.rank([query], [known], exclude=[exclude],
+                           enjoy_weight=self.settings.like.enjoy_weight if goal == "enjoy"
+                           else 0.0)[0]
+        self._prefer(ranked, plan)
         timings["rank"] = _ms(t0)
-        if not history:
-            ranked.flags.insert(0, "unknown_user")
-        ds = self.artifacts.ds
-        user = ds.user(user_id) if user_id in ds.users.index else User(id=user_id)
-        return await self._finish(user, history, ranked, k, explain, start, timings)
-
-    async def arecommend_new_user(self, liked_item_ids: Sequence[str] = (),
-                                  text: str | None = None, k: int = 10,
-                                  explain: bool = True) -> Recommendations:
-        _check_k(k)
-        start = time.perf_counter()
-        await asyncio.to_thread(self.check_graph)
-        liked = [i for i in dict.fromkeys(liked_item_ids) if i in self.artifacts.items]
-        profile = None
-        flags = []
-        if text:
-            profile = await cold_start_profile(self.llm, self.settings.llm, text,
-                                               self.artifacts.ds.genres)
-            if profile.degraded:
-                flags.append("profile_without_llm")
-        query = Query([(i, 5.0) for i in liked],
-                      text=await asyncio.to_thread(self._text_vector, text) if text else None,
-                      entities=tuple(self.profile_entities(profile)) if profile else ())
-        timings = {"profile": _ms(start)}
-        t0 = time.perf_counter()
-        ranked = self.rank([query], [None], k=self._pool(k))[0]
-        timings["rank"] = _ms(t0)
-        ranked.cold_start = True
-        if not liked:
-            flags.append("text_only" if text else "empty_history")
+        ranked.cold_start = ranked.cold_start or request.user_id is None
+        if not query.history:
+            flags.append("text_only" if request.text else "no_history")
         ranked.flags = flags + ranked.flags
-        return await self._finish(User(id="new"), query.history, ranked, k, explain, start,
-                                  timings)
+        notes = self._shortfall(plan, allowed, ranked, request.k)
+        answer = await self._finish(user, query.history, ranked, request, start, timings,
+                                    plan, liked=set(liked))
+        answer.notes += notes
+        if session is not None:
+            self.sessions.record(session, [r.item.id for r in answer.items],
+                                 {f.item_id: f.signal for f in request.feedback})
+            answer.session_id = session.id
+        return answer
+
+    async def _plan(self, request: RecommendRequest, session, flags: list[str]) -> Plan:
+        parsed = self.parser.parse(request.text) if request.text else None
+        feedback = dict(session.feedback) if session is not None else {}
+        feedback.update({f.item_id: f.signal for f in request.feedback})
+        plan = plan_request(request, parsed, self.names, self.catalogue,
+                            shown=session.shown if session is not None else (),
+                            last=session.last if session is not None else (),
+                            feedback=feedback)
+        if parsed is not None and parsed.left:
+            mentions, ignored, why = await propose(self.llm, self.settings.llm, parsed.left,
+                                                   self.names)
+            if why and self.llm is not None:
+                flags.append(f"text_without_llm: {why}")
+            if mentions:
+                parsed.mentions += mentions
+                plan = plan_request(request, parsed, self.names, self.catalogue,
+                                    shown=session.shown if session is not None else (),
+                                    last=session.last if session is not None else (),
+                                    feedback=feedback)
+            plan.understood.ignored = ignored
+        plan.taste = parsed.taste_text if parsed is not None else None
+        return plan
+
+    def _prefer(self, ranked: Ranked, plan: Plan) -> None:
+        """Soft preferences move scores; the order follows."""
+        if not (plan.prefer or plan.avoid):
+            return
+        ranked.scores = ranked.scores + np.array(
+            [plan.preference(i, self.catalogue) for i in ranked.items])
+        order = np.argsort(-ranked.scores, kind="stable")
+        ranked.items = [ranked.items[o] for o in order]
+        ranked.logits, ranked.scores = ranked.logits[order], ranked.scores[order]
+        ranked.proposed_by = [ranked.proposed_by[o] for o in order]
+
+    def _shortfall(self, plan: Plan, allowed: set[str] | None, ranked: Ranked,
+                   k: int) -> list[str]:
+        """Said, not padded: fewer than k items satisfy the constraints."""
+        if allowed is None or len(ranked.items) >= k:
+            return []
+        if not ranked.items:
+            return ["no item satisfies every constraint" + (
+                f" that has not been shown or excluded already ({len(allowed)} match "
+                "the filters)" if allowed else "")]
+        return [f"only {len(ranked.items)} items satisfy every constraint"]
 
     def _pool(self, k: int) -> int:
         """Candidates kept past `rank`: the LLM score, when on, may reorder its top."""
         return max(k, self.settings.llm.rerank_top) if self.settings.llm.fusion_weight > 0 else k
 
     async def _finish(self, user: User, history: list[tuple[str, float]], ranked: Ranked,
-                      k: int, explain: bool, start: float,
-                      timings: dict[str, float]) -> Recommendations:
+                      request: RecommendRequest, start: float, timings: dict[str, float],
+                      plan: Plan, liked: set[str]) -> Recommendations:
+        """Top-k, facts, explanations and the answer. `liked`: history items the person
+        liked rather than rated: explanations say "you liked" of them, never a rating
+        nobody gave."""
+        k, explain = request.k, request.explain
         flags = list(ranked.flags)
         degraded = False
         items = self.artifacts.items
+        pool = ranked.items[:self._pool(k)]
         scores = dict(zip(ranked.items, ranked.scores.tolist()))
         logits = dict(zip(ranked.items, ranked.logits.tolist()))
         weight = self.settings.llm.fusion_weight
         llm_scores: dict[str, float] = {}
-        history_items = [(items[i], rating) for i, rating in history if i in items]
-        if self.llm is not None and weight > 0 and len(ranked.items) > 1:
+        told = [(i, None if i in liked else rating) for i, rating in history]
+        history_items = [(items[i], rating) for i, rating in told if i in items]
+        if self.llm is not None and weight > 0 and len(pool) > 1:
             t0 = time.perf_counter()
             result = await score_candidates(self.llm, self.settings.llm, user, history_items,
-                                            [items[i] for i in ranked.items])
+                                            [items[i] for i in pool])
             timings["llm_score"] = _ms(t0)
             if result.degraded:
                 degraded = True
                 flags.append(f"llm_score_unavailable: {result.error}")
             llm_scores = result.scores
-            for i in ranked.items:
+            for i in pool:
                 scores[i] += weight * llm_scores.get(i, 0.0)
         elif self.llm is None and explain:
             degraded = True
             flags.append(f"llm_unavailable: {self.llm_error}")
-        chosen = sorted(ranked.items, key=lambda i: -scores[i])[:k]
+        chosen = sorted(pool, key=lambda i: -scores[i])[:k]
         proposed = dict(zip(ranked.items, ranked.proposed_by))
         facts: dict = {i: [] for i in chosen}
         explanations = [None] * len(chosen)
-        if explain:
+        if explain and chosen:
             t0 = time.perf_counter()
-            facts = await asyncio.to_thread(self.graph.candidate_facts, chosen, dict(history))
+            facts = await asyncio.to_thread(self.graph.candidate_facts, chosen, dict(told))
             timings["facts"] = _ms(t0)
             t0 = time.perf_counter()
             candidates = [items[i] for i in chosen]
@@ -348,22 +418,45 @@ class Recommender:
             if any(e.note and e.note.startswith("LLM unavailable") for e in explanations):
                 degraded = True
                 flags.append("explanations_from_templates")
+            explanations = [self._name_the_match(ex, item, plan)
+                            for ex, item in zip(explanations, chosen)]
         known = user.id if user.id in self.artifacts.ds.users.index else None
         p_like = self.like.predict(history, known, chosen) if chosen else []
+        include = set(request.include)
         out = []
         for rank, (item_id, ex, pl) in enumerate(zip(chosen, explanations, p_like), start=1):
             cited = [f for f in facts[item_id] if ex and f.id in ex.fact_ids]
             out.append(Recommendation(
-                item=items[item_id], rank=rank, score=scores[item_id],
-                p_next=float(sigmoid(logits[item_id] + weight * llm_scores.get(item_id, 0.0))),
-                p_like=float(pl), llm_score=llm_scores.get(item_id), explanation=ex, facts=cited,
-                sources=proposed[item_id]))
+                item=items[item_id] if "abstract" in include
+                else self.compact_item(items[item_id]),
+                rank=rank, score=scores[item_id],
+                p_next=float(sigmoid(logits[item_id] + weight * llm_scores.get(item_id, 0.0)))
+                if history else None,
+                p_like=float(pl), llm_score=llm_scores.get(item_id), explanation=ex,
+                facts=cited if "facts" in include else [],
+                sources=proposed[item_id] if "sources" in include else {}))
         timings["total"] = _ms(start)
-        return Recommendations(user_id=None if user.id == "new" else user.id, items=out,
-                               cold_start=ranked.cold_start, degraded=degraded, flags=flags,
-                               timings_ms={n: round(v, 1) for n, v in timings.items()})
+        return Recommendations(
+            user_id=None if user.id == "new" else user.id, items=out,
+            cold_start=ranked.cold_start, degraded=degraded, flags=flags,
+            understood=plan.understood,
+            timings_ms={n: round(v, 1) for n, v in timings.items()} if "timings" in include
+            else {})
 
-    # -- cold start and new items
+    def _name_the_match(self, explanation, item_id: str, plan: Plan):
+        """The explanation says which of the request's wishes the item meets."""
+        met = plan.met(item_id, self.catalogue, self.names)
+        if explanation is None or not met:
+            return explanation
+        return explanation.model_copy(update={
+            "text": f"{explanation.text} It is what you asked for: {', '.join(met)}."})
+
+    @staticmethod
+    def compact_item(item: Item) -> Item:
+        """The item without its abstract: answers stay small unless asked for it."""
+        return item.model_copy(update={"abstract": None}) if item.abstract else item
+
+    # -- text
 
     def _texts(self) -> TextCache:
         # Loaded on first use: most answers encode no text, and a CLI call should not pay it.
@@ -381,71 +474,6 @@ class Recommender:
         request: the HTTP service calls it when it builds its recommender (on the first
         request of any kind, typically a health probe), outside any request's time limit."""
         self._texts().encoder.encode(["warm up"])
-
-    def profile_entities(self, profile: ColdStartProfile) -> list[str]:
-        """Entity ids for a text profile: its genres, and people matched by exact name."""
-        ents = self.artifacts.ds.entities
-        by_name = {n.lower(): e for e, n in zip(ents.index, ents["name"])}
-        ids = [f"genre:{g}" for g in profile.genres if f"genre:{g}" in ents.index]
-        ids += [by_name[p.lower()] for p in profile.people if p.lower() in by_name]
-        return list(dict.fromkeys(ids))
-
-    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None:
-        """Make a new item recommendable at once: a graph node with its links (facts), an
-        index vector from its text and a KG vector from the items sharing its entities
-        (the content sources find it; the interaction-trained ones cannot score it until
-        the next build)."""
-        from rag_rec.embed import fuse, item_text, new_item_kg_vector
-
-        a = self.artifacts
-        if item.id in a.items:
-            raise ValueError(f"item {item.id!r} already exists")
-        known = [(rel, e) for rel, e in links if e in a.ds.entities.index]
-        self.graph.add_item(item, known)
-        names = [a.ds.entities.loc[e, "name"] for _, e in known]
-        text_vec = self._text_vector(item_text(item, names))
-        kg_vec = new_item_kg_vector(a.kg, a.ds.triples, [e for _, e in known],
-                                    self.settings.retrieval.max_entity_degree)
-        a.index.add([item.id], fuse(text_vec, kg_vec)[None, :])
-        a.items[item.id] = item
-        a.popularity[item.id] = 0
-        a.text[item.id] = text_vec
-        for source in self.sources.values():
-            source.add_item(item.id, [e for _, e in known])
-        self.retriever.refresh_tail()
-
-    # -- lookups
-
-    def history(self, user_id: str, limit: int = 1000) -> list[HistoryEntry]:
-        """A user's ratings, newest first. `UnknownUser` if the graph has none."""
-        self.check_graph()
-        rows = self.graph.user_history(user_id, limit=limit)
-        if not rows:
-            raise UnknownUser(f"unknown user id {user_id!r}")
-        return [HistoryEntry(item=self.artifacts.items[r["item_id"]], rating=r["rating"],
-                             timestamp=r["timestamp"]) for r in rows
-                if r["item_id"] in self.artifacts.items]
-
-    def item_detail(self, item_id: str) -> ItemDetail:
-        """An item with its KG facts. `UnknownItem` if the catalogue lacks it."""
-        self.check_graph()
-        rows = self.graph.item_facts(item_id)
-        if not rows or item_id not in self.artifacts.items:
-            raise UnknownItem(f"unknown item id {item_id!r}")
-        facts = [ItemFact(relation=r["relation"], entity_id=r["entity_id"],
-                          entity_name=r["entity_name"], entity_kind=r["entity_kind"])
-                 for r in rows if r["entity_id"] is not None]
-        return ItemDetail(item=self.artifacts.items[item_id], popularity=rows[0]["popularity"] or 0,
-                          facts=facts)
-
-    def similar_items(self, item_id: str, k: int = 10) -> list[tuple[Item, float]]:
-        """Nearest items in the fused text+KG space."""
-        _check_k(k)
-        index = self.artifacts.index
-        if item_id not in index:
-            raise UnknownItem(f"unknown item id {item_id!r}")
-        hits = index.search(index.vector(item_id), k, exclude=[{item_id}])[0]
-        return [(self.artifacts.items[i], s) for i, s in hits]
 
     async def health(self) -> Health:
         """`down` when no full answer is possible: Neo4j unreachable, or its last ingest
@@ -484,7 +512,3 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000
 
-
-def _check_k(k: int) -> None:
-    if not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise ValueError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")

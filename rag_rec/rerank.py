@@ -1,4 +1,4 @@
-"""LLM rerank by label scoring, and cold-start profiles.
+"""LLM rerank by label scoring.
 
 Rerank reads probabilities instead of parsing text: candidates get single-letter labels,
 the model's next token is restricted to those labels (structured output `choice`,
@@ -7,7 +7,7 @@ Orders are shuffled `rerank_permutations` times and the scores averaged to cance
 bias; large candidate sets are cut into windows of at most `rerank_window`. A label can
 only name a candidate, so no text in a title can put a non-candidate in the output.
 
-Explanations live in `rag_rec.explain`.
+Explanations live in `rag_rec.explain`; free text is read by `rag_rec.chat`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import Field, ValidationError, create_model
+from typing import Any
 
 from rag_rec.errors import LLMUnavailable
 from rag_rec.llm import LLMBackend, render
-from rag_rec.models import ColdStartProfile, Item, User
+from rag_rec.models import Item, User
 from rag_rec.settings import LLMSettings
 
 LABELS = [chr(ord("A") + i) for i in range(26)]
@@ -103,34 +101,3 @@ async def score_candidates(backend: LLMBackend, settings: LLMSettings, user: Use
             totals.setdefault(item_id, []).append(score)
     return RerankResult(scores={i: sum(v) / len(v) for i, v in totals.items()},
                         requests=len(jobs))
-
-
-# --------------------------------------------------------------------------- cold start
-
-
-async def cold_start_profile(backend: LLMBackend | None, settings: LLMSettings, text: str,
-                             genres: Sequence[str]) -> ColdStartProfile:
-    """Genres, people and keywords from a new user's free text. Without an LLM (or on
-    an invalid reply) genres are matched by name and the profile is marked degraded."""
-    genre = Literal[tuple(genres)]  # type: ignore[valid-type]
-    reply_model = create_model(
-        "ProfileReply", genres=(list[genre], Field(max_length=5)),
-        people=(list[str], Field(max_length=5)), keywords=(list[str], Field(max_length=5)))
-    if backend is not None:
-        try:
-            reply = await asyncio.wait_for(backend.generate_json(
-                render("profile", text=text, genres=list(genres)),
-                reply_model.model_json_schema(), settings.explain_max_tokens),
-                timeout=settings.request_timeout_s)
-            parsed = reply_model.model_validate_json(reply.text)
-            return ColdStartProfile(genres=_unique(parsed.genres), people=_unique(parsed.people),
-                                    keywords=_unique(parsed.keywords))
-        except (LLMUnavailable, TimeoutError, ValidationError):
-            pass
-    lowered = text.lower()
-    return ColdStartProfile(genres=tuple(g for g in genres if g.lower() in lowered),
-                            degraded=True)
-
-
-def _unique(values: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))

@@ -56,6 +56,9 @@ class Retrieval:
     cold_start: bool = False
     """The history is at most `cold_history` long (the cold-start floor applied)."""
     flags: list[str] = field(default_factory=list)
+    fused: np.ndarray | None = None
+    """Per candidate, the union's fused score (weighted reciprocal ranks): the order a
+    request without history is served in."""
 
 
 class Retriever:
@@ -131,7 +134,7 @@ class Retriever:
             proposed = [{name: float(raw[r, c]) for name, (top, raw) in tops.items()
                          if top[r, c]} for c in chosen]
             out.append(Retrieval([ids[c] for c in chosen], feats[r, chosen], proposed,
-                                 cold_start=bool(cold[r])))
+                                 cold_start=bool(cold[r]), fused=fused[r, chosen]))
             if n_unseen[r] == 0:
                 out[-1].flags.append("nothing_left_to_recommend")
         return out

@@ -367,11 +367,13 @@ class LikeSettings(BaseModel):
     ratings sees the rest: the k-fold protocol, where `past` gave AUC 0.783-0.798);
     `auto`, `rest` for a k-fold split and `past` otherwise."""
     seed: int = 42
-    rank_weight: float = Field(0.0, ge=0, json_schema_extra=UNKEYED)
-    """Ranking mode "films you will enjoy": rank by log P(next) + w · log P(like). 0 ranks
-    by P(next) alone; eval/bench_like.py measures w = 1 and a tuned w on loo (no gain on
-    NDCG@10 of liked test items there, fewer disliked ones), hence off. Serving only: the
-    fitted model does not depend on it."""
+    enjoy_weight: float = Field(0.5, ge=0, json_schema_extra=UNKEYED)
+    """The goal "enjoy" ("what you will like, not only watch next") ranks by log P(next) +
+    w · log P(like) with this w: the weight eval/bench_like.py chose on loo's validation
+    ratings (fewer disliked items in the top 10, NDCG@10 of liked test items level).
+    Serving only: the fitted model does not depend on it."""
+    default_goal: Literal["next", "enjoy"] = Field("next", json_schema_extra=UNKEYED)
+    """The goal of a request that names none; eval/bench_chat.py measures both."""
 
 
 class LogSettings(BaseModel):

@@ -15,7 +15,7 @@ from rag_rec.graph import GraphClient
 from rag_rec.llm import JsonReply, OpenAIBackend, render
 from rag_rec.models import Item
 from rag_rec.explain import explain_many
-from rag_rec.rerank import cold_start_profile, history_json, score_candidates
+from rag_rec.rerank import history_json, score_candidates
 from rag_rec.settings import Settings
 
 USER = "42"
@@ -50,7 +50,7 @@ def test_prompts_render_for_a_real_user(dataset: Dataset) -> None:
     # Item text is JSON data: a quote in a title cannot close the data section.
     candidates_json = user.split("Candidates:\n", 1)[1].split("\nWhich", 1)[0]
     assert json.loads(candidates_json)[0]["title"] == evil.title
-    with pytest.raises(ValueError, match="valid: explain, profile, rerank"):
+    with pytest.raises(ValueError, match="valid: constraints, explain, rerank"):
         render("nope")
 
 
@@ -170,14 +170,25 @@ def test_server_down_or_timing_out_degrades(settings: Settings, dataset: Dataset
 
 
 @pytest.mark.llm
-def test_cold_start_profile(llm, settings: Settings, dataset: Dataset) -> None:
-    genres = dataset.genres
-    profile = asyncio.run(cold_start_profile(llm, settings.llm,
-                                             "gritty sci-fi, anything by Ridley Scott", genres))
-    assert set(profile.genres) <= set(genres)
-    offline = asyncio.run(cold_start_profile(None, settings.llm,
-                                             "gritty sci-fi and some horror", genres))
-    assert offline.degraded and set(offline.genres) == {"Sci-Fi", "Horror"}
+def test_llm_proposals_apply_only_what_the_graph_and_the_text_hold(
+        llm, settings: Settings, dataset: Dataset) -> None:
+    """The real model may propose anything; only names the graph has and the words hold
+    come back as constraints, the rest is said back as ignored."""
+    from rapidfuzz import fuzz
+
+    from rag_rec.chat import NameIndex, normalise
+    from rag_rec.chat.propose import propose
+
+    names = NameIndex(dataset.entities[["name", "kind"]].itertuples(),
+                      dataset.items.title.to_dict())
+    words = "gritty stuff by ridley scott, nothing with johnny depp"
+    mentions, ignored, why = asyncio.run(propose(llm, settings.llm, words, names))
+    assert why is None  # the server answered under the schema
+    for mention in mentions:  # every applied name is a graph entity the words name
+        assert mention.ids and all(
+            fuzz.partial_ratio(normalise(names.names[i]), normalise(words)) >= 90
+            for i in mention.ids)
+    assert all("(not in" in reason for reason in ignored)
 
 
 @pytest.mark.llm

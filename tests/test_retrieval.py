@@ -14,7 +14,7 @@ from rag_rec.embed import TextCache, item_node, make_text_encoder, user_node
 from rag_rec.errors import StaleArtifact
 from rag_rec.graph import GraphClient
 from rag_rec.index import ItemIndex
-from rag_rec.models import ColdStartProfile, Item
+from rag_rec.models import Item
 from rag_rec.recommender import Recommender
 from rag_rec.settings import Settings
 from rag_rec.sources import Query
@@ -134,12 +134,14 @@ def test_cold_user_with_liked_items(recommender: Recommender) -> None:
 
 
 def test_cold_user_with_free_text_only(recommender: Recommender) -> None:
-    profile = ColdStartProfile(genres=("Sci-Fi",), people=("Ridley Scott",))
-    query = Query([], text=recommender._text_vector("gritty sci-fi, anything by Ridley Scott"),
-                  entities=tuple(recommender.profile_entities(profile)))
-    ranked = recommender.rank([query], [None])[0]
-    assert ranked.cold_start and RIDLEY_SCOTT in query.entities
-    assert "89" in ranked.items[:30]  # Blade Runner: Sci-Fi and Ridley Scott
+    answer = recommender.recommend_new_user(text="gritty sci-fi, anything by Ridley Scott",
+                                            k=10, explain=False)
+    understood = {(c.kind, c.mode, tuple(c.entities)) for c in answer.understood.constraints}
+    assert ("people", "any", ("Ridley Scott",)) in understood
+    assert ("genres", "any", ("Sci-Fi",)) in understood
+    assert answer.items[0].item.id == "89"  # Blade Runner: Sci-Fi and Ridley Scott
+    assert all(r.p_next is None for r in answer.items)  # no history, no calibrated P(next)
+    assert len({round(r.score, 6) for r in answer.items}) > 1  # real scores, not one value
 
 
 def test_new_item_is_retrievable_at_once(settings: Settings, artifacts,

@@ -1,9 +1,15 @@
 """The HTTP service (`rag-rec serve`): FastAPI over `Recommender`.
 
-    POST /v1/recommendations        RecommendRequest -> Recommendations
-    GET  /v1/users/{user_id}/history                 -> list[HistoryEntry]
+    POST /v1/recommendations        RecommendRequest -> Recommendations (+ Understood)
+    GET  /v1/users/{user_id}/history?limit=          -> list[HistoryEntry]
     GET  /v1/items/{item_id}                         -> ItemDetail (with KG facts)
+    GET  /v1/items/{item_id}/similar?k=              -> list[SimilarItem]
+    GET  /v1/search?q=&k=&kinds=                     -> list[Match] (titles and names)
     GET  /healthz                                    -> Health (Neo4j, vLLM, build)
+
+Every error, whatever raised it, has one shape: `{"error": type, "detail": text}`, plus
+`errors` (each invalid field) for a 422 from validation and `nearest` for a name the graph
+does not know.
 
 Each request passes these layers, outermost first, all plain ASGI so they act before
 FastAPI parses anything:
@@ -32,10 +38,11 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
@@ -47,21 +54,26 @@ from rag_rec.errors import (
     LLMUnavailable,
     RagRecError,
     StaleArtifact,
+    InvalidRequest,
     UnknownItem,
+    UnknownName,
     UnknownUser,
     describe,
     lone_surrogate,
     public_errors,
+    summarise,
 )
-from rag_rec.models import Health, HistoryEntry, ItemDetail, RecommendRequest, Recommendations
+from rag_rec.chat import MAX_K, RecommendRequest
+from rag_rec.lookups import SEARCH_KINDS, SearchKind
+from rag_rec.models import Health, HistoryEntry, ItemDetail, Recommendations, SimilarItem
 from rag_rec.recommender import Recommender
 from rag_rec.settings import Settings, get_settings
 
 log = logging.getLogger("rag_rec.api")
 
 STATUS: dict[type[RagRecError], int] = {
-    UnknownUser: 404, UnknownItem: 404, GraphUnavailable: 503, LLMUnavailable: 503,
-    StaleArtifact: 503, GraphMismatch: 503,
+    UnknownUser: 404, UnknownItem: 404, UnknownName: 422, InvalidRequest: 422,
+    GraphUnavailable: 503, LLMUnavailable: 503, StaleArtifact: 503, GraphMismatch: 503,
 }
 PUBLIC_PATHS = ("/healthz", "/docs", "/openapi.json", "/redoc")
 """Paths served without the token (/healthz then shows its status only)."""
@@ -153,7 +165,7 @@ class AccessLog:
                 "request_id": request_id, "error": traceback.format_exc(limit=1).strip()
                 .splitlines()[-1]}})
             if status == 0:
-                await _reply(send_logged, 500, {"detail": "internal error; the service log "
+                await _reply(send_logged, 500, {"error": "InternalError", "detail": "internal error; the service log "
                                                 "has the traceback", "request_id": request_id})
             else:
                 status = 500
@@ -173,7 +185,7 @@ class BearerAuth:
     async def __call__(self, scope, receive, send):
         if (scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS
                 and not token_ok(scope, self.token)):
-            return await _reply(send, 401, {"detail": "missing or wrong bearer token"},
+            return await _reply(send, 401, {"error": "Unauthorized", "detail": "missing or wrong bearer token"},
                                 ((b"www-authenticate", b"Bearer"),))
         return await self.app(scope, receive, send)
 
@@ -203,9 +215,10 @@ class BufferedBody:
             try:
                 message = await asyncio.wait_for(receive(), deadline - time.monotonic())
             except TimeoutError:
-                return await _reply(send, 408, {"detail": "request body not received within "
-                                                f"{self.timeout_s:g}s"},
-                                    ((b"connection", b"close"),))
+                return await _reply(send, 408, {
+                    "error": "RequestTimeout",
+                    "detail": f"request body not received within {self.timeout_s:g}s"},
+                    ((b"connection", b"close"),))
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
@@ -228,7 +241,8 @@ class BufferedBody:
 
 
 async def _too_large(send, limit: int) -> None:
-    await _reply(send, 413, {"detail": f"request body over {limit} bytes"},
+    await _reply(send, 413, {"error": "PayloadTooLarge",
+                             "detail": f"request body over {limit} bytes"},
                  ((b"connection", b"close"),))
 
 
@@ -275,7 +289,9 @@ def create_app(settings: Settings | None = None,
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": public_errors(exc.errors())}, status_code=422)
+        errors = public_errors(exc.errors())
+        return JSONResponse({"error": "InvalidRequest", "detail": summarise(errors),
+                             "errors": errors}, status_code=422)
 
     @app.exception_handler(RagRecError)
     async def domain_error(request: Request, exc: RagRecError) -> JSONResponse:
@@ -284,7 +300,8 @@ def create_app(settings: Settings | None = None,
 
     @app.exception_handler(TimeoutError)
     async def timeout(request: Request, exc: TimeoutError) -> JSONResponse:
-        return JSONResponse({"detail": f"request took over {settings.api.request_timeout_s}s"},
+        return JSONResponse({"error": "Timeout",
+                             "detail": f"request took over {settings.api.request_timeout_s}s"},
                             status_code=504)
 
     @app.post("/v1/recommendations", dependencies=[bearer])
@@ -298,14 +315,32 @@ def create_app(settings: Settings | None = None,
         return await asyncio.wait_for(rec.arun(body), timeout=settings.api.request_timeout_s)
 
     @app.get("/v1/users/{user_id}/history", dependencies=[bearer])
-    async def history(user_id: str, rec: Rec) -> list[HistoryEntry]:
-        """The user's ratings, newest first."""
-        return await asyncio.to_thread(rec.history, user_id)
+    async def history(user_id: str, rec: Rec,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[HistoryEntry]:
+        """The user's ratings, newest first, at most `limit`."""
+        return await asyncio.to_thread(rec.history, user_id, limit)
 
     @app.get("/v1/items/{item_id}", dependencies=[bearer])
     async def item(item_id: str, rec: Rec) -> ItemDetail:
         """An item with its knowledge-graph facts."""
         return await asyncio.to_thread(rec.item_detail, item_id)
+
+    @app.get("/v1/items/{item_id}/similar", dependencies=[bearer])
+    async def similar(item_id: str, rec: Rec,
+                      k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> list[SimilarItem]:
+        """The items closest to this one in the combined text + knowledge-graph space."""
+        hits = await asyncio.to_thread(rec.similar_items, item_id, k)
+        return [SimilarItem(item=item, similarity=round(score, 4)) for item, score in hits]
+
+    @app.get("/v1/search", dependencies=[bearer])
+    async def search(q: Annotated[str, Query(min_length=1, max_length=200)], rec: Rec,
+                     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+                     kinds: Annotated[list[SearchKind] | None, Query()] = None
+                     ) -> list[dict[str, Any]]:
+        """Items by title and graph names (genres, people and companies, categories),
+        best first: to turn "Toy Story" into an item id, or check a name."""
+        hits = await asyncio.to_thread(rec.search, q, k, kinds or list(SEARCH_KINDS))
+        return [asdict(hit) for hit in hits]
 
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:

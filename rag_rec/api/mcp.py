@@ -1,7 +1,10 @@
 """MCP server (`rag-rec mcp`, stdio) so desktop chat assistants can call rag_rec.
 
-Tools: `recommend` (known user or new user's liked items / text), `explain_item` (an
-item's KG facts, and the paths linking it to a user's history), `similar_items`.
+Tools: `recommend` (RecommendRequest's fields: a known user and/or liked items and/or
+words, filters, preferences, goal, session), `search` (titles and names to ids),
+`explain_item` (an item's KG facts, and the paths linking it to a user's history),
+`similar_items`. Answers are compact JSON text (no abstracts, defaults left out, no
+second copy as structured content); an unknown argument is refused.
 
 Every request gets an answer: a line that is not JSON gets JSON-RPC's -32700, JSON that
 is not a JSON-RPC message -32600, a string with a lone UTF-16 surrogate (JSON can carry
@@ -13,7 +16,9 @@ whose text is the HTTP API's typed message: `UnknownUser: unknown user id 'x'`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+from dataclasses import asdict
 from functools import cache
 from typing import Annotated, Any
 
@@ -23,17 +28,23 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from rag_rec.chat import MAX_K, RecommendRequest
 from rag_rec.errors import SURROGATE_MSG, RagRecError, error_line, lone_surrogate
-from rag_rec.models import MAX_K, RecommendRequest
+from rag_rec.lookups import SEARCH_KINDS, SearchKind
 from rag_rec.recommender import Recommender
 
 server = MCPServer("rag_rec", instructions=(
-    "Movie recommendations with explanations grounded in a knowledge graph. Use `recommend` "
-    "for a known MovieLens user id, or for a new user's liked item ids and/or taste text."))
+    "Explained movie recommendations grounded in a knowledge graph. `recommend` takes a "
+    "known user id and/or liked item ids and/or the person's own words, plus hard filters "
+    "(genres, people in any role, categories, years, excluded ids), soft preferences, the "
+    "goal (next / enjoy) and a session_id that remembers what was shown: in a session, "
+    "'not that one' or feedback on an item shapes the next answer. Every answer returns "
+    "`understood`: check it, and correct the request if a name was taken wrongly. Use "
+    "`search` to turn a title or a name into ids, `similar_items` for items like one."))
 
-K = Annotated[int, Field(ge=1, le=MAX_K)]
+K = Annotated[int, Field(ge=1, le=MAX_K, description="How many items.")]
 
 
 @cache
@@ -50,48 +61,91 @@ def _tool_error(exc: RagRecError | ValidationError) -> ToolError:
     return ToolError(error_line(exc))
 
 
-@server.tool()
-async def recommend(user_id: str | None = None, liked_item_ids: list[str] | None = None,
-                    text: str | None = None, k: int = 5, explain: bool = True) -> dict[str, Any]:
-    """Explained recommendations for a user (by id) or a new user (liked item ids and/or a
-    description of their taste). Each item comes with a calibrated probability, an
-    explanation and the knowledge-graph facts it cites."""
+async def recommend(**arguments: Any) -> dict[str, Any]:
+    """Explained recommendations for a person: a known user id and/or liked item ids
+    and/or their words, with filters, preferences, a goal and a session. Each item comes
+    with its explanation from the knowledge graph; `understood` says how the request was
+    read."""
     try:
-        request = RecommendRequest(user_id=user_id, liked_item_ids=liked_item_ids or [],
-                                   text=text, k=k, explain=explain)
+        request = RecommendRequest(**{k: v for k, v in arguments.items() if v is not None})
         rec = await _ready()
-        return (await rec.arun(request)).model_dump(mode="json")
+        return (await rec.arun(request)).model_dump(mode="json", exclude_defaults=True)
     except (ValidationError, RagRecError) as exc:
         raise _tool_error(exc) from exc
 
 
-@server.tool()
-async def explain_item(item_id: str, user_id: str | None = None) -> dict[str, Any]:
+# The tool's parameters are RecommendRequest's fields, with their types, bounds and
+# descriptions: one request model for every entry point, nothing copied by hand.
+recommend.__signature__ = inspect.Signature([
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=Annotated[(info.annotation | None, *info.metadata,
+                                            Field(description=info.description))])
+    for name, info in RecommendRequest.model_fields.items()])
+server.tool(structured_output=False)(recommend)
+
+
+@server.tool(structured_output=False)
+async def search(query: Annotated[str, Field(min_length=1, max_length=200, description=(
+                     "A title or a name, as the person wrote it (typos are fine)."))],
+                 k: K = 5,
+                 kinds: Annotated[list[SearchKind] | None, Field(description=(
+                     "What to search: item (titles), genre, dbpedia (people and "
+                     "companies), category, decade. Default: all but decade."))] = None
+                 ) -> list[dict[str, Any]]:
+    """Items by title and knowledge-graph names by name, best first, with their ids: use
+    it before filtering on a name or liking a title."""
+    try:
+        rec = await _ready()
+        hits = await asyncio.to_thread(rec.search, query, k, kinds or list(SEARCH_KINDS))
+    except RagRecError as exc:
+        raise _tool_error(exc) from exc
+    return [asdict(hit) for hit in hits]
+
+
+@server.tool(structured_output=False)
+async def explain_item(item_id: Annotated[str, Field(min_length=1, max_length=64)],
+                       user_id: Annotated[str | None, Field(max_length=64)] = None
+                       ) -> dict[str, Any]:
     """An item's knowledge-graph facts; with `user_id`, also the paths that connect it to
     what that user has watched."""
     try:
         rec = await _ready()
         detail = await asyncio.to_thread(rec.item_detail, item_id)
-        out: dict[str, Any] = detail.model_dump(mode="json")
+        out: dict[str, Any] = detail.model_dump(mode="json", exclude_defaults=True)
         if user_id is not None:
             history = {h.item.id: h.rating for h in await asyncio.to_thread(rec.history, user_id)}
             facts = await asyncio.to_thread(rec.graph.candidate_facts, [item_id], history, 5)
-            out["paths_to_history"] = [f.model_dump(mode="json") for f in facts[item_id]]
+            out["paths_to_history"] = [f.plain for f in facts[item_id]]
         return out
     except RagRecError as exc:
         raise _tool_error(exc) from exc
 
 
-@server.tool()
-async def similar_items(item_id: str, k: K = 5) -> list[dict[str, Any]]:
+@server.tool(structured_output=False)
+async def similar_items(item_id: Annotated[str, Field(min_length=1, max_length=64)],
+                        k: K = 5) -> list[dict[str, Any]]:
     """Items closest to `item_id` in rag_rec's combined text + knowledge-graph space."""
     try:
         rec = await _ready()
         hits = await asyncio.to_thread(rec.similar_items, item_id, k)
     except RagRecError as exc:
         raise _tool_error(exc) from exc
-    return [{"item": item.model_dump(mode="json"), "similarity": round(score, 4)}
-            for item, score in hits]
+    return [{"item": item.model_dump(mode="json", exclude_defaults=True),
+             "similarity": round(score, 4)} for item, score in hits]
+
+
+def _refuse_unknown_arguments() -> None:
+    """An argument no tool declares is an error, not silently dropped (a misspelt
+    `filter` would otherwise answer as if unfiltered)."""
+    for tool in server._tool_manager.list_tools():  # noqa: SLF001 - the registered tools
+        lenient = tool.fn_metadata.arg_model
+        strict = type(lenient.__name__, (lenient,), {"model_config": ConfigDict(
+            extra="forbid", arbitrary_types_allowed=True)})
+        tool.fn_metadata.arg_model = strict
+        tool.parameters = strict.model_json_schema(by_alias=True)
+
+
+_refuse_unknown_arguments()
 
 
 # --------------------------------------------------------------------------- transport

@@ -83,6 +83,8 @@ class Plan:
     avoid: set[str] = field(default_factory=set)
     liked: list[str] = field(default_factory=list)
     """Items liked this turn, oldest first (they extend the history)."""
+    taste: str | None = None
+    """The text's positive words, for the text-similarity source (never negated ones)."""
     understood: Understood = field(default_factory=Understood)
 
     @property
@@ -113,17 +115,30 @@ class Plan:
             return None
         return {i for i in catalogue.entities if self.allows(i, catalogue)}
 
+    def met(self, item_id: str, catalogue: Catalogue, names: NameIndex) -> list[str]:
+        """The request's wishes this item meets, in words: the names it is linked to
+        among those asked for or preferred, and the year range."""
+        linked = catalogue.entities.get(item_id, set())
+        wished = set().union(*self.groups, self.prefer) if self.groups or self.prefer \
+            else set()
+        met = sorted({names.names[e] for e in wished & linked})
+        year = catalogue.years.get(item_id)
+        if self.years != (None, None) and year is not None:
+            met.append(f"released in {year}")
+        return met
+
     def preference(self, item_id: str, catalogue: Catalogue) -> float:
         linked = catalogue.entities.get(item_id, set())
         return PREFERENCE_WEIGHT * (bool(self.prefer & linked) - bool(self.avoid & linked))
 
 
 def plan_request(request: RecommendRequest, parsed: ParsedText | None, names: NameIndex,
-                 catalogue: Catalogue, *, shown: Sequence[str] = (),
+                 catalogue: Catalogue, *, shown: Sequence[str] = (), last: Sequence[str] = (),
                  feedback: Mapping[str, str] | None = None) -> Plan:
     """The request's filters, preferences, text and session feedback as one `Plan`.
-    `shown`: the session's earlier answers, newest last; `feedback`: item -> signal
-    (the session's and this request's)."""
+    `shown`: every item the session showed; `last`: its last answer, in order (what
+    "the second" refers to); `feedback`: item -> signal (the session's and this
+    request's)."""
     plan = Plan()
     constraints: list[Constraint] = []
     for kind in NAME_KINDS:
@@ -146,7 +161,8 @@ def plan_request(request: RecommendRequest, parsed: ParsedText | None, names: Na
     if years.start is not None or years.end is not None:
         plan.years = (years.start, years.end)
         constraints.append(Constraint(kind="years", mode="range",
-                                      asked=_years_text(plan.years)))
+                                      asked=_years_text(plan.years),
+                                      entities=[_years_text(plan.years)]))
     if request.filters.tail_only:
         plan.tail_only = True
         constraints.append(Constraint(kind="tail", mode="any", asked="long-tail items only"))
@@ -154,7 +170,7 @@ def plan_request(request: RecommendRequest, parsed: ParsedText | None, names: Na
     signals = dict(feedback or {})
     liked = list(request.liked_item_ids)
     if parsed is not None:
-        _apply_text(plan, parsed, names, constraints, liked, signals, shown)
+        _apply_text(plan, parsed, names, constraints, liked, signals, last)
     for item_id, signal in signals.items():
         if signal in ("liked", "more_like"):
             liked.append(item_id)
@@ -193,11 +209,10 @@ def _apply(plan: Plan, mode: str, ids: Iterable[str], *, grouped: bool = False) 
 
 def _apply_text(plan: Plan, parsed: ParsedText, names: NameIndex,
                 constraints: list[Constraint], liked: list[str], signals: dict[str, str],
-                shown: Sequence[str]) -> None:
+                last: Sequence[str]) -> None:
     """The text's mentions into the plan: wanted names of one kind form one any-of group
     ("comedies or dramas"), unwanted ones are banned, titles are liked (or excluded)."""
     wanted: dict[str, set[str]] = defaultdict(set)
-    last = list(shown[-10:]) if shown else []
     for mention in parsed.mentions:
         if mention.kind == "reference":
             constraints.append(_reference(mention, last, signals))
@@ -240,7 +255,7 @@ def _apply_years(plan: Plan, mention: Mention, constraints: list[Constraint]) ->
                                   entities=[_years_text((low, high))]))
 
 
-def _reference(mention: Mention, last: list[str], signals: dict[str, str]) -> Constraint:
+def _reference(mention: Mention, last: Sequence[str], signals: dict[str, str]) -> Constraint:
     """"not that one" -> the last answer's item, as feedback."""
     if not last:
         raise InvalidRequest(f"{mention.asked!r} refers to an earlier answer, but this "

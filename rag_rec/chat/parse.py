@@ -32,8 +32,10 @@ from rag_rec.chat.names import NameIndex, normalise
 
 VOCABULARY = Path(__file__).with_name("vocabulary.toml")
 Mode = Literal["any", "none", "prefer", "avoid"]
-FUZZY_ACCEPT = 92.0
-"""rapidfuzz ratio a misspelt multi-word name needs (one wrong letter in "jim carey")."""
+FUZZY_ACCEPT = 88.0
+"""rapidfuzz ratio a misspelt name needs ("jim carey", "stephen spielberg"), when it is
+also clearly closer than the next name (`CLEAR_LEAD`)."""
+CLEAR_LEAD = 5.0
 STOPWORDS = frozenset("""a an the of and or to in on for with by from about like some
 any anything something movie movies film films please i me my we us you want watch
 would love like likes really very just one ones that this these those tonight today
@@ -108,7 +110,8 @@ def clauses(text: str, vocab: Vocabulary) -> list[str]:
     """Normalised clauses: split at punctuation and at clause words ("but", ...), except
     inside a negation cue that holds one ("anything but")."""
     out = []
-    for part in re.split(r"[,;.!?()\n]+", text):
+    # A full stop after a lone capital is an initial ("Samuel L. Jackson"), not an end.
+    for part in re.split(r"[,;()\n]+|(?<!\b[A-Z])[.!?]+", text):
         norm = normalise(part)
         protected = norm
         for cue in vocab.negation:
@@ -127,6 +130,7 @@ class Parser:
     def __init__(self, names: NameIndex, vocab: Vocabulary | None = None):
         self.names = names
         self.vocab = vocab or vocabulary()
+        self._named: set[str] = set()
         self.genre_ids = {normalise(n): ids for n, ids in (
             (name, names.exact(name, ("genre",))) for name in set(self.vocab.genres.values()))
             if ids}
@@ -136,6 +140,10 @@ class Parser:
     def parse(self, text: str) -> ParsedText:
         mentions: list[Mention] = []
         positive, left = [], []
+        # A one-word title counts only where the writer marked it as a name: capitalised
+        # past a sentence's first word ("like Fargo", not "fargo" or "Seven").
+        self._named = {normalise(word) for word in re.findall(
+            r"(?<![.!?]\s)(?<!^)\b[A-Z][\w'-]{3,}", text)}
         for clause in clauses(text, self.vocab):
             negated_from = _first(clause, self.vocab.negation)
             soft = _first(clause, self.vocab.soft) is not None
@@ -189,14 +197,15 @@ class Parser:
         return found, taken
 
     def _name(self, phrase: str, size: int) -> Mention | None:
-        """A title (two words or more), genre word, person/company or category."""
+        """A title (two words or more, or one capitalised word), genre word,
+        person/company or category."""
         if phrase in STOPWORDS:
             return None
-        if size >= 2:
+        genre = self.vocab.genres.get(phrase)
+        if size >= 2 or (phrase in self._named and genre is None):
             items = self.names.title_items(phrase)
             if items:
                 return Mention("items", "any", phrase, items)
-        genre = self.vocab.genres.get(phrase)
         if genre is not None and normalise(genre) in self.genre_ids:
             return Mention("genres", "any", phrase, self.genre_ids[normalise(genre)])
         if size >= 2:
@@ -209,6 +218,8 @@ class Parser:
         return None
 
     def _fuzzy_people(self, words, starts, claim) -> list[tuple[Mention, int]]:
+        """Misspelt two- and three-word names. A lone surname is left alone: "Christie"
+        would be Julie Christie to the graph when the writer meant Agatha."""
         out = []
         for size in (3, 2):
             for first in range(len(words) - size + 1):
@@ -218,7 +229,7 @@ class Parser:
                 phrase = " ".join(span)
                 best = process.extract(phrase, self._people, scorer=fuzz.ratio, limit=2)
                 if not best or best[0][1] < FUZZY_ACCEPT or (
-                        len(best) > 1 and best[1][1] >= best[0][1] - 2):
+                        len(best) > 1 and best[1][1] > best[0][1] - CLEAR_LEAD):
                     continue
                 if claim(first, first + size):
                     ids = self.names.exact(best[0][0], ("dbpedia",))

@@ -139,13 +139,14 @@ async def explain_many(backend: LLMBackend | None, settings: LLMSettings, user: 
     mode = mode or explain_mode(settings)
     ratings = {past.id: rating for past, rating in history}
     gate = asyncio.Semaphore(settings.concurrency)
+    evidences = [select_evidence(facts.get(item.id, ()), ratings,
+                                 (attention or {}).get(item.id)) for item in items]
+    choices = vary([template_options(item, evidence, history)
+                    for item, evidence in zip(items, evidences)])
 
-    async def one(item: Item) -> Explanation:
-        evidence = select_evidence(facts.get(item.id, ()), ratings,
-                                   (attention or {}).get(item.id))
-        options = template_options(item, evidence, history)
+    async def one(item: Item, evidence: list[Evidence], options: list[Option]) -> Explanation:
         if not evidence:
-            return _template(options, note="no KG path links this item to a film you rated well")
+            return _template(options, note="no KG path links this item to a film you liked")
         if backend is None:
             return _template(options, note="LLM unavailable")
         async with gate:
@@ -155,4 +156,23 @@ async def explain_many(backend: LLMBackend | None, settings: LLMSettings, user: 
                 return _template(options, note="only one checked sentence to choose from")
             return await _choose(backend, settings, user, item, options)
 
-    return list(await asyncio.gather(*(one(item) for item in items)))
+    return list(await asyncio.gather(*(one(item, evidence, options) for item, evidence, options
+                                       in zip(items, evidences, choices))))
+
+
+def vary(lists: Sequence[list[Option]]) -> list[list[Option]]:
+    """Each item's options with the one to default to first, down the list: a sentence
+    already used higher up is never repeated, and a history film that already anchored
+    an explanation is used again only when the item has no other."""
+    used_texts: set[str] = set()
+    used_anchors: set[str] = set()
+    out = []
+    for options in lists:
+        fresh = [o for o in options if o.text not in used_texts] or options
+        anchors = [{path.fact.history_item_id for path in o.evidence} for o in fresh]
+        pick = next((n for n, a in enumerate(anchors) if a and not a & used_anchors), 0)
+        first = fresh[pick]
+        out.append([first] + [o for o in options if o is not first])
+        used_texts.add(first.text)
+        used_anchors |= anchors[pick]
+    return out

@@ -36,6 +36,12 @@ _CATEGORY_WEIGHT = [  # DBpedia categories (`subject`) by what they name
     (re.compile(r"^films produced by |^film scores by ", re.I), 0.35),
     (re.compile(r"^films (shot|filmed) |imax|3d |re-release|^\d{4} films$|-language films$|"
                 r"^[A-Z][a-z]+ films$"), 0.15),  # "American films": a nationality says little
+    # A studio's or distributor's catalogue ("20th Century Fox films") is production
+    # trivia, not taste.
+    (re.compile(r"\b(fox|bros\.?|pictures|studios?|entertainment|productions|miramax|"
+                r"paramount|universal|columbia|disney|metro-goldwyn-mayer|mgm|new line|"
+                r"touchstone|tristar|dimension|orion|lionsgate|dreamworks|united artists)"
+                r"\b.* films$", re.I), 0.15),
 ]
 SPECIFIC_DEGREE = 8
 """Entities linked to at most this many films count as equally specific: below it, the

@@ -33,6 +33,21 @@ BROAD_DEGREE = 50
 second half of a two-path sentence: it would dilute the first."""
 NO_EVIDENCE = ("Picked for its similarity to the films you rated and its popularity; the "
                "knowledge graph links it to none of the films you rated well.")
+NO_EVIDENCE_LIKED = ("Picked for its similarity to the films you liked and its popularity; "
+                     "the knowledge graph links it to none of them.")
+NO_EVIDENCE_NO_HISTORY = ("Picked from what you asked for, by how well the words match it "
+                          "and how often it is watched; there is no film of yours to link "
+                          "it to yet.")
+
+
+def no_evidence(history: Sequence[tuple[Item, float | None]]) -> str:
+    """The sentence when no path explains an item: it never says "rated" to someone who
+    rated nothing (liked is not five stars), nor "similar" with no film to compare."""
+    if not history:
+        return NO_EVIDENCE_NO_HISTORY
+    if all(rating is None for _, rating in history):
+        return NO_EVIDENCE_LIKED
+    return NO_EVIDENCE
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,7 @@ def template_options(item: Item, evidence: Sequence[Evidence],
     strongest paths on different entities when the second is at least half as strong,
     else the strongest alone; then other phrasings and paths for the LLM to choose from."""
     if not evidence:
-        return [Option(NO_EVIDENCE, ())]
+        return [Option(no_evidence(history), ())]
     best = evidence[0]
     # `other`: the strongest path about something else; `same`: the best path's entity
     # again, through another history film ("like Alien and Blade Runner").
@@ -118,4 +133,4 @@ def template_options(item: Item, evidence: Sequence[Evidence],
         if text and text not in {option.text for option in options} and \
                 not check_claims(text, item, [path.fact for path in used], history):
             options.append(Option(text, used))
-    return options[:MAX_OPTIONS] or [Option(NO_EVIDENCE, ())]
+    return options[:MAX_OPTIONS] or [Option(no_evidence(history), ())]

@@ -1,0 +1,107 @@
+"""What a recommender answers besides recommendations: a user's history, an item and its
+facts, similar items, name and title lookups, and adding an item without a rebuild.
+
+`Lookups` is mixed into `Recommender` (rag_rec/recommender.py), whose parts it reads:
+`artifacts`, `graph`, `sources`, `retriever`, `names`, `catalogue`. Every entry point
+(Python, HTTP, MCP, LlamaIndex, CLI) calls these methods and adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, get_args
+
+from rag_rec.chat import Match
+from rag_rec.chat.request import MAX_K
+from rag_rec.errors import InvalidRequest, UnknownItem, UnknownUser
+from rag_rec.models import HistoryEntry, Item, ItemDetail, ItemFact
+
+if TYPE_CHECKING:
+    from rag_rec.recommender import Recommender
+
+SearchKind = Literal["item", "genre", "dbpedia", "category", "decade"]
+"""What a lookup searches: item titles, or graph names of a kind (`dbpedia`: people and
+companies)."""
+SEARCH_KINDS: tuple[str, ...] = get_args(SearchKind)[:4]
+"""The kinds searched when none are named (decades have their own filter)."""
+
+
+class Lookups:
+    def history(self: Recommender, user_id: str, limit: int = 1000) -> list[HistoryEntry]:
+        """A user's ratings, newest first, at most `limit`. `UnknownUser` if the graph has
+        none."""
+        self.check_graph()
+        rows = self.graph.user_history(user_id, limit=limit)
+        if not rows:
+            raise UnknownUser(f"unknown user id {user_id!r}")
+        return [HistoryEntry(item=self.compact_item(self.artifacts.items[r["item_id"]]),
+                             rating=r["rating"], timestamp=r["timestamp"]) for r in rows
+                if r["item_id"] in self.artifacts.items]
+
+    def item_detail(self: Recommender, item_id: str) -> ItemDetail:
+        """An item with its KG facts. `UnknownItem` if the catalogue lacks it."""
+        self.check_graph()
+        rows = self.graph.item_facts(item_id)
+        if not rows or item_id not in self.artifacts.items:
+            raise UnknownItem(f"unknown item id {item_id!r}")
+        facts = [ItemFact(relation=r["relation"], entity_id=r["entity_id"],
+                          entity_name=r["entity_name"], entity_kind=r["entity_kind"])
+                 for r in rows if r["entity_id"] is not None]
+        return ItemDetail(item=self.artifacts.items[item_id],
+                          popularity=rows[0]["popularity"] or 0, facts=facts)
+
+    def similar_items(self: Recommender, item_id: str, k: int = 10
+                      ) -> list[tuple[Item, float]]:
+        """Nearest items in the fused text+KG space."""
+        check_k(k)
+        index = self.artifacts.index
+        if item_id not in index:
+            raise UnknownItem(f"unknown item id {item_id!r}")
+        hits = index.search(index.vector(item_id), k, exclude=[{item_id}])[0]
+        return [(self.compact_item(self.artifacts.items[i]), s) for i, s in hits]
+
+    def search(self: Recommender, query: str, k: int = 10,
+               kinds: Sequence[str] = SEARCH_KINDS) -> list[Match]:
+        """Items by title and graph entities (genres, people and companies, categories)
+        by name, best first: how an assistant turns "Toy Story" into an item id, or
+        checks a name before filtering on it."""
+        check_k(k)
+        query = query.strip()
+        if not query or len(query) > 200:
+            raise InvalidRequest("the search text must be 1-200 characters")
+        unknown = set(kinds) - set(get_args(SearchKind))
+        if unknown:
+            raise InvalidRequest(f"unknown kinds {sorted(unknown)}; valid: "
+                             f"{', '.join(get_args(SearchKind))}")
+        return self.names.search(query, kinds=kinds, limit=k)
+
+    def add_item(self: Recommender, item: Item, links: Sequence[tuple[str, str]]) -> None:
+        """Make a new item recommendable at once: a graph node with its links (facts), an
+        index vector from its text and a KG vector from the items sharing its entities
+        (the content sources find it; the interaction-trained ones cannot score it until
+        the next build)."""
+        from rag_rec.embed import fuse, item_text, new_item_kg_vector
+
+        artifacts = self.artifacts
+        if item.id in artifacts.items:
+            raise InvalidRequest(f"item {item.id!r} already exists")
+        known = [(rel, e) for rel, e in links if e in artifacts.ds.entities.index]
+        self.graph.add_item(item, known)
+        names = [artifacts.ds.entities.loc[e, "name"] for _, e in known]
+        text_vec = self._text_vector(item_text(item, names))
+        kg_vec = new_item_kg_vector(artifacts.kg, artifacts.ds.triples, [e for _, e in known],
+                                    self.settings.retrieval.max_entity_degree)
+        artifacts.index.add([item.id], fuse(text_vec, kg_vec)[None, :])
+        artifacts.items[item.id] = item
+        artifacts.popularity[item.id] = 0
+        artifacts.text[item.id] = text_vec
+        for source in self.sources.values():
+            source.add_item(item.id, [e for _, e in known])
+        self.retriever.refresh_tail()
+        self.names.add_title(item.id, item.title)
+        self.catalogue.add_item(item.id, item.year, known, self.retriever.is_tail(item.id))
+
+
+def check_k(k: int) -> None:
+    if not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidRequest(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
