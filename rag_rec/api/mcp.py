@@ -91,7 +91,7 @@ async def search(query: Annotated[str, Field(min_length=1, max_length=200, descr
                  kinds: Annotated[list[SearchKind] | None, Field(description=(
                      "What to search: item (titles), genre, dbpedia (people and "
                      "companies), category, decade. Default: all but decade."))] = None
-                 ) -> list[dict[str, Any]]:
+                 ) -> dict[str, Any]:
     """Items by title and knowledge-graph names by name, best first, with their ids: use
     it before filtering on a name or liking a title."""
     try:
@@ -99,7 +99,7 @@ async def search(query: Annotated[str, Field(min_length=1, max_length=200, descr
         hits = await asyncio.to_thread(rec.search, query, k, kinds or list(SEARCH_KINDS))
     except RagRecError as exc:
         raise _tool_error(exc) from exc
-    return [asdict(hit) for hit in hits]
+    return {"hits": [asdict(hit) for hit in hits]}
 
 
 @server.tool(structured_output=False)
@@ -123,15 +123,15 @@ async def explain_item(item_id: Annotated[str, Field(min_length=1, max_length=64
 
 @server.tool(structured_output=False)
 async def similar_items(item_id: Annotated[str, Field(min_length=1, max_length=64)],
-                        k: K = 5) -> list[dict[str, Any]]:
+                        k: K = 5) -> dict[str, Any]:
     """Items closest to `item_id` in rag_rec's combined text + knowledge-graph space."""
     try:
         rec = await _ready()
         hits = await asyncio.to_thread(rec.similar_items, item_id, k)
     except RagRecError as exc:
         raise _tool_error(exc) from exc
-    return [{"item": item.model_dump(mode="json", exclude_defaults=True),
-             "similarity": round(score, 4)} for item, score in hits]
+    return {"similar": [{"item": item.model_dump(mode="json", exclude_defaults=True),
+                         "similarity": round(score, 4)} for item, score in hits]}
 
 
 def _refuse_unknown_arguments() -> None:

@@ -180,11 +180,12 @@ def plan_request(request: RecommendRequest, parsed: ParsedText | None, names: Na
                 plan.avoid |= {e for rel, e in catalogue.links.get(item_id, [])
                                if rel in DISLIKED_RELATIONS}
     plan.excluded |= set(request.disliked_item_ids) | set(request.filters.exclude_item_ids)
-    plan.excluded |= set(shown)
     unknown = sorted({i for i in liked + sorted(plan.excluded) if i not in catalogue.entities})
     if unknown:
         raise UnknownItem(f"unknown item ids: {', '.join(unknown[:10])}")
+    # A shown item can be liked ("more like the second") and still not be shown again.
     plan.liked = [i for i in dict.fromkeys(liked) if i not in plan.excluded]
+    plan.excluded |= set(shown)
     _check(plan, names)
     plan.understood = Understood(
         constraints=constraints, liked_item_ids=plan.liked,

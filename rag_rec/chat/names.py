@@ -151,4 +151,5 @@ class NameIndex:
                         best[item] = Match(item, self.titles[item], "item", float(score))
             hits += best.values()
         hits += self.near(query, [k for k in kinds if k != "item"], limit=limit)
-        return sorted(hits, key=lambda m: (-m.score, m.kind, m.name))[:limit]
+        # On a tie a title wins: "Toy Story" is the film before the category.
+        return sorted(hits, key=lambda m: (-m.score, m.kind != "item", m.kind, m.name))[:limit]

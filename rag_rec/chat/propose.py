@@ -4,7 +4,7 @@ In: the words `chat.parse` did not understand, an LLM backend (None: skipped) an
 catalogue's `NameIndex`. Out: mentions the graph *and* the text support, and what was
 ignored (said back in `Understood.ignored`). The LLM answers under a JSON schema (vLLM's
 structured outputs); a proposed name is applied only when it resolves to a graph entity
-and occurs in the words themselves (rapidfuzz), so a small model that invents a name
+and occurs in the words themselves (rapidfuzz; the name or its last word), so a small model that invents a name
 ("Johnny Depp" for "a 1990s comedy") changes nothing: the LLM proposes, code checks.
 """
 
@@ -24,6 +24,14 @@ from rag_rec.settings import LLMSettings
 IN_TEXT = 90.0
 """rapidfuzz partial ratio a proposed name needs against the words it came from."""
 KIND_OF = {"genre": "genres", "dbpedia": "people", "category": "categories"}
+
+
+def _in_text(name: str, text: str) -> bool:
+    """The name, or its last word (a surname: "tarantino" for Quentin Tarantino), is in
+    the words, give or take a typo."""
+    surname = name.rsplit(" ", 1)[-1]
+    return fuzz.partial_ratio(name, text) >= IN_TEXT or (
+        len(surname) >= 4 and fuzz.partial_ratio(surname, text) >= IN_TEXT)
 
 
 class Proposal(BaseModel):
@@ -55,7 +63,7 @@ async def propose(backend: LLMBackend | None, settings: LLMSettings, words: str,
             ids = names.exact(name, KINDS["entities"])
             if not ids:
                 ignored.append(f"{name} (not in the knowledge graph)")
-            elif fuzz.partial_ratio(normalise(name), text) < IN_TEXT:
+            elif not _in_text(normalise(name), text):
                 ignored.append(f"{name} (not in the request)")
             else:
                 kind = KIND_OF.get(names.kinds[ids[0]], "categories")
