@@ -1,51 +1,46 @@
-"""A minimal tool-using agent: the local LLM (served by vLLM) turns a chat request into a
-call of the rag_rec LlamaIndex tool, and the tool's answer is shown.
+"""A three-turn conversation through the rag_rec LlamaIndex tool, as a chat assistant holds
+it: each turn sends the person's words as they are, with the same user and session; the
+tool reads them (filters, negations, "not that one") and says what it understood.
 
-    uv run --extra cpu python examples/agent.py "I loved Blade Runner and Alien, what next?"
+    uv run --extra cpu python examples/agent.py --user 42
+    uv run --extra cpu python examples/agent.py "a 1990s comedy" "no Jim Carrey" "not that one"
 
-The model fills the tool's arguments as JSON constrained by the tool's own schema (vLLM
-structured outputs), so even a 135M model produces a valid call; a larger model
-(`RAG_REC_LLM__MODEL`) picks better arguments.
+The words go to the tool unchanged: its own parser turns them into constraints checked
+against the knowledge graph, so a small model in the loop cannot misstate them.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import json
-import sys
+import uuid
 
 from rag_rec.api.llamaindex import recommend_tool
-from rag_rec.llm import make_backend
 from rag_rec.recommender import Recommender
 from rag_rec.settings import get_settings
 
-SYSTEM = ("You call a movie recommendation tool. Fill its arguments from the user's message: "
-          "`text` describes their taste in their own words; `k` is how many movies they want.")
+TURNS = ("A 1990s comedy, nothing with Jim Carrey.", "More like the second one.",
+         "Not that one.")
 
 
-async def main(message: str) -> None:
-    settings = get_settings()
-    recommender = Recommender.from_settings(settings)
-    tool = recommend_tool(recommender)
-    llm = make_backend(settings.llm, settings.home)
-    schema = tool.metadata.get_parameters_dict()
-    reply = await llm.generate_json(
-        [{"role": "system", "content": SYSTEM},
-         {"role": "user", "content": f"Tool: {tool.metadata.description}\n"
-                                     f"User message: {json.dumps(message)}"}],
-        schema, max_tokens=128)
-    arguments = {k: v for k, v in json.loads(reply.text).items() if v not in (None, [], "")}
-    # A small model invents ids: keep only those the message really contains.
-    if str(arguments.get("user_id")) not in message:
-        arguments.pop("user_id", None)
-    arguments["liked_item_ids"] = [i for i in arguments.get("liked_item_ids", [])
-                                   if str(i) in message]
-    arguments.setdefault("text", message)
-    print(f"tool call: {tool.metadata.name}({json.dumps(arguments)})\n")
-    output = await tool.acall(**arguments)
-    print(output.content)
-    recommender.close()
+async def converse(user: str | None, turns: list[str], k: int) -> None:
+    session = f"agent-{uuid.uuid4().hex[:8]}"
+    with Recommender.from_settings(get_settings()) as recommender:
+        tool = recommend_tool(recommender)
+        for number, words in enumerate(turns, start=1):
+            print(f"--- turn {number}: {words!r}")
+            output = await tool.acall(text=words, user_id=user, session_id=session, k=k)
+            print(output.content, end="\n\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("turns", nargs="*", help=f"what the person says (default: {TURNS})")
+    parser.add_argument("--user", default=None, help="a known user id (default: a new user)")
+    parser.add_argument("-k", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(converse(args.user, args.turns or list(TURNS), args.k))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(" ".join(sys.argv[1:]) or "Something like Blade Runner, please."))
+    main()

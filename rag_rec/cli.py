@@ -318,6 +318,11 @@ def _print_recommendations(result: Any, who: str) -> None:
             if r.explanation.source != "llm":
                 console.print(f"   [dim]({r.explanation.source}: "
                               f"{escape(r.explanation.note or '')})[/dim]")
+    for line in textwrap.wrap(
+            "P(next): calibrated chance it is among what you watch next (the items on one "
+            "list share that chance, so each is small) · P(like): chance you rate it 4 or 5 "
+            "stars if you watch it", width):
+        console.print(f"[dim]{line}[/dim]")
     status = ", ".join(result.flags) if result.flags else "all stages ran"
     console.print(f"\ncold start: {result.cold_start} · degraded: {result.degraded} "
                   f"({escape(status)})" + (f" · session {result.session_id}"

@@ -220,11 +220,11 @@ class Recommendations(BaseModel):
     replaced by placeholders; the logs and an authorised /healthz keep them."""
 
     DEGRADATION_FLAGS: ClassVar[frozenset[str]] = frozenset({
-        "llm_unavailable", "llm_score_unavailable", "profile_without_llm",
+        "llm_unavailable", "llm_score_unavailable", "text_without_llm",
         "explanations_from_templates", "explanations_timed_out",
     })
     """Flags (the part before any `: detail`) meaning a stage fell back. Informational
-    flags (`cold_start`-style: `unknown_user`, `short_history`, `text_only`, ...) are not
+    flags (`short_history`, `text_only`, `no_history`, `session_new`, ...) are not
     in it."""
 
     user_id: str | None

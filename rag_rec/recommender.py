@@ -14,8 +14,9 @@
       -> Recommendations, with the request as understood
 
 A `Recommender` is composed from its parts (the build's artifacts, the fitted ranker,
-the P(like) head, a graph and an LLM), so tests and adapters can hand it fakes of the graph
-and the LLM; `Recommender.from_settings()` opens the real ones.
+the P(like) head, a graph and an LLM), so tests and benchmarks can hand it the graph in
+memory (rag_rec/memory_graph.py) and no LLM; `Recommender.from_settings()` opens the real
+ones.
 
 `rank` is the ranking path that serving and the offline evaluation (eval/offline.py)
 both call; the build's calibration runs the same retrieve-and-score code on held-out
@@ -355,7 +356,9 @@ class Recommender(Lookups):
             return ["no item satisfies every constraint" + (
                 f" that has not been shown or excluded already ({len(allowed)} match "
                 "the filters)" if allowed else "")]
-        return [f"only {len(ranked.items)} items satisfy every constraint"]
+        count = len(ranked.items)
+        return [f"only {count} item{'s satisfy' if count > 1 else ' satisfies'} every "
+                "constraint"]
 
     def _pool(self, k: int) -> int:
         """Candidates kept past `rank`: the LLM score, when on, may reorder its top."""
@@ -440,8 +443,7 @@ class Recommender(Lookups):
             user_id=None if user.id == "new" else user.id, items=out,
             cold_start=ranked.cold_start, degraded=degraded, flags=flags,
             understood=plan.understood,
-            timings_ms={n: round(v, 1) for n, v in timings.items()} if "timings" in include
-            else {})
+            timings_ms={n: round(v, 1) for n, v in timings.items()})
 
     def _name_the_match(self, explanation, item_id: str, plan: Plan):
         """The explanation says which of the request's wishes the item meets."""

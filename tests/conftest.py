@@ -3,7 +3,7 @@
 - The fast tier (`pytest -m "not integration"`): no Neo4j, no vLLM, no MovieLens build.
   `tiny_build` builds every artifact of tests/data/tiny (40 films, 60 invented users) in
   a temporary home, and `tiny_recommender` serves it with an in-memory graph
-  (tests/fakes.py) and no LLM.
+  (rag_rec/memory_graph.py) and no LLM.
 - The integration tier: every test that uses the real graph, the real LLM or the full
   MovieLens build (the `graph`, `llm` and `artifacts` fixtures) is marked `integration`
   here. The graph tests talk to the real Neo4j the settings point at: `NEO4J_URI` if
@@ -102,12 +102,12 @@ def tiny_build(tiny_settings: Settings):
 @pytest.fixture(scope="session")
 def tiny_recommender(tiny_settings: Settings, tiny_build):
     """The tiny build served with an in-memory graph and no LLM."""
-    from fakes import FakeGraph
+    from rag_rec.memory_graph import InMemoryGraph
     from rag_rec import like
     from rag_rec.build import load_ranker
     from rag_rec.recommender import Recommender
 
-    graph = FakeGraph(tiny_build.ds)
+    graph = InMemoryGraph(tiny_build.ds)
     with Recommender(tiny_settings, tiny_build, load_ranker(tiny_settings, tiny_build),
                      like.load_built(tiny_build),
                      connect_graph=lambda: graph, llm=None,

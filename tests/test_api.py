@@ -95,8 +95,10 @@ def test_auth_is_required(service: Service) -> None:
     ({"user_id": "42", "colour": "blue"}, "Extra inputs are not permitted"),
     ({"user_id": "42", "k": 1000}, "less than or equal to 100"),
     ({"user_id": "42", "k": 0}, "greater than or equal to 1"),
-    ({}, "give user_id, or liked_item_ids"),
-    ({"user_id": "42", "text": "x"}, "cannot be combined"),
+    ({}, "give user_id, liked_item_ids, text or a session_id"),
+    ({"user_id": "42", "filters": {"genres": {"any": ["Polka"]}}}, "nearest"),
+    ({"user_id": "42", "filters": {"years": {"start": 2000, "end": 1990}}},
+     "years.start 2000 is after years.end 1990"),
     ({"liked_item_ids": ["1"] * 51}, "at most 50 items"),
 ])
 def test_bad_requests_get_clear_4xx(service: Service, body, fragment: str) -> None:
@@ -115,8 +117,10 @@ def test_lookups_and_unknown_ids(service: Service) -> None:
     assert item["item"]["title"] == "Blade Runner"
     assert any(f["entity_name"] == "Ridley Scott" and f["relation"] == "directed_by"
                for f in item["facts"])
-    history = service.get("/v1/users/42/history").json()
+    history = service.get("/v1/users/42/history?limit=1000").json()
     assert len(history) == 183 and history[0]["timestamp"] >= history[-1]["timestamp"]
+    assert len(service.get("/v1/users/42/history").json()) == 50  # the default page
+    assert all(h["item"]["abstract"] is None for h in history)  # compact
     assert service.get("/v1/users/nobody/history").status_code == 404
     missing = service.get("/v1/items/99999")
     assert missing.status_code == 404 and "unknown item id" in missing.json()["detail"]
@@ -124,10 +128,18 @@ def test_lookups_and_unknown_ids(service: Service) -> None:
 
 @pytest.mark.llm
 def test_cold_start_over_http(service: Service) -> None:
-    unknown = service.post({"user_id": "brand-new", "k": 2, "explain": False}).json()
-    assert unknown["cold_start"] and "unknown_user" in unknown["flags"]
+    unknown = service.post({"user_id": "brand-new", "k": 2, "explain": False})
+    assert unknown.status_code == 404 and unknown.json()["error"] == "UnknownUser"
     new = service.post({"liked_item_ids": ["89"], "text": "dark sci-fi", "k": 2})
     assert new.status_code == 200 and new.json()["cold_start"]
+    both = service.post({"user_id": "42", "text": "tonight: a 1990s comedy, nothing with "
+                                                  "Jim Carrey", "k": 5, "explain": False})
+    body = both.json()
+    assert both.status_code == 200 and body["user_id"] == "42"
+    assert {"genres", "years", "people"} <= {c["kind"] for c in body["understood"]
+                                              ["constraints"]}
+    assert all("Comedy" in r["item"]["genres"] and 1990 <= r["item"]["year"] <= 1999
+               for r in body["items"])
 
 
 def test_health_reports_dependencies(service: Service) -> None:
@@ -172,15 +184,23 @@ def test_mcp_client_calls_the_tools(artifacts, llm) -> None:
                                        env=dict(os.environ), cwd=str(PROJECT_ROOT))
         async with Client(params) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
-            rec = await client.call_tool("recommend", {"user_id": "42", "k": 2})
+            rec = await client.call_tool("recommend", {
+                "user_id": "42", "k": 2, "text": "a 1990s comedy, nothing with Jim Carrey",
+                "session_id": "mcp-client"})
+            again = await client.call_tool("recommend", {
+                "user_id": "42", "k": 2, "text": "not that one", "session_id": "mcp-client"})
             similar = await client.call_tool("similar_items", {"item_id": "89", "k": 3})
             explained = await client.call_tool("explain_item", {"item_id": "326",
                                                                 "user_id": "42"})
-            return tools, rec, similar, explained
+            return tools, rec, again, similar, explained
 
-    tools, rec, similar, explained = asyncio.run(session())
-    assert {"recommend", "explain_item", "similar_items"} <= tools
-    assert not rec.is_error and len(rec.structured_content["items"]) == 2
+    tools, rec, again, similar, explained = asyncio.run(session())
+    assert {"recommend", "search", "explain_item", "similar_items"} <= tools
+    answer = json.loads(rec.content[0].text)
+    assert not rec.is_error and len(answer["items"]) == 2 and len(rec.content) == 1
+    assert rec.structured_content is None  # the answer once, as compact JSON text
+    first = answer["items"][0]["item"]["id"]
+    assert first not in {r["item"]["id"] for r in json.loads(again.content[0].text)["items"]}
     assert not similar.is_error and "Blade Runner" not in similar.content[0].text
     assert not explained.is_error and "Ridley Scott" in explained.content[0].text
 

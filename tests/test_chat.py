@@ -115,7 +115,7 @@ def test_a_narrow_filter_is_filled_from_the_entities_own_items(tiny_recommender)
     rated = {row["item_id"] for row in tiny_recommender.graph.user_history(USER)}
     directed = {"3", "17", "33"} - rated
     assert {r.item.id for r in answer.items} == directed
-    assert answer.notes == [f"only {len(directed)} items satisfy every constraint"]
+    assert len(answer.notes) == 1 and answer.notes[0].startswith(f"only {len(directed)} item")
 
 
 def test_soft_preferences_move_without_excluding(tiny_recommender) -> None:
@@ -139,7 +139,7 @@ def test_a_text_only_request_has_real_scores_and_no_invented_rating(tiny_recomme
 
 def test_a_session_remembers_across_turns_and_a_restart(tiny_recommender, tiny_settings,
                                                         tiny_build) -> None:
-    from fakes import FakeGraph
+    from rag_rec.memory_graph import InMemoryGraph
     from rag_rec import like
     from rag_rec.build import load_ranker
 
@@ -155,7 +155,7 @@ def test_a_session_remembers_across_turns_and_a_restart(tiny_recommender, tiny_s
                for c in second.understood.constraints)
     restarted = Recommender(tiny_settings, tiny_build, load_ranker(tiny_settings, tiny_build),
                             like.load_built(tiny_build),
-                            connect_graph=lambda: FakeGraph(tiny_build.ds), llm=None)
+                            connect_graph=lambda: InMemoryGraph(tiny_build.ds), llm=None)
     third = restarted.recommend(USER, k=3, explain=False, session_id=session,
                                 text="more like the second")
     seen = set(shown) | {r.item.id for r in second.items}
@@ -270,8 +270,10 @@ def test_a_conversation_over_mcp(tiny_recommender, monkeypatch) -> None:
                                                          "signal": "not_interested"}]}
                              ).content[0].text)
     assert first["items"][0]["item"]["id"] not in {r["item"]["id"] for r in second["items"]}
-    with pytest.raises(Exception, match="Extra inputs are not permitted"):
+    with pytest.raises(Exception, match="InvalidRequest: exclude: Extra inputs are not"):
         call("recommend", {"user_id": USER, "exclude": ["1"]})  # refused, not dropped
+    with pytest.raises(Exception, match="InvalidRequest: k: Input should be less than or"):
+        call("recommend", {"user_id": USER, "k": 1000})
     hits = json.loads(call("search", {"query": "toy story", "k": 1}).content[0].text)["hits"]
     assert hits[0]["id"] == "1"
 

@@ -15,7 +15,7 @@ HEAVY = ("torch", "vllm", "pykeen", "transformers", "faiss")
 
 
 def _run(args: list[str], log: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAG_REC_LOG__FILE": str(log)}
+    env = {**os.environ, "RAG_REC_LOG__FILE": str(log), "COLUMNS": "80"}
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -63,10 +63,15 @@ def test_recommend_is_short_headed_and_logs_libraries(artifacts, tmp_path: Path)
     proc = _run(["-m", "rag_rec.cli", "recommend", "--user", "42", "--no-explain"], log)
     assert proc.returncode == 0, proc.stderr
     lines = _lines(proc)
-    # 10 rows of at most two lines, borders, the caption and the status line.
-    assert len(lines) <= 45, "\n".join(lines)
+    # 10 items of one line, the heading, the legend and the status line.
+    assert len(lines) <= 20, "\n".join(lines)
     assert "P(next)" in proc.stdout and "P(like)" in proc.stdout
     assert "what you watch next" in proc.stdout and "4 or 5" in proc.stdout
+    asked = _run(["-m", "rag_rec.cli", "recommend", "--user", "42", "--k", "3", "--genre",
+                  "Comedy", "--decade", "1990", "--without", "Jim Carrey"], log)
+    assert asked.returncode == 0, asked.stderr
+    assert "Understood: any genres: Comedy" in asked.stdout and "Jim Carrey" in asked.stdout
+    assert max(map(len, asked.stdout.splitlines())) <= 80  # reads in a plain terminal
     assert "Loading weights" not in proc.stderr and "Warning" not in proc.stderr
     loggers = {line.split()[3].rstrip(":") for line in log.read_text().splitlines()
                if line[:4].isdigit() and len(line.split()) > 3}

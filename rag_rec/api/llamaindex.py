@@ -5,7 +5,6 @@ nodes."""
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -45,7 +44,7 @@ def recommend_tool(recommender: Recommender) -> FunctionTool:
                                liked_item_ids: list[str] | None = None,
                                exclude_item_ids: list[str] | None = None,
                                session_id: str | None = None,
-                               goal: Literal["next", "enjoy"] | None = None,
+                               goal: str | None = None,
                                k: int = 5) -> str:
         """Recommend movies with explanations grounded in a knowledge graph. `text`: what
         the person asks, in their words (genres, decades, people, titles, negations such

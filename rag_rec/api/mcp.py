@@ -26,6 +26,7 @@ import anyio
 import mcp_types as types
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from pydantic import ConfigDict, Field, ValidationError
@@ -134,15 +135,26 @@ async def similar_items(item_id: Annotated[str, Field(min_length=1, max_length=6
                          "similarity": round(score, 4)} for item, score in hits]}
 
 
+class _Passthrough(ArgModelBase):
+    """`recommend`'s arguments as sent: RecommendRequest validates them itself, so a bad
+    `k` and an unknown argument get the typed one-line error every entry point gives
+    (`InvalidRequest: k: ...`) rather than the SDK's."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 def _refuse_unknown_arguments() -> None:
     """An argument no tool declares is an error, not silently dropped (a misspelt
-    `filter` would otherwise answer as if unfiltered)."""
+    `filter` would otherwise answer as if unfiltered); the published schemas say so."""
     for tool in server._tool_manager.list_tools():  # noqa: SLF001 - the registered tools
         lenient = tool.fn_metadata.arg_model
         strict = type(lenient.__name__, (lenient,), {"model_config": ConfigDict(
             extra="forbid", arbitrary_types_allowed=True)})
-        tool.fn_metadata.arg_model = strict
         tool.parameters = strict.model_json_schema(by_alias=True)
+        tool.fn_metadata.arg_model = _Passthrough if tool.name == "recommend" else strict
 
 
 _refuse_unknown_arguments()

@@ -26,7 +26,9 @@ SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are refused, not dropped; ids sent as numbers (42) are taken as the
+    # strings they name, as "5" is taken for k.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 class NameFilter(_Strict):
@@ -91,7 +93,7 @@ class Feedback(_Strict):
                     "never show it again (disliked also steers away from similar items).")
 
 
-Include = Literal["abstract", "facts", "sources", "timings"]
+Include = Literal["abstract", "facts", "sources"]
 
 
 class RecommendRequest(_Strict):
@@ -122,8 +124,8 @@ class RecommendRequest(_Strict):
     k: int = Field(10, ge=1, le=MAX_K, description="How many recommendations.")
     explain: bool = Field(True, description="Explain each recommendation from the graph.")
     include: list[Include] = Field(default_factory=list, description=(
-        "Extra fields in the answer: abstract, facts (the cited graph paths), sources, "
-        "timings."))
+        "Extra fields in the answer: abstract, facts (the cited graph paths as objects; "
+        "their plain words are always in the explanation), sources (each source's score)."))
 
     @model_validator(mode="after")
     def _valid(self) -> RecommendRequest:

@@ -1,6 +1,11 @@
-"""An in-memory stand-in for the Neo4j graph, for the fast tier: tests of the recommender,
-the HTTP, MCP and LlamaIndex adapters where the graph is not the subject. It answers from
-the same `Dataset` the graph would hold; the real graph's own tests run against Neo4j."""
+"""The graph in memory: the `recommender.Graph` protocol answered from a `Dataset` (and,
+for an evaluation, the interactions a split shows at test time) instead of Neo4j.
+
+For the fast test tier (the recommender and the HTTP, MCP and LlamaIndex adapters where
+the graph is not the subject) and for benchmarks that serve a split build whole requests
+(eval/bench_chat.py); the real graph's own tests, and serving, use Neo4j (`GraphClient`).
+`candidate_facts` follows graph/queries/candidate_facts.cypher in spirit (paths through
+history items rated 3 or more), not in its exact order and caps."""
 
 from __future__ import annotations
 
@@ -8,32 +13,39 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
+
 from rag_rec.data import Dataset
 from rag_rec.models import Fact, Item
 
 
-class FakeGraph:
-    """The `recommender.Graph` protocol over a dataset held whole ("full" split)."""
+class InMemoryGraph:
+    """The `recommender.Graph` protocol over a dataset: all of its interactions ("full"),
+    or those of a split at test time."""
 
-    def __init__(self, ds: Dataset):
+    def __init__(self, ds: Dataset, interactions: pd.DataFrame | None = None,
+                 split_name: str = "full"):
         self.ds = ds
+        self.split_name = split_name
         self.titles = ds.items["title"].to_dict()
         self.links: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for item_id, relation, entity_id in ds.triples.itertuples(index=False):
             self.links[item_id].append((relation, entity_id))
-        self.ratings = ds.interactions.sort_values(["timestamp", "item_id"])
+        self.ratings = (ds.interactions if interactions is None else interactions
+                        ).sort_values(["timestamp", "item_id"])
         self.closed = False
 
     def meta(self) -> dict[str, Any]:
-        return {"dataset": self.ds.name, "fingerprint": self.ds.fingerprint, "split": "full",
-                "complete": True}
+        return {"dataset": self.ds.name, "fingerprint": self.ds.fingerprint,
+                "split": self.split_name, "complete": True}
 
     def ingest_problem(self, meta: dict[str, Any] | None = None) -> str | None:
         return None
 
     def holds(self, ds: Dataset, split_name: str, meta: dict[str, Any] | None = None
               ) -> str | None:
-        return None if (ds.fingerprint, split_name) == (self.ds.fingerprint, "full") else \
+        return None if (ds.fingerprint, split_name) == (self.ds.fingerprint,
+                                                        self.split_name) else \
             "it holds other data"
 
     def user_history(self, user_id: str, limit: int = 1000) -> list[dict[str, Any]]:
