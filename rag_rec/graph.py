@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import neo4j
 import pandas as pd
@@ -62,6 +62,29 @@ the server refuses a write from a reading path even if one slips into its Cypher
 
 
 # --------------------------------------------------------------------------- server
+
+
+class Graph(Protocol):
+    """What the recommender reads from and writes to the graph (`GraphClient`; tests
+    pass an in-memory fake)."""
+
+    def meta(self) -> dict[str, Any]: ...
+
+    def ingest_problem(self, meta: dict[str, Any] | None = None) -> str | None: ...
+
+    def holds(self, ds: Any, split_name: str, meta: dict[str, Any] | None = None
+              ) -> str | None: ...
+
+    def user_history(self, user_id: str, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    def candidate_facts(self, item_ids: Sequence[str], history: dict[str, float | None],
+                        per_candidate: int = 30) -> dict[str, list[Fact]]: ...
+
+    def item_facts(self, item_id: str) -> list[dict[str, Any]]: ...
+
+    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class BundledNeo4j:

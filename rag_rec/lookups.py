@@ -1,5 +1,6 @@
-"""What a recommender answers besides recommendations: a user's history, an item and its
-facts, similar items, name and title lookups, and adding an item without a rebuild.
+"""What a recommender answers besides recommendations: whether the graph can serve this
+build, health, a user's history, an item and its facts, similar items, name and title
+lookups, and adding an item without a rebuild.
 
 `Lookups` is mixed into `Recommender` (rag_rec/recommender.py), whose parts it reads:
 `artifacts`, `graph`, `sources`, `retriever`, `names`, `catalogue`. Every entry point
@@ -8,13 +9,20 @@ facts, similar items, name and title lookups, and adding an item without a rebui
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
 from rag_rec.chat import Match
 from rag_rec.chat.request import MAX_K
-from rag_rec.errors import InvalidRequest, UnknownItem, UnknownUser
-from rag_rec.models import HistoryEntry, Item, ItemDetail, ItemFact
+from rag_rec.errors import (
+    GraphMismatch,
+    IngestIncomplete,
+    InvalidRequest,
+    UnknownItem,
+    UnknownUser,
+)
+from rag_rec.models import Health, HistoryEntry, Item, ItemDetail, ItemFact
 
 if TYPE_CHECKING:
     from rag_rec.recommender import Recommender
@@ -27,6 +35,48 @@ SEARCH_KINDS: tuple[str, ...] = get_args(SearchKind)[:4]
 
 
 class Lookups:
+    def graph_problem(self: Recommender) -> IngestIncomplete | GraphMismatch | None:
+        """What stops the graph from serving this build, from one meta read:
+        `IngestIncomplete` while its last ingest is unfinished (answers would be partial),
+        `GraphMismatch` unless it holds this build's data and split (an evaluation's
+        `graph ingest --split` would otherwise leak rated items into the answers)."""
+        meta = self.graph.meta()
+        problem = self.graph.ingest_problem(meta)
+        if problem is not None:
+            return IngestIncomplete(problem)
+        why = self.graph.holds(self.artifacts.ds, self.artifacts.split_name, meta)
+        if why:
+            split = self.artifacts.split_name
+            fix = "rag-rec graph ingest" + (f" --split {split}" if split != "full" else "")
+            return GraphMismatch(f"the graph does not match the build being served ({why}); "
+                                 f"run `{fix}`")
+        return None
+
+    def check_graph(self: Recommender) -> None:
+        """Every request that reads the graph passes here first (see `graph_problem`)."""
+        problem = self.graph_problem()
+        if problem is not None:
+            raise problem
+
+    async def health(self: Recommender) -> Health:
+        """`down` when no full answer is possible: Neo4j unreachable, or its last ingest
+        unfinished (recommendations are refused with `IngestIncomplete` then);
+        `degraded` when only the LLM is missing."""
+        try:
+            problem = await asyncio.to_thread(self.graph_problem)
+            neo4j = ("ok" if problem is None else
+                     f"{'incomplete' if isinstance(problem, IngestIncomplete) else 'mismatch'}: "
+                     f"{problem}")
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            neo4j = f"error: {exc}"
+        if self.llm is None:
+            llm = f"unavailable: {self.llm_error}"
+        else:
+            llm = "ok" if await self.llm.health() else "unreachable"
+        status = "down" if neo4j != "ok" else ("ok" if llm == "ok" else "degraded")
+        return Health(status=status, neo4j=neo4j, llm=llm,
+                      build=f"{self.artifacts.split_name}:{self.artifacts.key('scorer')}")
+
     def history(self: Recommender, user_id: str, limit: int = 1000) -> list[HistoryEntry]:
         """A user's ratings, newest first, at most `limit`. `UnknownUser` if the graph has
         none."""

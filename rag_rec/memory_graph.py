@@ -1,4 +1,4 @@
-"""The graph in memory: the `recommender.Graph` protocol answered from a `Dataset` (and,
+"""The graph in memory: the `graph.Graph` protocol answered from a `Dataset` (and,
 for an evaluation, the interactions a split shows at test time) instead of Neo4j.
 
 For the fast test tier (the recommender and the HTTP, MCP and LlamaIndex adapters where
@@ -20,7 +20,7 @@ from rag_rec.models import Fact, Item
 
 
 class InMemoryGraph:
-    """The `recommender.Graph` protocol over a dataset: all of its interactions ("full"),
+    """The `graph.Graph` protocol over a dataset: all of its interactions ("full"),
     or those of a split at test time."""
 
     def __init__(self, ds: Dataset, interactions: pd.DataFrame | None = None,

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,15 +44,13 @@ from rag_rec.chat import Catalogue, NameIndex, Parser, Plan, RecommendRequest, S
 from rag_rec.chat.constraints import plan_request
 from rag_rec.chat.propose import propose
 from rag_rec.embed import TextCache, make_text_encoder
-from rag_rec.errors import GraphMismatch, IngestIncomplete, LLMUnavailable, UnknownUser
-from rag_rec.explain import explain_many
-from rag_rec.graph import GraphClient
+from rag_rec.errors import LLMUnavailable, UnknownUser
+from rag_rec.graph import Graph, GraphClient
 from rag_rec.llm import LLMBackend, make_backend
+from rag_rec.answer import Answering
 from rag_rec.lookups import Lookups
-from rag_rec.models import Fact, Health, Item, Recommendation, Recommendations, User
-from rag_rec.rerank import score_candidates
+from rag_rec.models import Recommendations, User
 from rag_rec.retrieve import Retriever
-from rag_rec.scorer import sigmoid
 from rag_rec.settings import Settings, get_settings
 from rag_rec.sources import Query
 
@@ -75,30 +73,7 @@ class Ranked:
     flags: list[str] = field(default_factory=list)
 
 
-class Graph(Protocol):
-    """What the recommender reads from and writes to the graph (`GraphClient`; tests
-    pass an in-memory fake)."""
-
-    def meta(self) -> dict[str, Any]: ...
-
-    def ingest_problem(self, meta: dict[str, Any] | None = None) -> str | None: ...
-
-    def holds(self, ds: Any, split_name: str, meta: dict[str, Any] | None = None
-              ) -> str | None: ...
-
-    def user_history(self, user_id: str, limit: int = 1000) -> list[dict[str, Any]]: ...
-
-    def candidate_facts(self, item_ids: Sequence[str], history: dict[str, float | None],
-                        per_candidate: int = 30) -> dict[str, list[Fact]]: ...
-
-    def item_facts(self, item_id: str) -> list[dict[str, Any]]: ...
-
-    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class Recommender(Lookups):
+class Recommender(Lookups, Answering):
     def __init__(self, settings: Settings, artifacts: Artifacts, ranker: Ranker,
                  like_model: like.LikeModel, *, connect_graph: Callable[[], Graph],
                  llm: LLMBackend | None, llm_error: str | None = None):
@@ -197,29 +172,6 @@ class Recommender(Lookups):
                               [r.proposed_by[t] for t in top], cold_start=r.cold_start,
                               flags=flags))
         return out
-
-    def graph_problem(self) -> IngestIncomplete | GraphMismatch | None:
-        """What stops the graph from serving this build, from one meta read:
-        `IngestIncomplete` while its last ingest is unfinished (answers would be partial),
-        `GraphMismatch` unless it holds this build's data and split (an evaluation's
-        `graph ingest --split` would otherwise leak rated items into the answers)."""
-        meta = self.graph.meta()
-        problem = self.graph.ingest_problem(meta)
-        if problem is not None:
-            return IngestIncomplete(problem)
-        why = self.graph.holds(self.artifacts.ds, self.artifacts.split_name, meta)
-        if why:
-            split = self.artifacts.split_name
-            fix = "rag-rec graph ingest" + (f" --split {split}" if split != "full" else "")
-            return GraphMismatch(f"the graph does not match the build being served ({why}); "
-                                 f"run `{fix}`")
-        return None
-
-    def check_graph(self) -> None:
-        """Every request that reads the graph passes here first (see `graph_problem`)."""
-        problem = self.graph_problem()
-        if problem is not None:
-            raise problem
 
     def _history(self, user_id: str) -> list[tuple[str, float]]:
         rows = self.graph.user_history(user_id, limit=100_000)
@@ -360,104 +312,6 @@ class Recommender(Lookups):
         return [f"only {count} item{'s satisfy' if count > 1 else ' satisfies'} every "
                 "constraint"]
 
-    def _pool(self, k: int) -> int:
-        """Candidates kept past `rank`: the LLM score, when on, may reorder its top."""
-        return max(k, self.settings.llm.rerank_top) if self.settings.llm.fusion_weight > 0 else k
-
-    async def _finish(self, user: User, history: list[tuple[str, float]], ranked: Ranked,
-                      request: RecommendRequest, start: float, timings: dict[str, float],
-                      plan: Plan, liked: set[str]) -> Recommendations:
-        """Top-k, facts, explanations and the answer. `liked`: history items the person
-        liked rather than rated: explanations say "you liked" of them, never a rating
-        nobody gave."""
-        k, explain = request.k, request.explain
-        flags = list(ranked.flags)
-        degraded = False
-        items = self.artifacts.items
-        pool = ranked.items[:self._pool(k)]
-        scores = dict(zip(ranked.items, ranked.scores.tolist()))
-        logits = dict(zip(ranked.items, ranked.logits.tolist()))
-        weight = self.settings.llm.fusion_weight
-        llm_scores: dict[str, float] = {}
-        told = [(i, None if i in liked else rating) for i, rating in history]
-        history_items = [(items[i], rating) for i, rating in told if i in items]
-        if self.llm is not None and weight > 0 and len(pool) > 1:
-            t0 = time.perf_counter()
-            result = await score_candidates(self.llm, self.settings.llm, user, history_items,
-                                            [items[i] for i in pool])
-            timings["llm_score"] = _ms(t0)
-            if result.degraded:
-                degraded = True
-                flags.append(f"llm_score_unavailable: {result.error}")
-            llm_scores = result.scores
-            for i in pool:
-                scores[i] += weight * llm_scores.get(i, 0.0)
-        elif self.llm is None and explain:
-            degraded = True
-            flags.append(f"llm_unavailable: {self.llm_error}")
-        chosen = sorted(pool, key=lambda i: -scores[i])[:k]
-        proposed = dict(zip(ranked.items, ranked.proposed_by))
-        facts: dict = {i: [] for i in chosen}
-        explanations = [None] * len(chosen)
-        if explain and chosen:
-            t0 = time.perf_counter()
-            facts = await asyncio.to_thread(self.graph.candidate_facts, chosen, dict(told))
-            timings["facts"] = _ms(t0)
-            t0 = time.perf_counter()
-            candidates = [items[i] for i in chosen]
-            # The history items each candidate's score attended to: the evidence of choice.
-            attention = self.scorer.attention(history, chosen)
-            try:
-                explanations = await asyncio.wait_for(
-                    explain_many(self.llm, self.settings.llm, user, history_items, candidates,
-                                 facts, attention),
-                    timeout=self.settings.llm.stage_budget_s)
-            except TimeoutError:
-                explanations = await explain_many(None, self.settings.llm, user, history_items,
-                                                  candidates, facts, attention)
-                degraded = True
-                flags.append("explanations_timed_out")
-            timings["explain"] = _ms(t0)
-            if any(e.note and e.note.startswith("LLM unavailable") for e in explanations):
-                degraded = True
-                flags.append("explanations_from_templates")
-            explanations = [self._name_the_match(ex, item, plan)
-                            for ex, item in zip(explanations, chosen)]
-        known = user.id if user.id in self.artifacts.ds.users.index else None
-        p_like = self.like.predict(history, known, chosen) if chosen else []
-        include = set(request.include)
-        out = []
-        for rank, (item_id, ex, pl) in enumerate(zip(chosen, explanations, p_like), start=1):
-            cited = [f for f in facts[item_id] if ex and f.id in ex.fact_ids]
-            out.append(Recommendation(
-                item=items[item_id] if "abstract" in include
-                else self.compact_item(items[item_id]),
-                rank=rank, score=scores[item_id],
-                p_next=float(sigmoid(logits[item_id] + weight * llm_scores.get(item_id, 0.0)))
-                if history else None,
-                p_like=float(pl), llm_score=llm_scores.get(item_id), explanation=ex,
-                facts=cited if "facts" in include else [],
-                sources=proposed[item_id] if "sources" in include else {}))
-        timings["total"] = _ms(start)
-        return Recommendations(
-            user_id=None if user.id == "new" else user.id, items=out,
-            cold_start=ranked.cold_start, degraded=degraded, flags=flags,
-            understood=plan.understood,
-            timings_ms={n: round(v, 1) for n, v in timings.items()})
-
-    def _name_the_match(self, explanation, item_id: str, plan: Plan):
-        """The explanation says which of the request's wishes the item meets."""
-        met = plan.met(item_id, self.catalogue, self.names)
-        if explanation is None or not met:
-            return explanation
-        return explanation.model_copy(update={
-            "text": f"{explanation.text} It is what you asked for: {', '.join(met)}."})
-
-    @staticmethod
-    def compact_item(item: Item) -> Item:
-        """The item without its abstract: answers stay small unless asked for it."""
-        return item.model_copy(update={"abstract": None}) if item.abstract else item
-
     # -- text
 
     def _texts(self) -> TextCache:
@@ -476,26 +330,6 @@ class Recommender(Lookups):
         request: the HTTP service calls it when it builds its recommender (on the first
         request of any kind, typically a health probe), outside any request's time limit."""
         self._texts().encoder.encode(["warm up"])
-
-    async def health(self) -> Health:
-        """`down` when no full answer is possible: Neo4j unreachable, or its last ingest
-        unfinished (recommendations are refused with `IngestIncomplete` then);
-        `degraded` when only the LLM is missing."""
-        try:
-            problem = await asyncio.to_thread(self.graph_problem)
-            neo4j = ("ok" if problem is None else
-                     f"{'incomplete' if isinstance(problem, IngestIncomplete) else 'mismatch'}: "
-                     f"{problem}")
-        except Exception as exc:  # noqa: BLE001 - health reports, never raises
-            neo4j = f"error: {exc}"
-        if self.llm is None:
-            llm = f"unavailable: {self.llm_error}"
-        else:
-            llm = "ok" if await self.llm.health() else "unreachable"
-        status = "down" if neo4j != "ok" else ("ok" if llm == "ok" else "degraded")
-        return Health(status=status, neo4j=neo4j, llm=llm,
-                      build=f"{self.artifacts.split_name}:{self.artifacts.key('scorer')}")
-
 
 @contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
