@@ -12,7 +12,7 @@ import tomllib
 import pytest
 from fastapi.testclient import TestClient
 
-from eval.bench_chat import CASES, constraint_keys, f1
+from eval.chat_parser import CASES, constraint_keys, f1
 from rag_rec.chat import (
     Catalogue,
     Filters,
