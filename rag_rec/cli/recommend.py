@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from rag_rec.cli import JsonFlag, _handle_errors, app, console
+from rag_rec.cli.app import JsonFlag, app, console, handle_errors
 
 
 @app.command("recommend")
-@_handle_errors
+@handle_errors
 def recommend(
     user: Annotated[str | None, typer.Option(help="A known user id.")] = None,
     liked: Annotated[list[str] | None, typer.Option(
@@ -100,7 +100,7 @@ def _print_recommendations(result: Any, who: str) -> None:
 
 
 @app.command("search")
-@_handle_errors
+@handle_errors
 def search(query: Annotated[str, typer.Argument(help="A title or a name.")],
            k: Annotated[int, typer.Option(min=1, max=100)] = 10,
            as_json: JsonFlag = False) -> None:
@@ -120,7 +120,7 @@ def search(query: Annotated[str, typer.Argument(help="A title or a name.")],
 
 
 @app.command("similar")
-@_handle_errors
+@handle_errors
 def similar(item: Annotated[str, typer.Argument(help="An item id.")],
             k: Annotated[int, typer.Option(min=1, max=100)] = 10,
             as_json: JsonFlag = False) -> None:

@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from rag_rec.cli import _handle_errors, app
+from rag_rec.cli.app import app, handle_errors
 from rag_rec.settings import get_settings
 
 
 @app.command("serve")
-@_handle_errors
+@handle_errors
 def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
           port: Annotated[int | None, typer.Option(help="Port.")] = None) -> None:
     """The HTTP service (FastAPI; OpenAPI docs at /docs)."""
@@ -52,7 +52,7 @@ def evaluate(ctx: typer.Context,
 
 
 @app.command("mcp")
-@_handle_errors
+@handle_errors
 def mcp() -> None:
     """The MCP server on stdio (for desktop chat assistants)."""
     from rag_rec.api.mcp import main
