@@ -11,6 +11,7 @@ items in the top 10 and mean P(like) for both goals.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from rag_rec.chat import RecommendRequest
 from rag_rec.data import Dataset, make_split
 from rag_rec.settings import Settings
 
+PARTS = Path(__file__).parent / "results" / "parts"
+"""Each finished seed's per-user figures, so a run cut short keeps what it finished."""
 
 
 def _constraint_of(ds: Dataset, item_id: str, kind: str) -> set[str] | None:
@@ -57,6 +60,10 @@ def run_accuracy(settings: Settings, ds: Dataset, seeds: list[int]) -> dict:
         by_entity.setdefault(entity_id, set()).add(item_id)
     out: dict = {}
     for seed in seeds:
+        saved = PARTS / f"chat_accuracy_loo_{seed}.json"
+        if saved.exists():  # a finished seed (the parts are committed): not run again
+            out[str(seed)] = json.loads(saved.read_text())
+            continue
         s = split_settings(settings, "loo", seed)
         with loo_recommender(settings, ds, seed) as rec:
             ids = rec.artifacts.index.ids
@@ -104,6 +111,8 @@ def run_accuracy(settings: Settings, ds: Dataset, seeds: list[int]) -> dict:
                 print(f"loo seed {seed} {kind}: " + ", ".join(
                     f"{name} {float(v.mean()):.4f}" for name, v in ndcg.items()), flush=True)
         out[str(seed)] = per_seed
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(per_seed))
     summary = {}
     for kind in ("genre", "decade", "person"):
         ours = np.concatenate([out[str(s)][kind]["per_user"]["rag_rec"] for s in seeds])
@@ -116,10 +125,9 @@ def run_accuracy(settings: Settings, ds: Dataset, seeds: list[int]) -> dict:
         diff = paired_bootstrap(ours, theirs)
         summary[kind] = {"rag_rec": round(float(ours.mean()), 4), **figures,
                          "best_baseline": best, "users": len(ours), "difference": diff}
-    for seed in seeds:
-        for kind in out[str(seed)]:
-            out[str(seed)][kind].pop("per_user")
-    return {"seeds": seeds, "by_seed": out, "summary": summary}
+    by_seed = {seed: {kind: {k: v for k, v in figures.items() if k != "per_user"}
+                      for kind, figures in per_seed.items()} for seed, per_seed in out.items()}
+    return {"seeds": seeds, "by_seed": by_seed, "summary": summary}
 
 
 
