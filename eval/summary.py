@@ -77,7 +77,8 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
                  "timings": {str(seed): run["rag_rec"]["timings"] for seed, run in seeds.items()},
                  "measured_at": max(run["rag_rec"].get("measured_at", time.strftime("%Y-%m-%d"))
                                     for run in seeds.values()),
-                 "baseline_train": {n: first["baselines"][n].get("train") for n in baselines}}
+                 "baseline_train": {n: first["baselines"][n].get("train")
+                                    for n in sorted(baselines)}}
         sources = [n for n in table if n.startswith("only_")]
         if sources:  # without the scorer: does the stacker beat what it stacks?
             best_source = max(sources, key=lambda n: table[n]["ndcg@10"])
