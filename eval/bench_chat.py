@@ -251,11 +251,7 @@ def main() -> None:
     settings = get_settings()
     ds = load_dataset(settings.data, settings.home)
     seeds = [int(s) for s in args.seeds.split(",")]
-    path = Path(__file__).parent / "results" / "chat.json"
-    figures = json.loads(path.read_text()) if path.exists() else {}
-    figures = {key: value for key, value in figures.items()
-               if key in SECTIONS or key == "commands"}
-    figures.setdefault("commands", {})
+    figures: dict = {}
     if {"parser", "satisfaction", "latency"} & set(sections):
         with _served(settings) as rec:
             if "parser" in sections:
@@ -264,16 +260,30 @@ def main() -> None:
                 figures["satisfaction"] = run_satisfaction(rec, ds, args.requests)
             if "latency" in sections:
                 figures["latency"] = run_latency(rec)
+            # Which build answered: the served one, or the test suite's shorter training.
+            served = {"split": rec.artifacts.split_name, "scorer_key": rec.artifacts.key(
+                "scorer"), "scorer_epochs": settings.scorer.epochs,
+                "sasrec_epochs": settings.sources.sasrec.epochs}
+            for section in ("parser", "satisfaction", "latency"):
+                if section in figures:
+                    figures[section]["build"] = served
     if "accuracy" in sections:
         figures["accuracy"] = run_accuracy(settings, ds, seeds)
     if "sessions" in sections:
         figures["sessions"] = run_sessions(settings, ds, seeds[0])
     if "goal" in sections:
         figures["goal"] = run_goal(settings, ds, seeds[0])
+    # The sections run apart (hours apart, or side by side): each run keeps the others'.
+    path = Path(__file__).parent / "results" / "chat.json"
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    commands = kept.get("commands", {})
     for section in sections:
-        figures["commands"][section] = ("python -m eval.bench_chat --sections " + section
-                                        + (f" --seeds {args.seeds}" if section in
-                                           ("accuracy", "sessions", "goal") else ""))
+        commands[section] = ("python -m eval.bench_chat --sections " + section
+                             + (f" --seeds {args.seeds}" if section in ("accuracy", "sessions",
+                                                                       "goal") else "")
+                             + (" --llm" if section == "parser" and args.llm else ""))
+    figures = {**{k: v for k, v in kept.items() if k in SECTIONS}, **figures,
+               "commands": commands}
     written = write_results("chat", figures)
     text = report(json.loads(written.read_text()))
     REPORT.write_text(text + "\n")
