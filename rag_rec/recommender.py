@@ -260,8 +260,7 @@ class Recommender(Lookups, Answering):
                                     plan, liked=set(liked))
         answer.notes += notes
         if session is not None:
-            self.sessions.record(session, [r.item.id for r in answer.items],
-                                 {f.item_id: f.signal for f in request.feedback})
+            self.sessions.record(session, [r.item.id for r in answer.items], plan.feedback)
             answer.session_id = session.id
         return answer
 

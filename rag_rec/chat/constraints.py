@@ -85,6 +85,9 @@ class Plan:
     """Items liked this turn, oldest first (they extend the history)."""
     taste: str | None = None
     """The text's positive words, for the text-similarity source (never negated ones)."""
+    feedback: dict[str, str] = field(default_factory=dict)
+    """Item -> signal as understood this turn (the session's, the request's, the text's
+    "not that one"): what the session remembers."""
     understood: Understood = field(default_factory=Understood)
 
     @property
@@ -185,12 +188,13 @@ def plan_request(request: RecommendRequest, parsed: ParsedText | None, names: Na
         raise UnknownItem(f"unknown item ids: {', '.join(unknown[:10])}")
     # A shown item can be liked ("more like the second") and still not be shown again.
     plan.liked = [i for i in dict.fromkeys(liked) if i not in plan.excluded]
-    plan.excluded |= set(shown)
-    _check(plan, names)
     plan.understood = Understood(
         constraints=constraints, liked_item_ids=plan.liked,
-        excluded_item_ids=sorted(plan.excluded),
+        excluded_item_ids=sorted(plan.excluded), already_shown=len(set(shown) - plan.excluded),
         text_left=parsed.left if parsed is not None else None)
+    plan.excluded |= set(shown)
+    plan.feedback = signals
+    _check(plan, names)
     return plan
 
 

@@ -168,8 +168,10 @@ class Understood(BaseModel):
     """Items treated as liked this turn: the request's, titles named in its text, and the
     session's liked and "more like" items."""
     excluded_item_ids: list[str] = Field(default_factory=list)
-    """Items never shown this turn besides the filters: disliked, not interested, and
-    (in a session) everything shown before."""
+    """Items never shown this turn: disliked, not interested, excluded by the filters."""
+    already_shown: int = 0
+    """Items the session showed before, left out too (counted, not listed: a long session
+    would repeat hundreds of ids in every answer)."""
     goal: Literal["next", "enjoy"] = "next"
     text_left: str | None = None
     """Words of the text no rule understood; they still steer the text-similarity source."""
