@@ -163,7 +163,10 @@ def test_a_session_remembers_across_turns_and_a_restart(tiny_recommender, tiny_s
     assert second.items[1].item.id in third.understood.liked_item_ids
     fourth = restarted.recommend(USER, k=3, explain=False, session_id=session)
     assert second.items[1].item.id in fourth.understood.liked_item_ids  # remembered
-    assert fourth.understood.already_shown == len(seen | {r.item.id for r in third.items})
+    everything = seen | {r.item.id for r in third.items}
+    rejected = set(fourth.understood.excluded_item_ids)  # "not that one", remembered
+    assert rejected == {shown[0]}
+    assert fourth.understood.already_shown == len(everything - rejected)
 
 
 def test_errors_an_assistant_can_act_on(tiny_recommender) -> None:
