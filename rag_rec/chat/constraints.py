@@ -146,15 +146,17 @@ def plan_request(request: RecommendRequest, parsed: ParsedText | None, names: Na
     constraints: list[Constraint] = []
     for kind in NAME_KINDS:
         wanted = getattr(request.filters, kind)
+        any_of: set[str] = set()  # the whole any-of list is one group
         for mode in ("any", "all", "none"):
             for name in getattr(wanted, mode):
                 ids = names.resolve(name, kind)
                 constraints.append(_constraint(kind, mode, name, ids, names, "filters"))
-                _apply(plan, mode, ids, grouped=(mode == "any"))
-        if wanted.any:  # one group for the whole any-of list
-            any_ids = [set(names.resolve(n, kind)) for n in wanted.any]
-            plan.groups = [g for g in plan.groups if g not in any_ids]
-            plan.groups.append(set().union(*any_ids))
+                if mode == "any":
+                    any_of |= set(ids)
+                else:
+                    _apply(plan, mode, ids)
+        if any_of:
+            plan.groups.append(any_of)
     for mode, wanted in (("prefer", request.prefer), ("avoid", request.avoid)):
         for name in wanted.any:
             ids = names.resolve(name, "entities")
@@ -198,17 +200,17 @@ def plan_request(request: RecommendRequest, parsed: ParsedText | None, names: Na
     return plan
 
 
-def _apply(plan: Plan, mode: str, ids: Iterable[str], *, grouped: bool = False) -> None:
+def _apply(plan: Plan, mode: str, ids: Iterable[str]) -> None:
+    """One name's entities into the plan: its own group for "any" and "all" (the item
+    links to one of them: entities that share the name), banned, preferred, avoided."""
     ids = set(ids)
     if mode == "none":
         plan.banned |= ids
-    elif mode == "all":
-        plan.groups.append(ids)
     elif mode == "prefer":
         plan.prefer |= ids
     elif mode == "avoid":
         plan.avoid |= ids
-    elif not grouped:
+    else:
         plan.groups.append(ids)
 
 
