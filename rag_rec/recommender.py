@@ -40,9 +40,19 @@ import torch
 from rag_rec import like
 from rag_rec.artifacts import Artifacts, load_artifacts
 from rag_rec.build import Ranker, load_ranker
-from rag_rec.chat import Catalogue, NameIndex, Parser, Plan, RecommendRequest, SessionStore
+from rag_rec.chat import (
+    Catalogue,
+    NameIndex,
+    ParsedText,
+    Parser,
+    Plan,
+    RecommendRequest,
+    Session,
+    SessionStore,
+)
 from rag_rec.chat.constraints import plan_request
 from rag_rec.chat.propose import propose
+from rag_rec.chat.sessions import carried, standing
 from rag_rec.embed import TextCache, make_text_encoder
 from rag_rec.errors import LLMUnavailable, UnknownUser
 from rag_rec.graph import Graph, GraphClient
@@ -256,35 +266,46 @@ class Recommender(Lookups, Answering):
             flags.append("text_only" if request.text else "no_history")
         ranked.flags = flags + ranked.flags
         notes = self._shortfall(plan, allowed, ranked, request.k)
+        unchecked = plan.unchecked(self.catalogue)
+        if unchecked:
+            notes.append(f"{unchecked} items whose people and categories the knowledge graph "
+                         "does not know were left out: they cannot be checked against what "
+                         "you excluded")
         answer = await self._finish(user, query.history, ranked, request, start, timings,
                                     plan, liked=set(liked))
         answer.notes += notes
         if session is not None:
-            self.sessions.record(session, [r.item.id for r in answer.items], plan.feedback)
+            self.sessions.record(session, [r.item.id for r in answer.items], plan.feedback,
+                                 plan.standing)
             answer.session_id = session.id
         return answer
 
-    async def _plan(self, request: RecommendRequest, session, flags: list[str]) -> Plan:
-        parsed = self.parser.parse(request.text) if request.text else None
-        feedback = dict(session.feedback) if session is not None else {}
+    async def _plan(self, request: RecommendRequest, session: Session | None,
+                    flags: list[str]) -> Plan:
+        """The words read (rules, then the LLM for what is left, checked), the session's
+        standing wishes carried where this turn says nothing of their kind, and the
+        request's filters and feedback: one `Plan`."""
+        parsed = self.parser.parse(request.text) if request.text else ParsedText([], None,
+                                                                                 None)
+        ignored: list[str] = []
+        if parsed.left:
+            mentions, ignored, why = await propose(self.llm, self.settings.llm, parsed.left,
+                                                   self.names)
+            if why and self.llm is not None:
+                flags.append(f"text_without_llm: {why}")
+            parsed.mentions += mentions
+        feedback = {}
+        if session is not None:
+            parsed.mentions = carried(session, parsed.mentions)
+            feedback = dict(session.feedback)
         feedback.update({f.item_id: f.signal for f in request.feedback})
         plan = plan_request(request, parsed, self.names, self.catalogue,
                             shown=session.shown if session is not None else (),
                             last=session.last if session is not None else (),
                             feedback=feedback)
-        if parsed is not None and parsed.left:
-            mentions, ignored, why = await propose(self.llm, self.settings.llm, parsed.left,
-                                                   self.names)
-            if why and self.llm is not None:
-                flags.append(f"text_without_llm: {why}")
-            if mentions:
-                parsed.mentions += mentions
-                plan = plan_request(request, parsed, self.names, self.catalogue,
-                                    shown=session.shown if session is not None else (),
-                                    last=session.last if session is not None else (),
-                                    feedback=feedback)
-            plan.understood.ignored = ignored
-        plan.taste = parsed.taste_text if parsed is not None else None
+        plan.understood.ignored = ignored
+        plan.taste = parsed.taste_text
+        plan.standing = standing(parsed.mentions)
         return plan
 
     def _prefer(self, ranked: Ranked, plan: Plan) -> None:

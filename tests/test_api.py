@@ -140,6 +140,10 @@ def test_cold_start_over_http(service: Service) -> None:
                                               ["constraints"]}
     assert all("Comedy" in r["item"]["genres"] and 1990 <= r["item"]["year"] <= 1999
                for r in body["items"])
+    # The Cable Guy stars Jim Carrey, which the graph cannot tell (no DBpedia facts): it
+    # is left out, and the answer says why.
+    assert "122" not in {r["item"]["id"] for r in body["items"]}
+    assert any("does not know" in note for note in body["notes"])
 
 
 def test_health_reports_dependencies(service: Service) -> None:

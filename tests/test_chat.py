@@ -169,6 +169,43 @@ def test_a_session_remembers_across_turns_and_a_restart(tiny_recommender, tiny_s
     assert fourth.understood.already_shown == len(everything - rejected)
 
 
+def test_a_session_keeps_what_the_words_asked_until_they_change_it(tiny_recommender) -> None:
+    session = "s-standing"
+    tiny_recommender.sessions.clear(session)
+    first = tiny_recommender.recommend(USER, k=2, explain=False, session_id=session,
+                                       text="a comedy, nothing with Robert Rodriguez")
+    later = tiny_recommender.recommend(USER, k=2, explain=False, session_id=session,
+                                       text="not that one")
+    kept = {(c.kind, c.mode, tuple(c.entities), c.origin)
+            for c in later.understood.constraints}
+    assert ("genres", "any", ("Comedy",), "session") in kept
+    assert ("people", "none", (RODRIGUEZ,), "session") in kept
+    assert all("Comedy" in r.item.genres for r in first.items + later.items)
+    changed = tiny_recommender.recommend(USER, k=2, explain=False, session_id=session,
+                                         text="a drama instead")
+    genres = {c.entities[0] for c in changed.understood.constraints if c.kind == "genres"}
+    assert genres == {"Drama"}  # the new genre replaces the old; the ban on people stays
+    assert any(c.kind == "people" for c in changed.understood.constraints)
+
+
+def test_an_item_the_graph_knows_no_people_of_is_never_shown_under_a_ban() -> None:
+    import pandas as pd
+
+    items = pd.DataFrame({"year": [1995, 1995]}, index=["known", "unknown"])
+    triples = pd.DataFrame({"item_id": ["known", "known", "unknown"],
+                            "relation": ["has_genre", "starring", "has_genre"],
+                            "entity_id": ["genre:Comedy", "person:x", "genre:Comedy"]})
+    catalogue = Catalogue.of(items, triples, [])
+    names = NameIndex([("genre:Comedy", "Comedy", "genre"), ("person:x", "Ann X", "dbpedia"),
+                       ("person:y", "Bo Y", "dbpedia")], {"known": "K", "unknown": "U"})
+    banned = plan_request(RecommendRequest(text="a comedy", filters={"people": {
+        "none": ["Bo Y"]}}), None, names, catalogue)
+    assert banned.allowed(catalogue) == {"known"} and banned.unchecked(catalogue) == 1
+    plain = plan_request(RecommendRequest(text="a comedy", filters={"genres": {
+        "any": ["Comedy"]}}), None, names, catalogue)
+    assert plain.allowed(catalogue) == {"known", "unknown"}  # a genre is known for all
+
+
 def test_errors_an_assistant_can_act_on(tiny_recommender) -> None:
     forgiven = tiny_recommender.recommend(USER, explain=False,
                                           filters={"people": {"any": ["robert rodrigues"]}})

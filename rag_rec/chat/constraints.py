@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -28,6 +28,9 @@ PREFERENCE_WEIGHT = 1.0
 what separates the 3rd and the 10th candidate of a typical list, so it reorders a list
 without overriding the ranking."""
 DISLIKED_RELATIONS = ("directed_by", "starring", "written_by")
+SIDE_RELATIONS = frozenset({"has_genre", "released_in_decade"})
+"""What every item has (data/kg.py's side KG), whether or not the graph knows more."""
+SIDE_KINDS = frozenset({"genre", "decade"})
 """The relations of a disliked item whose people are avoided (softly) afterwards."""
 
 
@@ -43,6 +46,9 @@ class Catalogue:
     """Entity id -> items linked to it."""
     links: dict[str, list[tuple[str, str]]]
     """Item id -> (relation, entity id)."""
+    described: set[str] = field(default_factory=set)
+    """Items the graph knows more of than their genres and decade (people, companies,
+    categories): only these can be checked against "none of" a person or category."""
 
     @classmethod
     def of(cls, items: pd.DataFrame, triples: pd.DataFrame, tail: Iterable[str]) -> Catalogue:
@@ -53,14 +59,18 @@ class Catalogue:
             entities[item_id].add(entity_id)
             links[item_id].append((relation, entity_id))
         years = {i: (None if pd.isna(y) else int(y)) for i, y in items["year"].items()}
+        described = {i for i, rel in zip(triples.item_id, triples.relation)
+                     if rel not in SIDE_RELATIONS}
         return cls({i: entities.get(i, set()) for i in items.index}, years, set(tail),
-                   triples.entity_id.value_counts().to_dict(), dict(links))
+                   triples.entity_id.value_counts().to_dict(), dict(links), described)
 
     def add_item(self, item_id: str, year: int | None,
                  links: Sequence[tuple[str, str]], tail: bool) -> None:
         self.entities[item_id] = {e for _, e in links}
         self.links[item_id] = list(links)
         self.years[item_id] = year
+        if any(relation not in SIDE_RELATIONS for relation, _ in links):
+            self.described.add(item_id)
         for _, entity in links:
             self.degree[entity] = self.degree.get(entity, 0) + 1
         if tail:
@@ -73,6 +83,10 @@ class Plan:
 
     groups: list[set[str]] = field(default_factory=list)
     """Each group: the item links to at least one of its entities."""
+    banned_described: bool = False
+    """Some banned entity is a person, company or category: items the graph knows none
+    of those for cannot be shown ("nothing with Jim Carrey" must not let through a film
+    whose cast the graph does not know)."""
     banned: set[str] = field(default_factory=set)
     """Entities the item links to none of."""
     years: tuple[int | None, int | None] = (None, None)
@@ -85,6 +99,8 @@ class Plan:
     """Items liked this turn, oldest first (they extend the history)."""
     taste: str | None = None
     """The text's positive words, for the text-similarity source (never negated ones)."""
+    standing: list[dict] = field(default_factory=list)
+    """The wishes the session keeps for its next turns (`sessions.standing`)."""
     feedback: dict[str, str] = field(default_factory=dict)
     """Item -> signal as understood this turn (the session's, the request's, the text's
     "not that one"): what the session remembers."""
@@ -100,6 +116,8 @@ class Plan:
         linked = catalogue.entities.get(item_id, set())
         if any(not group & linked for group in self.groups) or self.banned & linked:
             return False
+        if self.banned_described and item_id not in catalogue.described:
+            return False
         year = catalogue.years.get(item_id)
         start, end = self.years
         if (start is not None or end is not None) and year is None:
@@ -111,6 +129,15 @@ class Plan:
                                                                       or year <= high):
                 return False
         return not self.tail_only or item_id in catalogue.tail
+
+    def unchecked(self, catalogue: Catalogue) -> int:
+        """Items left out only because the graph knows no people or categories of them
+        (`banned_described`)."""
+        if not self.banned_described:
+            return 0
+        lenient = replace(self, banned_described=False)
+        return sum(1 for i in catalogue.entities
+                   if i not in catalogue.described and lenient.allows(i, catalogue))
 
     def allowed(self, catalogue: Catalogue) -> set[str] | None:
         """The items satisfying the hard constraints; None when there are none."""
@@ -196,6 +223,7 @@ def plan_request(request: RecommendRequest, parsed: ParsedText | None, names: Na
         text_left=parsed.left if parsed is not None else None)
     plan.excluded |= set(shown)
     plan.feedback = signals
+    plan.banned_described = any(names.kinds.get(e) not in SIDE_KINDS for e in plan.banned)
     _check(plan, names)
     return plan
 
@@ -230,21 +258,21 @@ def _apply_text(plan: Plan, parsed: ParsedText, names: NameIndex,
         if mention.kind == "tail":
             plan.tail_only = plan.tail_only or mention.mode == "any"
             constraints.append(Constraint(kind="tail", mode="any", asked=mention.asked,
-                                          origin="text"))
+                                          origin=mention.origin))
             continue
         if mention.kind == "items":
             (liked.extend if mention.mode in ("any", "prefer") else plan.excluded.update)(
                 mention.ids)
             constraints.append(Constraint(kind="items", mode=mention.mode, asked=mention.asked,
                                           entities=[names.titles[i] for i in mention.ids],
-                                          origin="text"))
+                                          origin=mention.origin))
             continue
         if mention.mode == "any":
             wanted[mention.kind] |= set(mention.ids)
         else:
             _apply(plan, mention.mode, mention.ids)
         constraints.append(_constraint(mention.kind, mention.mode, mention.asked,
-                                       mention.ids, names, "text"))
+                                       mention.ids, names, mention.origin))
     plan.groups += list(wanted.values())
 
 
@@ -258,7 +286,7 @@ def _apply_years(plan: Plan, mention: Mention, constraints: list[Constraint]) ->
         end = high if end is None else (end if high is None else min(end, high))
         plan.years = (start, end)
     constraints.append(Constraint(kind="years", mode="none" if mention.mode == "none"
-                                  else "range", asked=mention.asked, origin="text",
+                                  else "range", asked=mention.asked, origin=mention.origin,
                                   entities=[_years_text((low, high))]))
 
 

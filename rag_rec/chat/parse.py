@@ -90,6 +90,9 @@ class Mention:
     years: tuple[int | None, int | None] | None = None
     ordinal: int | None = None
     """For a reference: 1-based position in the last answer (-1: the last one)."""
+    origin: Literal["text", "text_llm", "session"] = "text"
+    """Read by the rules, proposed by the LLM and checked, or carried from an earlier turn
+    of the session."""
 
 
 @dataclass

@@ -67,5 +67,5 @@ async def propose(backend: LLMBackend | None, settings: LLMSettings, words: str,
                 ignored.append(f"{name} (not in the request)")
             else:
                 kind = KIND_OF.get(names.kinds[ids[0]], "categories")
-                mentions.append(Mention(kind, mode, name, ids))
+                mentions.append(Mention(kind, mode, name, ids, origin="text_llm"))
     return mentions, ignored, None

@@ -15,9 +15,16 @@ import threading
 import time
 from pathlib import Path
 
+from dataclasses import asdict
+
 from pydantic import BaseModel, Field, ValidationError
 
+from rag_rec.chat.parse import Mention
 from rag_rec.chat.request import SESSION_ID
+
+STANDING_KINDS = ("genres", "people", "categories", "years", "tail")
+"""What a person's words ask that holds for the rest of the session until they say
+otherwise; titles and references ("not that one") belong to their turn."""
 
 
 class Session(BaseModel):
@@ -31,6 +38,11 @@ class Session(BaseModel):
     """The last answer, in its order: what "the second" or "that one" refers to."""
     feedback: dict[str, str] = Field(default_factory=dict)
     """Item id -> signal (liked, disliked, not_interested, more_like), latest wins."""
+    standing: list[dict] = Field(default_factory=list)
+    """What the person's words asked for that holds until they say otherwise (genres,
+    people, categories, years, less-known items), as parser mentions: a later turn that
+    names a kind replaces that kind, the others carry on ("a 90s comedy" ... "not that
+    one" stays a 90s comedy)."""
 
 
 class SessionStore:
@@ -77,10 +89,12 @@ class SessionStore:
             for path in stale + live[:max(0, len(live) - self.max_sessions)]:
                 path.unlink(missing_ok=True)
 
-    def record(self, session: Session, shown: list[str], feedback: dict[str, str]) -> None:
+    def record(self, session: Session, shown: list[str], feedback: dict[str, str],
+               standing: list[dict]) -> None:
         """One answered turn: what was shown and said."""
         session.turns += 1
         session.feedback.update(feedback)
+        session.standing = standing
         if shown:
             session.last = list(shown)
             seen = set(session.shown)
@@ -89,3 +103,18 @@ class SessionStore:
 
     def clear(self, session_id: str) -> None:
         self._path(session_id).unlink(missing_ok=True)
+
+
+def carried(session: Session, mentions: list[Mention]) -> list[Mention]:
+    """The session's standing wishes of the kinds this turn's `mentions` do not name, as
+    mentions from the session, followed by this turn's."""
+    said = {mention.kind for mention in mentions}
+    kept = [Mention(**{**saved, "years": tuple(saved["years"]) if saved["years"] else None,
+                       "origin": "session"})
+            for saved in session.standing if saved["kind"] not in said]
+    return kept + mentions
+
+
+def standing(mentions: list[Mention]) -> list[dict]:
+    """What of a turn's mentions the session keeps."""
+    return [asdict(mention) for mention in mentions if mention.kind in STANDING_KINDS]
