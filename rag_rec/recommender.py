@@ -204,12 +204,12 @@ class Recommender(Lookups, Answering):
         return self.run(RecommendRequest(liked_item_ids=list(liked_item_ids), text=text, k=k,
                                          explain=explain, **request))
 
-    def recommend_batch(self, user_ids: Sequence[str], k: int = 10,
-                        explain: bool = True) -> list[Recommendations]:
+    def recommend_batch(self, user_ids: Sequence[str], k: int = 10, explain: bool = True,
+                        **request: Any) -> list[Recommendations]:
         """Several users at once: their LLM requests overlap, so vLLM batches them."""
         async def run() -> list[Recommendations]:
             return list(await asyncio.gather(*(
-                self.arun(RecommendRequest(user_id=u, k=k, explain=explain))
+                self.arun(RecommendRequest(user_id=u, k=k, explain=explain, **request))
                 for u in user_ids)))
         return asyncio.run(run())
 

@@ -35,7 +35,7 @@ def _assert_valid(result: Recommendations, k: int, seen: set[str]) -> None:
 def test_known_users_get_scored_unseen_candidates_only(recommender: Recommender,
                                                        dataset: Dataset) -> None:
     users = ["1", "42", "405", "655", "943"]
-    results = recommender.recommend_batch(users, k=10, explain=False)
+    results = recommender.recommend_batch(users, k=10, explain=False, goal="next")
     inter = dataset.interactions
     for user_id, result in zip(users, results):
         _assert_valid(result, 10, set(inter[inter.user_id == user_id].item_id))
