@@ -76,8 +76,8 @@ def generated_cases(ds: Dataset, n: int, seed: int = 0) -> list[dict]:
     people_rel = ds.triples[ds.triples.relation.isin(["directed_by", "starring"])]
     counts = people_rel.entity_id.value_counts()
     names = ds.entities.loc[counts[counts >= 3].index, "name"]
-    people = sorted({n for n in names if " " in n and "(" not in n
-                     and (ds.entities.name == n).sum() == 1})
+    shared = ds.entities.name.value_counts()
+    people = sorted({n for n in names if " " in n and "(" not in n and shared[n] == 1})
     cases = []
     for _ in range(n):
         text, expect = rng.choice(TEMPLATES)
