@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from rag_rec.chat import Plan, RecommendRequest
 from rag_rec.explain import explain_many
+from rag_rec.explain.phrasing import describe_item
 from rag_rec.models import Explanation, Item, Recommendation, Recommendations, User
 from rag_rec.rerank import score_candidates
 from rag_rec.scorer import sigmoid
@@ -70,14 +71,16 @@ class Answering:
             candidates = [items[i] for i in chosen]
             # The history items each candidate's score attended to: the evidence of choice.
             attention = self.scorer.attention(history, chosen)
+            about = {item: self._description(item) for item in chosen}
             try:
                 explanations = await asyncio.wait_for(
                     explain_many(self.llm, self.settings.llm, user, history_items, candidates,
-                                 facts, attention),
+                                 facts, attention, descriptions=about),
                     timeout=self.settings.llm.stage_budget_s)
             except TimeoutError:
                 explanations = await explain_many(None, self.settings.llm, user, history_items,
-                                                  candidates, facts, attention)
+                                                  candidates, facts, attention,
+                                                  descriptions=about)
                 degraded = True
                 flags.append("explanations_timed_out")
             timings["explain"] = _ms(t0)
@@ -116,6 +119,16 @@ class Answering:
             return explanation
         return explanation.model_copy(update={
             "text": f"{explanation.text} It is what you asked for: {', '.join(met)}."})
+
+    def _description(self: Recommender, item_id: str) -> str:
+        """The item in the graph's words: its director (or writer) and its two most
+        specific stars (the fewest films)."""
+        people: dict[str, list[str]] = {}
+        for relation, entity in sorted(self.catalogue.links.get(item_id, []),
+                                       key=lambda link: self.catalogue.degree.get(link[1], 0)):
+            if relation in ("directed_by", "written_by", "starring"):
+                people.setdefault(relation, []).append(self.names.names[entity])
+        return describe_item(self.artifacts.items[item_id], people)
 
     @staticmethod
     def compact_item(item: Item) -> Item:

@@ -135,6 +135,12 @@ def test_a_text_only_request_has_real_scores_and_no_invented_rating(tiny_recomme
     for r in answer.items:
         assert "you rated" not in r.explanation.text
         assert RODRIGUEZ in r.explanation.text  # the constraint it meets is named
+    texts = [r.explanation.text for r in answer.items]
+    assert len(set(texts)) == len(texts)  # no path to link, yet no sentence twice
+    assert all(r.explanation.text.startswith(r.item.title) for r in answer.items)
+    gore = tiny_recommender.recommend_new_user(text="no horror please, I hate gore", k=2)
+    assert [(c.kind, c.mode, c.entities) for c in gore.understood.constraints] == [
+        ("genres", "none", ["Horror"])]  # said twice, understood once
 
 
 def test_a_session_remembers_across_turns_and_a_restart(tiny_recommender, tiny_settings,

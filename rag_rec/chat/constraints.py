@@ -217,6 +217,9 @@ def plan_request(request: RecommendRequest, parsed: ParsedText | None, names: Na
         raise UnknownItem(f"unknown item ids: {', '.join(unknown[:10])}")
     # A shown item can be liked ("more like the second") and still not be shown again.
     plan.liked = [i for i in dict.fromkeys(liked) if i not in plan.excluded]
+    # "no horror, I hate gore" says one thing twice: it is understood once.
+    constraints = list({(c.kind, c.mode, tuple(c.entities)): c
+                        for c in reversed(constraints)}.values())[::-1]
     plan.understood = Understood(
         constraints=constraints, liked_item_ids=plan.liked,
         excluded_item_ids=sorted(plan.excluded), already_shown=len(set(shown) - plan.excluded),

@@ -130,18 +130,22 @@ async def explain_many(backend: LLMBackend | None, settings: LLMSettings, user: 
                        history: Sequence[tuple[Item, float | None]], items: Sequence[Item],
                        facts: Mapping[str, Sequence[Fact]],
                        attention: Mapping[str, Mapping[str, float]] | None = None, *,
-                       mode: Mode | None = None) -> list[Explanation]:
+                       mode: Mode | None = None,
+                       descriptions: Mapping[str, str] | None = None) -> list[Explanation]:
     """One explanation per item in `items`, in order. `history`: the user's rated films
     (rating 1-5, None when unknown); `facts`: each item's KG paths to the history
     (`GraphClient.candidate_facts`); `attention`: item id -> {history item id: the
-    scorer's attention weight for that item} (None: uniform). All LLM requests go out at
-    once (vLLM batches them). Never raises for LLM trouble: the template, flagged."""
+    scorer's attention weight for that item} (None: uniform); `descriptions`: item id ->
+    what the graph says of the item itself, for the sentence of an item no path explains.
+    All LLM requests go out at once (vLLM batches them). Never raises for LLM trouble:
+    the template, flagged."""
     mode = mode or explain_mode(settings)
     ratings = {past.id: rating for past, rating in history}
     gate = asyncio.Semaphore(settings.concurrency)
     evidences = [select_evidence(facts.get(item.id, ()), ratings,
                                  (attention or {}).get(item.id)) for item in items]
-    choices = vary([template_options(item, evidence, history)
+    choices = vary([template_options(item, evidence, history,
+                                     (descriptions or {}).get(item.id))
                     for item, evidence in zip(items, evidences)])
 
     async def one(item: Item, evidence: list[Evidence], options: list[Option]) -> Explanation:

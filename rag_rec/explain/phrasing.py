@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag_rec.models import Evidence, Fact, use_phrasing
+from rag_rec.models import Evidence, Fact, Item, use_phrasing
 
 _DATA = tomllib.loads(Path(__file__).with_name("phrasing.toml").read_text(encoding="utf-8"))
 
@@ -163,3 +164,30 @@ def evidence_in_words(evidence: Evidence) -> str:
 
 # The data model declares that facts and evidence have plain words; these are they.
 use_phrasing(fact=fact_in_words, evidence=evidence_in_words)
+
+
+def genre_phrase(genre: str) -> str:
+    """"a comedy film", "an animated film", "a documentary"."""
+    return _GENRE_PHRASE.get(genre, f"a {genre.lower()} film")
+
+
+def describe_item(item: Item, people: Mapping[str, Sequence[str]]) -> str:
+    """What the graph says of the item itself, as one clause: "The Shawshank Redemption,
+    a drama film from 1994, directed by Frank Darabont, starring Tim Robbins and Morgan
+    Freeman". `people`: relation -> display names (directed_by, starring, written_by),
+    most telling first. Every word is the item's own data or a graph fact about it."""
+    parts = [display_title(item.title)]
+    kind = genre_phrase(item.genres[0]) if item.genres else "a film"
+    parts.append(f"{kind} from {item.year}" if item.year else kind)
+    if people.get("directed_by"):
+        parts.append("directed by " + _and(people["directed_by"][:2]))
+    elif people.get("written_by"):
+        parts.append("written by " + _and(people["written_by"][:2]))
+    if people.get("starring"):
+        parts.append("starring " + _and(people["starring"][:2]))
+    return ", ".join(parts)
+
+
+def _and(names: Sequence[str]) -> str:
+    names = [display_entity(name) for name in names]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

@@ -40,14 +40,19 @@ NO_EVIDENCE_NO_HISTORY = ("Picked from what you asked for, by how well the words
                           "it to yet.")
 
 
-def no_evidence(history: Sequence[tuple[Item, float | None]]) -> str:
+def no_evidence(history: Sequence[tuple[Item, float | None]],
+                description: str | None = None) -> str:
     """The sentence when no path explains an item: it never says "rated" to someone who
-    rated nothing (liked is not five stars), nor "similar" with no film to compare."""
+    rated nothing (liked is not five stars), nor "similar" with no film to compare. With
+    the item's own `description` (`phrasing.describe_item`) it leads, so no two items of
+    a list get the same sentence."""
     if not history:
-        return NO_EVIDENCE_NO_HISTORY
-    if all(rating is None for _, rating in history):
-        return NO_EVIDENCE_LIKED
-    return NO_EVIDENCE
+        why = NO_EVIDENCE_NO_HISTORY
+    elif all(rating is None for _, rating in history):
+        why = NO_EVIDENCE_LIKED
+    else:
+        why = NO_EVIDENCE
+    return f"{description}: {why[0].lower()}{why[1:]}" if description else why
 
 
 @dataclass(frozen=True)
@@ -107,12 +112,13 @@ def _overlaps(fact1: Fact, fact2: Fact) -> bool:
 
 
 def template_options(item: Item, evidence: Sequence[Evidence],
-                     history: Sequence[tuple[Item, float | None]] = ()) -> list[Option]:
+                     history: Sequence[tuple[Item, float | None]] = (),
+                     description: str | None = None) -> list[Option]:
     """Up to `MAX_OPTIONS` checked sentences, the default (the template) first: the two
     strongest paths on different entities when the second is at least half as strong,
     else the strongest alone; then other phrasings and paths for the LLM to choose from."""
     if not evidence:
-        return [Option(no_evidence(history), ())]
+        return [Option(no_evidence(history, description), ())]
     best = evidence[0]
     # `other`: the strongest path about something else; `same`: the best path's entity
     # again, through another history film ("like Alien and Blade Runner").
@@ -133,4 +139,4 @@ def template_options(item: Item, evidence: Sequence[Evidence],
         if text and text not in {option.text for option in options} and \
                 not check_claims(text, item, [path.fact for path in used], history):
             options.append(Option(text, used))
-    return options[:MAX_OPTIONS] or [Option(no_evidence(history), ())]
+    return options[:MAX_OPTIONS] or [Option(no_evidence(history, description), ())]
