@@ -55,9 +55,9 @@ def test_tail_boost_moves_long_tail_items_up(settings: Settings, artifacts) -> N
     boosted.retrieval.tail_boost = 5.0
     users = ["42", "100", "200"]
     with Recommender.from_settings(settings, use_llm=False) as plain_rec:
-        plain = plain_rec.recommend_batch(users, k=10, explain=False)
+        plain = plain_rec.recommend_batch(users, k=10, explain=False, goal="next")
     with Recommender.from_settings(boosted, use_llm=False) as rec:
-        tail = rec.recommend_batch(users, k=10, explain=False)
+        tail = rec.recommend_batch(users, k=10, explain=False, goal="next")
     share = [sum(rec.retriever.is_tail(r.item.id) for r in res.items) for res in (*plain, *tail)]
     assert sum(share[3:]) > sum(share[:3])
     # The boost changes the order, not the probabilities.
@@ -123,7 +123,7 @@ def test_llm_score_is_fused_with_its_weight(settings: Settings, artifacts, llm) 
     fused.llm.fusion_weight = 1.0
     fused.llm.rerank_top = 10
     with Recommender.from_settings(fused) as rec:
-        result = rec.recommend("42", k=5, explain=False)
+        result = rec.recommend("42", k=5, explain=False, goal="next")
         ranked = rec.rank([Query(rec._history("42"))], ["42"])[0]
         logits = dict(zip(ranked.items, ranked.logits))
     assert not result.degraded, result.flags

@@ -110,7 +110,7 @@ def test_seen_items_never_returned(recommender: Recommender, dataset: Dataset,
 
 
 def test_a_request_with_no_history_is_served_by_popularity(recommender: Recommender) -> None:
-    result = recommender.recommend_new_user(text="anything", k=5, explain=False)
+    result = recommender.recommend_new_user(text="anything", k=5, explain=False, goal="next")
     assert result.cold_start and "union_order" in result.flags
     assert result.items[0].item.title == "Star Wars"  # the most rated movie
 
