@@ -121,11 +121,10 @@ class Answering:
             "text": f"{explanation.text} It is what you asked for: {', '.join(met)}."})
 
     def _description(self: Recommender, item_id: str) -> str:
-        """The item in the graph's words: its director (or writer) and its two most
-        specific stars (the fewest films)."""
+        """The item in the graph's words: its director (or writer) and the first two stars
+        the knowledge graph lists (DBpedia's order, not a billing order)."""
         people: dict[str, list[str]] = {}
-        for relation, entity in sorted(self.catalogue.links.get(item_id, []),
-                                       key=lambda link: self.catalogue.degree.get(link[1], 0)):
+        for relation, entity in self.catalogue.links.get(item_id, []):
             if relation in ("directed_by", "written_by", "starring"):
                 people.setdefault(relation, []).append(self.names.names[entity])
         return describe_item(self.artifacts.items[item_id], people)
