@@ -42,8 +42,6 @@ class Catalogue:
     entities: dict[str, set[str]]
     years: dict[str, int | None]
     tail: set[str]
-    degree: dict[str, int]
-    """Entity id -> items linked to it."""
     links: dict[str, list[tuple[str, str]]]
     """Item id -> (relation, entity id)."""
     described: set[str] = field(default_factory=set)
@@ -62,7 +60,7 @@ class Catalogue:
         described = {i for i, rel in zip(triples.item_id, triples.relation)
                      if rel not in SIDE_RELATIONS}
         return cls({i: entities.get(i, set()) for i in items.index}, years, set(tail),
-                   triples.entity_id.value_counts().to_dict(), dict(links), described)
+                   dict(links), described)
 
     def add_item(self, item_id: str, year: int | None,
                  links: Sequence[tuple[str, str]], tail: bool) -> None:
@@ -71,8 +69,6 @@ class Catalogue:
         self.years[item_id] = year
         if any(relation not in SIDE_RELATIONS for relation, _ in links):
             self.described.add(item_id)
-        for _, entity in links:
-            self.degree[entity] = self.degree.get(entity, 0) + 1
         if tail:
             self.tail.add(item_id)
 
