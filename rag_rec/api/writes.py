@@ -6,8 +6,6 @@ disabled", even on loopback (a write changes what everybody is recommended). Eac
 accepted write is logged with the request's id.
 """
 
-from __future__ import annotations
-
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
