@@ -110,8 +110,9 @@ class Lookups:
         index = self.artifacts.index
         if item_id not in index:
             raise UnknownItem(f"unknown item id {item_id!r}")
-        hits = index.search(index.vector(item_id), k,
-                            exclude=[{item_id} | self.live.hidden])[0]
+        with self.live.memory:
+            hits = index.search(index.vector(item_id), k,
+                                exclude=[{item_id} | self.live.hidden])[0]
         return [(self.compact_item(self.artifacts.items[i]), s) for i, s in hits]
 
     def search(self: Recommender, query: str, k: int = 10,
@@ -127,7 +128,8 @@ class Lookups:
         if unknown:
             raise InvalidRequest(f"unknown kinds {sorted(unknown)}; valid: "
                              f"{', '.join(get_args(SearchKind))}")
-        return self.names.search(query, kinds=kinds, limit=k)
+        with self.live.memory:
+            return self.names.search(query, kinds=kinds, limit=k)
 
 
 def check_k(k: int) -> None:

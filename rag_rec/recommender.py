@@ -164,7 +164,7 @@ class Recommender(Lookups, Answering, LiveWrites):
         when None), never an item of its history or `exclude`. `enjoy_weight` w ranks by
         log-odds + w log P(like) ("what you will enjoy", not only watch). In memory,
         batched."""
-        with _torch_threads(1 if len(queries) == 1 else None):
+        with _torch_threads(1 if len(queries) == 1 else None), self.live.memory:
             return self._rank(queries, user_ids, k, exclude, enjoy_weight)
 
     def _rank(self, queries, user_ids, k, exclude, enjoy_weight) -> list[Ranked]:

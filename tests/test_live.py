@@ -95,7 +95,8 @@ def test_a_new_item_is_retrievable_and_scored_at_once(rec: Recommender) -> None:
     ranked = rec.recommend_new_user(text="science fiction space adventure", k=40,
                                     explain=False)
     assert "live-1" in [r.item.id for r in ranked.items]
-    assert rec.item_detail("live-1").facts[0].entity_name == person
+    assert {f.entity_name for f in rec.item_detail("live-1").facts} == {
+        person, "Sci-Fi", "1990s"}  # the decade linked from the year, as in a build
     assert rec.upsert_item(_new_item(facts=(("directed_by", person),))).outcome == "unchanged"
     assert rec.upsert_item(_new_item(title="Star Voyage II")).outcome == "updated"
     assert rec.artifacts.items["live-1"].title == "Star Voyage II"

@@ -57,6 +57,11 @@ class LiveState:
     def __init__(self, rec: Recommender):
         artifacts = rec.artifacts
         self.lock = threading.Lock()
+        """Serialises writes."""
+        self.memory = threading.RLock()
+        """Held while memory changes (an item's index row, source columns, names) and
+        while ranking or searching reads them: FAISS and the sources' column maps are
+        not safe to change under a concurrent read."""
         self.hidden: set[str] = set()
         self.journal = Journal(journal_path(rec.settings.home, artifacts.split_name,
                                             artifacts.ds.fingerprint))
@@ -187,6 +192,9 @@ class LiveWrites:
             raise UnknownName(f"facts name entities the graph does not hold: "
                               f"{', '.join(map(repr, unknown[:10]))} (live writes link "
                               "to known entities; new ones come with a build)", unknown[:10])
+        decade = f"decade:{write.year // 10 * 10}s" if write.year is not None else None
+        if decade in entities.index:  # as the build's side KG links every dated item
+            links.add(("released_in_decade", decade))
         for category in write.categories:
             genre = GENRE_PREFIX + category
             if genre in entities.index:
@@ -215,6 +223,11 @@ class LiveWrites:
                     vector: np.ndarray, text_vec: np.ndarray) -> list[str]:
         """The write's effect in memory (cannot fail on valid input: it runs after the
         graph and the journal took the write)."""
+        with self.live.memory:
+            return self._apply_item_locked(item, links, vector, text_vec)
+
+    def _apply_item_locked(self: Recommender, item: Item, links: list[tuple[str, str]],
+                           vector: np.ndarray, text_vec: np.ndarray) -> list[str]:
         artifacts, notes = self.artifacts, []
         old = artifacts.items.get(item.id)
         if old is None:
