@@ -18,7 +18,13 @@ from rag_rec import like
 from rag_rec.api.http import create_app
 from rag_rec.artifacts import load_artifacts
 from rag_rec.build import load_ranker
-from rag_rec.errors import GraphUnavailable, InvalidRequest, UnknownItem, UnknownName
+from rag_rec.errors import (
+    GraphUnavailable,
+    InvalidRequest,
+    UnknownItem,
+    UnknownName,
+    WriteNotRecorded,
+)
 from rag_rec.live import ItemWrite
 from rag_rec.memory_graph import InMemoryGraph
 from rag_rec.recommender import Recommender
@@ -155,6 +161,19 @@ def test_a_failed_graph_write_leaves_nothing_behind(live_settings: Settings,
         assert "live-1" not in rec.names.titles and not rec.live.hidden
         assert rec.write_status().writes_since_build == 0
         assert not rec.live.journal.path.exists()
+
+
+def test_a_journal_that_cannot_be_written_refuses_the_write(rec: Recommender,
+                                                           monkeypatch) -> None:
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rec.live.journal, "append", full)
+    with pytest.raises(WriteNotRecorded, match="No space left"):
+        rec.upsert_item(_new_item())
+    assert "live-1" not in rec.artifacts.items and rec.write_status().writes_since_build == 0
+    monkeypatch.undo()
+    assert rec.upsert_item(_new_item()).outcome == "created"  # the retry goes through
 
 
 def test_concurrent_writes_for_one_user_lose_nothing(rec: Recommender) -> None:

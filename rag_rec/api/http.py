@@ -62,6 +62,7 @@ from rag_rec.errors import (
     RagRecError,
     StaleArtifact,
     InvalidRequest,
+    WriteNotRecorded,
     UnknownItem,
     UnknownName,
     UnknownUser,
@@ -82,6 +83,7 @@ log = logging.getLogger("rag_rec.api")
 STATUS: dict[type[RagRecError], int] = {
     WritesDisabled: 403, UnknownUser: 404, UnknownItem: 404, UnknownName: 422, InvalidRequest: 422,
     GraphUnavailable: 503, LLMUnavailable: 503, StaleArtifact: 503, GraphMismatch: 503,
+    WriteNotRecorded: 503,
 }
 PUBLIC_PATHS = ("/healthz", "/docs", "/openapi.json", "/redoc")
 """Paths served without the token (/healthz then shows its status only)."""

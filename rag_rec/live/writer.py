@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag_rec.errors import InvalidRequest, UnknownItem, UnknownName
+from rag_rec.errors import InvalidRequest, UnknownItem, UnknownName, WriteNotRecorded
 from rag_rec.live.journal import Journal, journal_path
 from rag_rec.live.models import (
     InteractionWrite,
@@ -163,7 +163,13 @@ class LiveWrites:
         return self._result("updated", kind, item_id)
 
     def _journal(self: Recommender, kind: str, data: dict[str, Any]) -> None:
-        self.live.journal.append(kind, data)
+        try:
+            self.live.journal.append(kind, data)
+        except OSError as exc:
+            raise WriteNotRecorded(
+                f"the write could not be journalled at {self.live.journal.path} ({exc}); "
+                "it is not acknowledged: retry it once the disk is writable (the graph "
+                "may hold it already; a retry is idempotent)") from None
         self.live.count += 1
         log.info("write accepted", extra={"fields": {"kind": kind, **{
             k: v for k, v in data.items() if k in ("user_id", "item_id", "id")}}})
