@@ -2,14 +2,18 @@
 from an accepted interaction to its effect on that user's next recommendation.
 
     uv run --extra cpu python -m eval.bench_live [--interactions 1000] [--items 100]
-                                                 [--trials 120]
+                                                 [--trials 120] [--neo4j 300]
 
 Runs on the tiny catalogue (tests/data/tiny: 40 films, 60 users), built here in a
 temporary home with short training, served by the real HTTP app (uvicorn on loopback,
 one worker, the token set) over the in-memory graph: no MovieLens build and no Neo4j
 are needed, so Neo4j's own write time (one transaction per write) is not in these
-figures. Every accepted write is fsync'd to the journal, as in serving. Prints a table
-and writes eval/results/live.json.
+figures. Every accepted write is fsync'd to the journal, as in serving. `--neo4j N`
+adds what the HTTP figures leave out: N write transactions (record_interaction for a
+scratch user over the dataset's items, then upsert_item) and the history read that the
+next recommendation makes, against the running Neo4j holding the served data (the
+scratch user and items are deleted after). Prints a table and writes
+eval/results/live.json.
 
 Effect: for each trial a user's current top item is recorded as an interaction, then
 the user's next recommendation is asked for; the effect is there when that item has
@@ -111,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=120)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--neo4j", type=int, default=0,
+                    help="also time N write transactions on the running Neo4j (0: skip)")
     args = ap.parse_args(argv)
     argv = argv if argv is not None else __import__("sys").argv[1:]
     rng = np.random.default_rng(args.seed)
@@ -140,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                             "journal fsync'd per write",
                "tiny_build_s": round(build_s, 1),
                "command": "python -m eval.bench_live " + " ".join(argv or []), **figures}
+    if args.neo4j:
+        figures["neo4j"] = neo4j_writes(args.neo4j)
     path = write_results("live", figures)
     rows = [{"measure": k, **{m: v for m, v in figures[k].items()}}
             for k in ("interactions", "interactions_concurrent", "items")]
@@ -148,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     print_table("time from an accepted interaction to its effect", [
         {"measure": name, **e[name]} for name in ("write", "next_recommendation",
                                                    "write_plus_next")])
+    if "neo4j" in figures:
+        print_table("Neo4j: one write transaction, and the history read after it", [
+            {"measure": name, **figures["neo4j"][name]}
+            for name in ("record_interaction", "user_history", "upsert_item")])
     print(f"effect visible in {e['visible']}/{e['trials']} trials; goal p95 <= 100 ms: "
           f"{'met' if e['next_recommendation']['p95_ms'] <= 100 else 'missed'}; "
           f"wrote {path}")
@@ -182,6 +194,48 @@ def measure(served: Served, rec: Recommender, artifacts, rng: np.random.Generato
     figures["effect"] = effect(served, rec, args.trials)
     figures["writes_since_build"] = rec.write_status().writes_since_build
     return figures
+
+
+def neo4j_writes(n: int) -> dict:
+    """`n` record_interaction transactions for a scratch user (each followed by the
+    history read the next recommendation makes) and `n // 10` upsert_item ones, on the
+    graph the settings point at; what they wrote is deleted after."""
+    from rag_rec.graph import GraphClient
+    from rag_rec.settings import get_settings
+
+    settings = get_settings()
+    user, write_s, read_s, item_s = "bench-live-scratch", [], [], []
+    with GraphClient(settings.graph, settings.home, autostart=False) as graph:
+        meta = graph.meta()
+        items = [f"{i}" for i in range(1, n + 1)]  # MovieLens ids; others are skipped
+        try:
+            for n_done, item in enumerate(items):
+                t0 = time.perf_counter()
+                rows = graph.write("record_interaction", user_id=user, item_id=item,
+                                   rating=4.0, timestamp=None, now=1_900_000_000 + n_done)
+                t1 = time.perf_counter()
+                graph.user_history(user, limit=100_000)
+                t2 = time.perf_counter()
+                if rows:
+                    write_s.append(t1 - t0)
+                    read_s.append(t2 - t1)
+            for k in range(max(1, n // 10)):
+                t0 = time.perf_counter()
+                graph.write("upsert_item", item={
+                    "id": f"bench-live-item-{k}", "title": f"Bench {k}", "year": 1995,
+                    "genres": ["Drama"], "abstract": "A bench item."},
+                    links=[{"type": "HAS_GENRE", "entity_id": "genre:Drama"}])
+                item_s.append(time.perf_counter() - t0)
+        finally:
+            graph.query("delete_user", user_id=user)
+            for k in range(max(1, n // 10)):
+                graph.query("delete_item", item_id=f"bench-live-item-{k}")
+    return {"graph": f"Neo4j at {graph.uri} holding {meta.get('dataset')} "
+                     f"({meta.get('split')})",
+            "record_interaction": latency_summary(write_s),
+            "user_history": latency_summary(read_s),
+            "user_history_note": "the scratch user's history grows to n items",
+            "upsert_item": latency_summary(item_s)}
 
 
 def effect(served: Served, rec: Recommender, trials: int) -> dict:
