@@ -7,6 +7,12 @@ so no write leaks into the shared `tiny_recommender`."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -28,7 +34,7 @@ from rag_rec.errors import (
 from rag_rec.live import ItemWrite
 from rag_rec.memory_graph import InMemoryGraph
 from rag_rec.recommender import Recommender
-from rag_rec.settings import Settings
+from rag_rec.settings import PROJECT_ROOT, Settings
 
 USER = "7"
 TOKEN = "live-test-token"
@@ -189,7 +195,8 @@ def test_concurrent_writes_for_one_user_lose_nothing(rec: Recommender) -> None:
     assert rec.live.journal.count() == len(items)
 
 
-def test_http_writes_need_the_token(live_settings: Settings, rec: Recommender) -> None:
+def test_http_writes_need_the_token(live_settings: Settings, rec: Recommender,
+                                    caplog: pytest.LogCaptureFixture) -> None:
     item = next(iter(rec.artifacts.items))
     body = {"user_id": USER, "item_id": item, "rating": 4}
     with TestClient(create_app(live_settings, make_recommender=lambda _: rec)) as client:
@@ -200,8 +207,14 @@ def test_http_writes_need_the_token(live_settings: Settings, rec: Recommender) -
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with TestClient(create_app(settings, make_recommender=lambda _: rec)) as client:
         assert client.post("/v1/interactions", json=body).status_code == 401
-        r = client.post("/v1/interactions", json=body, headers=auth)
+        with caplog.at_level(logging.INFO, logger="rag_rec.api"):
+            r = client.post("/v1/interactions", json=body,
+                            headers={**auth, "x-request-id": "req-live-1"})
         assert r.status_code == 200 and r.json()["outcome"] == "created", r.text
+        logged = [getattr(rec_, "fields", {}) for rec_ in caplog.records
+                  if rec_.getMessage() == "write"]
+        assert logged == [{"request_id": "req-live-1", "kind": "interaction",
+                           "id": f"{USER}/{item}", "outcome": "created"}]
         assert client.post("/v1/interactions", json=body,
                            headers=auth).json()["outcome"] == "unchanged"
         r = client.post("/v1/interactions", json={**body, "item_id": "nope"}, headers=auth)
@@ -228,3 +241,37 @@ def test_a_graph_down_write_is_503(live_settings: Settings, tiny_build) -> None:
                        json={"title": "Star Voyage"})
         assert r.status_code == 503 and "went away" in r.json()["detail"]
         assert "live-1" not in rec.artifacts.items
+
+
+def test_mcp_offers_write_tools_only_with_a_token() -> None:
+    def tools(**env: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", "import json, rag_rec.api.mcp as m; print(json.dumps("
+             "sorted(t.name for t in m.server._tool_manager.list_tools())))"],
+            env={**os.environ, "RAG_REC_API__TOKEN": "", **env}, cwd=PROJECT_ROOT,
+            capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    assert "record_interaction" not in tools()
+    assert {"record_interaction", "upsert_item", "hide_item"} <= set(
+        tools(RAG_REC_API__TOKEN=TOKEN))
+
+
+def test_mcp_write_tools_call_the_recommender(rec: Recommender, monkeypatch) -> None:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from rag_rec.api import mcp
+
+    async def ready() -> Recommender:
+        return rec
+
+    monkeypatch.setattr(mcp, "_ready", ready)
+    item = next(iter(rec.artifacts.items))
+    out = asyncio.run(mcp.record_interaction(user_id=USER, item_id=item, rating=4))
+    assert out["outcome"] == "created"
+    out = asyncio.run(mcp.upsert_item(id="live-1", title="Star Voyage", categories=["Sci-Fi"]))
+    assert out["outcome"] == "created"
+    assert asyncio.run(mcp.hide_item(item_id="live-1"))["outcome"] == "updated"
+    assert "live-1" in rec.live.hidden
+    with pytest.raises(ToolError, match="UnknownItem: unknown item id 'nope'"):
+        asyncio.run(mcp.record_interaction(user_id=USER, item_id="nope"))

@@ -4,9 +4,15 @@ Each test removes what it wrote."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from rag_rec.graph import GraphClient
+from rag_rec.settings import PROJECT_ROOT
 
 USER = "live-test-user"
 
@@ -60,3 +66,11 @@ def test_upsert_item_replaces_its_links_and_keeps_degrees(graph: GraphClient) ->
 def test_only_write_queries_go_through_write(graph: GraphClient) -> None:
     with pytest.raises(ValueError, match="not a write query"):
         graph.write("user_history", user_id=USER, limit=1)
+
+
+def test_graph_status_shows_the_writes_since_the_build(graph: GraphClient) -> None:
+    out = subprocess.run([sys.executable, "-m", "rag_rec.cli", "graph", "status", "--json"],
+                         env={**os.environ, "RAG_REC_WRITES__RETRAIN_AFTER": "1"},
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    status = json.loads(out.stdout)
+    assert status["rebuild_due"] == (status["writes_since_build"] >= 1)
