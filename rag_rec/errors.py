@@ -57,6 +57,11 @@ class GraphMismatch(RagRecError):
     being served; the message names the command that fixes it."""
 
 
+class WriteNotRecorded(RagRecError):
+    """A live write's journal line could not be written (disk full, read-only): the write
+    is not acknowledged; the graph may hold it already, and retrying it is harmless."""
+
+
 class IngestIncomplete(GraphUnavailable):
     """The graph's last ingest did not finish (killed, or a build is still holding ratings
     back), so answers from it would be partial; rerunning the ingest repairs it."""

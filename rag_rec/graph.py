@@ -3,7 +3,7 @@
 Schema (constraints in `graph/queries/schema.cypher`):
 
     (:User {id, age, gender, occupation})-[:RATED {rating, timestamp}]->(:Item)
-    (:Item {id, title, year, genres, abstract, popularity})-[:DIRECTED_BY|STARRING|...]->(:Entity {id, name, kind, degree})
+    (:Item {id, title, year, genres, abstract, popularity, hidden})-[:DIRECTED_BY|STARRING|...]->(:Entity {id, name, kind, degree})
     (:Meta {key: 'ingest', dataset, fingerprint, split, complete})
 
 Every query lives in `graph/queries/NAME.cypher` and runs with parameters only
@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from rag_rec.data import Dataset, Split
 from rag_rec.errors import GraphUnavailable
-from rag_rec.models import Fact, Item
+from rag_rec.models import Fact
 from rag_rec.process import ManagedProcess
 from rag_rec.settings import PROJECT_ROOT, GraphSettings
 
@@ -82,7 +82,7 @@ class Graph(Protocol):
 
     def item_facts(self, item_id: str) -> list[dict[str, Any]]: ...
 
-    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None: ...
+    def write(self, name: str, **params: Any) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -272,11 +272,20 @@ class GraphClient:
         """An item and its KG neighbours, one row per fact (no rows: unknown item)."""
         return self.query("item_facts", item_id=item_id)
 
-    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None:
-        """A new item node with its (relation, entity id) links; idempotent."""
-        self.query("add_item", item=item.model_dump(mode="json"),
-                   links=[{"type": relation.upper(), "entity_id": entity}
-                          for relation, entity in links])
+    def write(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Run one of the live-write queries (record_interaction, upsert_item,
+        hide_item) in a single transaction: it commits whole or not at all, and a
+        connection lost on the way raises `GraphUnavailable` (rag_rec/live/)."""
+        if name not in WRITE_QUERIES:
+            raise ValueError(f"{name!r} is not a write query; valid: "
+                             f"{', '.join(sorted(WRITE_QUERIES))}")
+        try:
+            return self.query(name, **params)
+        except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as exc:
+            # A failed transaction commits nothing: the write can be retried whole.
+            reason = " ".join(str(exc).split())[:300]
+            raise GraphUnavailable(f"the write {name!r} failed in Neo4j at {self.uri} "
+                                   f"({reason}); nothing was written, retry it") from None
 
     # -- ingest
 

@@ -1,4 +1,5 @@
-"""The FAISS item index: build, save, load, search, and add items without a rebuild.
+"""The FAISS item index: build, save, load, search, and add or update items without a
+rebuild.
 
 Callers see item ids only: FAISS stores row numbers, and the explicit id map here turns
 them back into ids, so a row number never leaks. The index kind follows the catalogue
@@ -72,6 +73,22 @@ class ItemIndex:
         self.index.add(vectors)
         if self._search_index is not self.index:
             self._search_index.add(vectors)
+
+    def replace(self, item_id: str, vector: np.ndarray) -> bool:
+        """Overwrite an item's vector in place (an item updated live). Only an exact
+        (flat) index can: HNSW's graph was built around the old vector, so it keeps it
+        until the next build and this returns False."""
+        if self.kind != "flat":
+            return False
+        vector = np.ascontiguousarray(vector, dtype=np.float32).reshape(self.dim)
+        if not np.isfinite(vector).all():
+            raise ValueError("vector contains NaN or inf")
+        stored = faiss.rev_swig_ptr(self.index.get_xb(), self.index.ntotal * self.dim)
+        row = self._row[item_id]
+        stored[row * self.dim:(row + 1) * self.dim] = vector
+        if self._search_index is not self.index:
+            self._attach_search()  # the GPU copy is a copy: make it again
+        return True
 
     def vector(self, item_id: str) -> np.ndarray:
         return self.index.reconstruct(self._row[item_id])

@@ -1,6 +1,6 @@
 """What a recommender answers besides recommendations: whether the graph can serve this
 build, health, a user's history, an item and its facts, similar items, name and title
-lookups, and adding an item without a rebuild.
+lookups. (Adding and updating items: rag_rec/live/.)
 
 `Lookups` is mixed into `Recommender` (rag_rec/recommender.py), whose parts it reads:
 `artifacts`, `graph`, `sources`, `retriever`, `names`, `catalogue`. Every entry point
@@ -74,8 +74,11 @@ class Lookups:
         else:
             llm = "ok" if await self.llm.health() else "unreachable"
         status = "down" if neo4j != "ok" else ("ok" if llm == "ok" else "degraded")
+        writes = self.write_status()
         return Health(status=status, neo4j=neo4j, llm=llm,
-                      build=f"{self.artifacts.split_name}:{self.artifacts.key('scorer')}")
+                      build=f"{self.artifacts.split_name}:{self.artifacts.key('scorer')}",
+                      writes_since_build=writes.writes_since_build,
+                      rebuild_due=writes.rebuild_due)
 
     def history(self: Recommender, user_id: str, limit: int = 1000) -> list[HistoryEntry]:
         """A user's ratings, newest first, at most `limit`. `UnknownUser` if the graph has
@@ -107,7 +110,9 @@ class Lookups:
         index = self.artifacts.index
         if item_id not in index:
             raise UnknownItem(f"unknown item id {item_id!r}")
-        hits = index.search(index.vector(item_id), k, exclude=[{item_id}])[0]
+        with self.live.memory:
+            hits = index.search(index.vector(item_id), k,
+                                exclude=[{item_id} | self.live.hidden])[0]
         return [(self.compact_item(self.artifacts.items[i]), s) for i, s in hits]
 
     def search(self: Recommender, query: str, k: int = 10,
@@ -123,33 +128,8 @@ class Lookups:
         if unknown:
             raise InvalidRequest(f"unknown kinds {sorted(unknown)}; valid: "
                              f"{', '.join(get_args(SearchKind))}")
-        return self.names.search(query, kinds=kinds, limit=k)
-
-    def add_item(self: Recommender, item: Item, links: Sequence[tuple[str, str]]) -> None:
-        """Make a new item recommendable at once: a graph node with its links (facts), an
-        index vector from its text and a KG vector from the items sharing its entities
-        (the content sources find it; the interaction-trained ones cannot score it until
-        the next build)."""
-        from rag_rec.embed import fuse, item_text, new_item_kg_vector
-
-        artifacts = self.artifacts
-        if item.id in artifacts.items:
-            raise InvalidRequest(f"item {item.id!r} already exists")
-        known = [(rel, e) for rel, e in links if e in artifacts.ds.entities.index]
-        self.graph.add_item(item, known)
-        names = [artifacts.ds.entities.loc[e, "name"] for _, e in known]
-        text_vec = self._text_vector(item_text(item, names))
-        kg_vec = new_item_kg_vector(artifacts.kg, artifacts.ds.triples, [e for _, e in known],
-                                    self.settings.retrieval.max_entity_degree)
-        artifacts.index.add([item.id], fuse(text_vec, kg_vec)[None, :])
-        artifacts.items[item.id] = item
-        artifacts.popularity[item.id] = 0
-        artifacts.text[item.id] = text_vec
-        for source in self.sources.values():
-            source.add_item(item.id, [e for _, e in known])
-        self.retriever.refresh_tail()
-        self.names.add_title(item.id, item.title)
-        self.catalogue.add_item(item.id, item.year, known, self.retriever.is_tail(item.id))
+        with self.live.memory:
+            return self.names.search(query, kinds=kinds, limit=k)
 
 
 def check_k(k: int) -> None:

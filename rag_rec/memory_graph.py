@@ -5,7 +5,9 @@ For the fast test tier (the recommender and the HTTP, MCP and LlamaIndex adapter
 the graph is not the subject) and for benchmarks that serve a split build whole requests
 (eval/bench_chat.py); the real graph's own tests, and serving, use Neo4j (`GraphClient`).
 `candidate_facts` follows graph/queries/candidate_facts.cypher in spirit (paths through
-history items rated 3 or more), not in its exact order and caps."""
+history items rated 3 or more), not in its exact order and caps. `write` answers the
+live-write queries (rag_rec/live/) as graph/queries/ does, in memory: the graph is
+`volatile` (a restart forgets it), so the writer replays its journal into it."""
 
 from __future__ import annotations
 
@@ -16,12 +18,15 @@ from typing import Any
 import pandas as pd
 
 from rag_rec.data import Dataset
-from rag_rec.models import Fact, Item
+from rag_rec.models import Fact
 
 
 class InMemoryGraph:
     """The `graph.Graph` protocol over a dataset: all of its interactions ("full"),
     or those of a split at test time."""
+
+    volatile = True
+    """Forgets its writes on restart (Neo4j keeps them): the live writer replays them."""
 
     def __init__(self, ds: Dataset, interactions: pd.DataFrame | None = None,
                  split_name: str = "full"):
@@ -33,6 +38,9 @@ class InMemoryGraph:
             self.links[item_id].append((relation, entity_id))
         self.ratings = (ds.interactions if interactions is None else interactions
                         ).sort_values(["timestamp", "item_id"])
+        self.items = {i: {"title": r.title, "year": r.year, "genres": list(r.genres)}
+                      for i, r in ds.items.iterrows()}
+        self.hidden: set[str] = set()
         self.closed = False
 
     def meta(self) -> dict[str, Any]:
@@ -49,7 +57,8 @@ class InMemoryGraph:
             "it holds other data"
 
     def user_history(self, user_id: str, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self.ratings[self.ratings.user_id == user_id].iloc[::-1].head(limit)
+        rows = self.ratings[self.ratings.user_id == user_id].sort_values(
+            ["timestamp", "item_id"], kind="stable").iloc[::-1].head(limit)
         return [{"item_id": r.item_id, "title": self.titles.get(r.item_id),
                  "rating": float(r.rating), "timestamp": int(r.timestamp)}
                 for r in rows.itertuples(index=False)]
@@ -80,9 +89,9 @@ class InMemoryGraph:
     def item_facts(self, item_id: str) -> list[dict[str, Any]]:
         if item_id not in self.titles:
             return []
-        item = self.ds.items.loc[item_id]
-        base = {"item_id": item_id, "title": item.title, "year": item.year,
-                "genres": list(item.genres), "popularity": int(
+        item = self.items[item_id]
+        base = {"item_id": item_id, "title": item["title"], "year": item["year"],
+                "genres": list(item["genres"]), "popularity": int(
                     (self.ratings.item_id == item_id).sum())}
         rows = [{**base, "relation": relation, "entity_id": entity_id,
                  "entity_name": self.ds.entities.loc[entity_id, "name"],
@@ -91,9 +100,43 @@ class InMemoryGraph:
         return rows or [{**base, "relation": None, "entity_id": None, "entity_name": None,
                          "entity_kind": None}]
 
-    def add_item(self, item: Item, links: Sequence[tuple[str, str]]) -> None:
-        self.titles[item.id] = item.title
-        self.links[item.id] = list(links)
+    def write(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """The live-write queries of graph/queries, with their rows."""
+        if name == "record_interaction":
+            return self._record_interaction(**params)
+        if name == "upsert_item":
+            item = params["item"]
+            self.titles[item["id"]] = item["title"]
+            self.items[item["id"]] = {k: item[k] for k in ("title", "year", "genres")}
+            self.links[item["id"]] = [(link["type"].lower(), link["entity_id"])
+                                      for link in params["links"]
+                                      if link["entity_id"] in self.ds.entities.index]
+            return []
+        if name == "hide_item":
+            if params["item_id"] not in self.titles:
+                return []
+            was = params["item_id"] in self.hidden
+            (self.hidden.add if params["hidden"] else self.hidden.discard)(params["item_id"])
+            return [{"was_hidden": was}]
+        raise ValueError(f"{name!r} is not a write query")
+
+    def _record_interaction(self, user_id: str, item_id: str, rating: float,
+                            timestamp: int | None, now: int) -> list[dict[str, Any]]:
+        if item_id not in self.titles:
+            return []
+        r = self.ratings
+        at = r.index[(r.user_id == user_id) & (r.item_id == item_id)]
+        if len(at) == 0:
+            time = now if timestamp is None else timestamp
+            row = pd.DataFrame([{"user_id": user_id, "item_id": item_id, "rating": rating,
+                                 "timestamp": time}]).astype(r.dtypes.to_dict())
+            self.ratings = pd.concat([r, row], ignore_index=True)
+            return [{"outcome": "created", "timestamp": time}]
+        was = (float(r.at[at[0], "rating"]), int(r.at[at[0], "timestamp"]))
+        time = was[1] if timestamp is None else timestamp
+        r.loc[at[0], ["rating", "timestamp"]] = [rating, time]
+        return [{"outcome": "unchanged" if was == (rating, time) else "updated",
+                 "timestamp": time}]
 
     def close(self) -> None:
         self.closed = True

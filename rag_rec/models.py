@@ -296,3 +296,7 @@ class Health(BaseModel):
     neo4j: str
     llm: str
     build: str
+    writes_since_build: int | None = None
+    """Live writes recorded since the served build (rag_rec/live/); None when unknown."""
+    rebuild_due: bool | None = None
+    """`writes_since_build` reached `writes.retrain_after`: time for `rag-rec build`."""

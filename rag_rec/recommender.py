@@ -56,6 +56,7 @@ from rag_rec.chat.sessions import carried, standing
 from rag_rec.embed import TextCache, make_text_encoder
 from rag_rec.errors import LLMUnavailable, UnknownUser
 from rag_rec.graph import Graph, GraphClient
+from rag_rec.live import LiveState, LiveWrites
 from rag_rec.llm import LLMBackend, make_backend
 from rag_rec.answer import Answering
 from rag_rec.lookups import Lookups
@@ -83,7 +84,7 @@ class Ranked:
     flags: list[str] = field(default_factory=list)
 
 
-class Recommender(Lookups, Answering):
+class Recommender(Lookups, Answering, LiveWrites):
     def __init__(self, settings: Settings, artifacts: Artifacts, ranker: Ranker,
                  like_model: like.LikeModel, *, connect_graph: Callable[[], Graph],
                  llm: LLMBackend | None, llm_error: str | None = None):
@@ -110,6 +111,8 @@ class Recommender(Lookups, Answering):
         self.catalogue = Catalogue.of(ds.items, ds.triples,
                                       [i for i in artifacts.items if self.retriever.is_tail(i)])
         self.sessions = SessionStore(settings.home / "sessions")
+        self.live = LiveState(self)
+        self.replay_writes()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, split: str | None = None,
@@ -135,10 +138,14 @@ class Recommender(Lookups, Answering):
     def graph(self) -> Graph:
         """Connected on first use."""
         if self._graph is None:
-            self._graph = self._connect_graph()
+            graph = self._connect_graph()
+            if getattr(graph, "volatile", False):
+                self.replay_into(graph)  # it forgot the live writes (rag_rec/live/)
+            self._graph = graph
         return self._graph
 
     def close(self) -> None:
+        self.live.close()
         if self._graph is not None:
             self._graph.close()
 
@@ -157,7 +164,7 @@ class Recommender(Lookups, Answering):
         when None), never an item of its history or `exclude`. `enjoy_weight` w ranks by
         log-odds + w log P(like) ("what you will enjoy", not only watch). In memory,
         batched."""
-        with _torch_threads(1 if len(queries) == 1 else None):
+        with _torch_threads(1 if len(queries) == 1 else None), self.live.memory:
             return self._rank(queries, user_ids, k, exclude, enjoy_weight)
 
     def _rank(self, queries, user_ids, k, exclude, enjoy_weight) -> list[Ranked]:
@@ -247,7 +254,7 @@ class Recommender(Lookups, Answering):
                       if plan.taste else None,
                       entities=tuple(sorted(set().union(*plan.groups) | plan.prefer))
                       if plan.groups or plan.prefer else ())
-        exclude = set(plan.excluded)
+        exclude = set(plan.excluded) | self.live.hidden
         allowed = plan.allowed(self.catalogue)
         if allowed is not None:
             exclude |= set(self.artifacts.items) - allowed

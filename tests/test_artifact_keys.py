@@ -30,7 +30,7 @@ REBUILDS: dict[str, set[str]] = {
     "retrieval.max_entity_degree": {"sources", "scorer"},
     "scorer": {"scorer"},
     "like": {"like"},
-    "graph": set(), "llm": set(), "api": set(), "log": set(),
+    "graph": set(), "llm": set(), "api": set(), "log": set(), "writes": set(),
     "llm_url": set(), "neo4j_uri": set(), "neo4j_user": set(), "neo4j_password": set(),
 }
 

@@ -5,7 +5,12 @@
     GET  /v1/items/{item_id}                         -> ItemDetail (with KG facts)
     GET  /v1/items/{item_id}/similar?k=              -> list[SimilarItem]
     GET  /v1/search?q=&k=&kinds=                     -> list[Match] (titles and names)
-    GET  /healthz                                    -> Health (Neo4j, vLLM, build)
+    POST /v1/interactions           InteractionWrite -> WriteResult  (live writes:
+    PUT  /v1/items/{item_id}        ItemBody         -> WriteResult   rag_rec/live/;
+    POST /v1/items/{item_id}/hide                    -> WriteResult   they need the
+    POST /v1/items/{item_id}/unhide                  -> WriteResult   token, always)
+    GET  /healthz                                    -> Health (Neo4j, vLLM, build,
+                                                        writes since the build)
 
 Every error, whatever raised it, has one shape: `{"error": type, "detail": text}`, plus
 `errors` (each invalid field) for a 422 from validation and `nearest` for a name the graph
@@ -25,7 +30,9 @@ FastAPI parses anything:
 Paths match exactly (no slash redirects, so no `Location` built from the Host header).
 Validation errors are 422s naming the field and reason, never echoing the input; domain
 errors map to status codes in one place (`STATUS`); /healthz without the token shows the
-status only. The service refuses to listen beyond loopback without a token.
+status only. The service refuses to listen beyond loopback without a token, and refuses
+writes (403 "writes disabled") without one, even on loopback: a write changes what
+everybody is recommended. Each accepted write is logged with its request id.
 """
 
 
@@ -55,6 +62,7 @@ from rag_rec.errors import (
     RagRecError,
     StaleArtifact,
     InvalidRequest,
+    WriteNotRecorded,
     UnknownItem,
     UnknownName,
     UnknownUser,
@@ -64,6 +72,7 @@ from rag_rec.errors import (
     summarise,
 )
 from rag_rec.chat import MAX_K, RecommendRequest
+from rag_rec.api.writes import WritesDisabled, write_routes
 from rag_rec.lookups import SEARCH_KINDS, SearchKind
 from rag_rec.models import Health, HistoryEntry, ItemDetail, Recommendations, SimilarItem
 from rag_rec.recommender import Recommender
@@ -72,8 +81,9 @@ from rag_rec.settings import Settings, get_settings
 log = logging.getLogger("rag_rec.api")
 
 STATUS: dict[type[RagRecError], int] = {
-    UnknownUser: 404, UnknownItem: 404, UnknownName: 422, InvalidRequest: 422,
+    WritesDisabled: 403, UnknownUser: 404, UnknownItem: 404, UnknownName: 422, InvalidRequest: 422,
     GraphUnavailable: 503, LLMUnavailable: 503, StaleArtifact: 503, GraphMismatch: 503,
+    WriteNotRecorded: 503,
 }
 PUBLIC_PATHS = ("/healthz", "/docs", "/openapi.json", "/redoc")
 """Paths served without the token (/healthz then shows its status only)."""
@@ -147,6 +157,7 @@ class AccessLog:
         headers = dict(scope.get("headers", []))
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex[:12]
+        scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
         status = 0
 
@@ -341,6 +352,8 @@ def create_app(settings: Settings | None = None,
         best first: to turn "Toy Story" into an item id, or check a name."""
         hits = await asyncio.to_thread(rec.search, q, k, kinds or list(SEARCH_KINDS))
         return [asdict(hit) for hit in hits]
+
+    app.include_router(write_routes(recommender, token, bearer))
 
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:

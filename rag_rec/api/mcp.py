@@ -3,7 +3,9 @@
 Tools: `recommend` (RecommendRequest's fields: a known user and/or liked items and/or
 words, filters, preferences, goal, session), `search` (titles and names to ids),
 `explain_item` (an item's KG facts, and the paths linking it to a user's history),
-`similar_items`. Answers are compact JSON text (no abstracts, defaults left out, no
+`similar_items`; with a token configured (`RAG_REC_API__TOKEN`: writes are switched on),
+also `record_interaction`, `upsert_item` and `hide_item` (rag_rec/live/). Answers are
+compact JSON text (no abstracts, defaults left out, no
 second copy as structured content); an unknown argument is refused.
 
 Every request gets an answer: a line that is not JSON gets JSON-RPC's -32700, JSON that
@@ -33,8 +35,10 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from rag_rec.chat import MAX_K, RecommendRequest
 from rag_rec.errors import SURROGATE_MSG, RagRecError, error_line, lone_surrogate
+from rag_rec.live import ItemWrite
 from rag_rec.lookups import SEARCH_KINDS, SearchKind
 from rag_rec.recommender import Recommender
+from rag_rec.settings import get_settings
 
 server = MCPServer("rag_rec", instructions=(
     "Explained movie recommendations grounded in a knowledge graph. `recommend` takes a "
@@ -133,6 +137,66 @@ async def similar_items(item_id: Annotated[str, Field(min_length=1, max_length=6
         raise _tool_error(exc) from exc
     return {"similar": [{"item": item.model_dump(mode="json", exclude_defaults=True),
                          "similarity": round(score, 4)} for item, score in hits]}
+
+
+async def record_interaction(
+        user_id: Annotated[str, Field(min_length=1, max_length=64)],
+        item_id: Annotated[str, Field(min_length=1, max_length=64)],
+        rating: Annotated[float | None, Field(description=(
+            "On the catalogue's scale; none for a positive interaction."))] = None,
+        timestamp: Annotated[int | None, Field(ge=0, description="Unix seconds.")] = None
+) -> dict[str, Any]:
+    """Record that a user interacted with an item; their next recommendation reads it.
+    Unknown users are created; repeating it changes nothing."""
+    try:
+        rec = await _ready()
+        result = await asyncio.to_thread(rec.record_interaction, user_id, item_id, rating,
+                                         timestamp)
+    except (ValidationError, RagRecError) as exc:
+        raise _tool_error(exc) from exc
+    return result.model_dump(mode="json", exclude_defaults=True)
+
+
+async def upsert_item(
+        id: Annotated[str, Field(min_length=1, max_length=64)],
+        title: Annotated[str, Field(min_length=1, max_length=500)],
+        year: int | None = None, text: str | None = None,
+        categories: list[str] | None = None,
+        facts: Annotated[list[tuple[str, str]] | None, Field(description=(
+            "(relation, entity name) pairs, e.g. [\"directed_by\", \"Ridley Scott\"]."))
+        ] = None) -> dict[str, Any]:
+    """Add an item or update one: recommendable at once, from its text and facts."""
+    try:
+        write = ItemWrite(id=id, title=title, year=year, text=text,
+                          categories=tuple(categories or ()), facts=tuple(facts or ()))
+        rec = await _ready()
+        result = await asyncio.to_thread(rec.upsert_item, write)
+    except (ValidationError, RagRecError) as exc:
+        raise _tool_error(exc) from exc
+    return result.model_dump(mode="json", exclude_defaults=True)
+
+
+async def hide_item(item_id: Annotated[str, Field(min_length=1, max_length=64)],
+                    hidden: bool = True) -> dict[str, Any]:
+    """Never recommend an item from now on (`hidden=false` shows it again)."""
+    try:
+        rec = await _ready()
+        call = rec.hide_item if hidden else rec.unhide_item
+        result = await asyncio.to_thread(call, item_id)
+    except RagRecError as exc:
+        raise _tool_error(exc) from exc
+    return result.model_dump(mode="json", exclude_defaults=True)
+
+
+def writes_enabled() -> bool:
+    """Writes are on where a token is configured (as for the HTTP service)."""
+    token = get_settings().api.token
+    return token is not None and bool(token.get_secret_value().strip())
+
+
+if writes_enabled():
+    for _tool in (record_interaction, upsert_item, hide_item):
+        server.tool(structured_output=False)(_tool)
 
 
 class _Passthrough(ArgModelBase):

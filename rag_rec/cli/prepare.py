@@ -72,10 +72,21 @@ def graph_stop() -> None:
 @graph_app.command("status")
 @handle_errors
 def graph_status(as_json: JsonFlag = False) -> None:
-    """Whether the graph is reachable, what it holds, and the last ingest."""
+    """Whether the graph is reachable, what it holds, the last ingest, and the live writes
+    since the build (`rebuild_due` once `writes.retrain_after` is reached)."""
+    from rag_rec.live import Journal, journal_path
+
+    s = get_settings()
     with _graph(autostart=False) as graph:
+        meta = graph.meta()
+        writes: dict[str, object] = {}
+        if meta.get("fingerprint"):
+            count = Journal(journal_path(s.home, str(meta.get("split", "full")),
+                                         meta["fingerprint"])).count()
+            writes = {"writes_since_build": count,
+                      "rebuild_due": count >= s.writes.retrain_after}
         print_mapping("graph", {"uri": graph.uri, **graph.counts(),
-                                 **{f"ingest.{k}": v for k, v in graph.meta().items()}},
+                                 **{f"ingest.{k}": v for k, v in meta.items()}, **writes},
                        as_json)
 
 

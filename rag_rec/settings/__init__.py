@@ -7,7 +7,7 @@ accepted as well, so a user with their own servers sets only those.
 
 The sections live beside this module, by concern: `pipeline.py` (what a build reads:
 data, embeddings, index, ranker slice, retrieval, sources, scorer, P(like)),
-`serving.py` (graph, LLM, logs, HTTP service) and `base.py` (`PROJECT_ROOT`,
+`serving.py` (graph, LLM, logs, HTTP service, live writes) and `base.py` (`PROJECT_ROOT`,
 `UNKEYED`); import them all from `rag_rec.settings`.
 """
 
@@ -36,13 +36,19 @@ from rag_rec.settings.pipeline import (
     ScorerSettings,
     SourceSettings,
 )
-from rag_rec.settings.serving import ApiSettings, GraphSettings, LLMSettings, LogSettings
+from rag_rec.settings.serving import (
+    ApiSettings,
+    GraphSettings,
+    LLMSettings,
+    LogSettings,
+    WriteSettings,
+)
 
 __all__ = [
     "PROJECT_ROOT", "UNKEYED", "ApiSettings", "DataSettings", "EaseSettings",
     "EmbedSettings", "GraphSettings", "IALSSettings", "IndexSettings", "LLMSettings",
     "LikeSettings", "LogSettings", "MarkovSettings", "RankerSliceSettings",
-    "RetrievalSettings", "SASRecSettings", "ScorerSettings", "Settings", "SourceSettings",
+    "RetrievalSettings", "SASRecSettings", "ScorerSettings", "Settings", "SourceSettings", "WriteSettings",
     "get_settings", "updated",
 ]
 
@@ -68,6 +74,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     like: LikeSettings = LikeSettings()
     log: LogSettings = LogSettings()
+    writes: WriteSettings = WriteSettings()
 
     llm_url: str | None = Field(None, validation_alias=AliasChoices("RAG_REC_LLM_URL"))
     neo4j_uri: str | None = Field(None, validation_alias=AliasChoices("NEO4J_URI"))

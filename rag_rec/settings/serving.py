@@ -1,5 +1,5 @@
 """The settings sections of the servers and entry points: the Neo4j graph, the LLM and
-its vLLM server, the logs and the HTTP service."""
+its vLLM server, the logs, the HTTP service and live writes."""
 
 from __future__ import annotations
 
@@ -104,3 +104,12 @@ class ApiSettings(BaseModel):
     request_timeout_s: float = Field(120.0, gt=0)
     use_llm: bool = True
     """False serves retrieval order and template explanations without any LLM."""
+
+
+class WriteSettings(BaseModel):
+    """Live writes (interactions, items, hidden items; rag_rec/live/)."""
+
+    retrain_after: int = Field(5000, ge=1)
+    """Writes recorded since the build after which `/healthz` and `rag-rec graph status`
+    say `rebuild_due`: live writes reach the history, the index and the graph at once,
+    but the interaction-trained sources and the scorer learn them only in a build."""

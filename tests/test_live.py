@@ -1,0 +1,277 @@
+"""Live writes (rag_rec/live/) on the tiny build with the in-memory graph: each write's
+effect on the next answer, idempotence, the journal across a restart, a failed graph
+write leaving nothing behind, concurrent writes, and the HTTP routes' auth and errors.
+
+Every test gets its own recommender (fresh artifacts, a home of its own for the journal),
+so no write leaks into the shared `tiny_recommender`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from fastapi.testclient import TestClient
+
+from rag_rec import like
+from rag_rec.api.http import create_app
+from rag_rec.artifacts import load_artifacts
+from rag_rec.build import load_ranker
+from rag_rec.errors import (
+    GraphUnavailable,
+    InvalidRequest,
+    UnknownItem,
+    UnknownName,
+    WriteNotRecorded,
+)
+from rag_rec.live import ItemWrite
+from rag_rec.memory_graph import InMemoryGraph
+from rag_rec.recommender import Recommender
+from rag_rec.settings import PROJECT_ROOT, Settings
+
+USER = "7"
+TOKEN = "live-test-token"
+
+
+def _serve(settings: Settings, tiny_build, graph: InMemoryGraph | None = None) -> Recommender:
+    artifacts = load_artifacts(settings.model_copy(update={"home": tiny_build.home}),
+                               ds=tiny_build.ds, text=dict(tiny_build.text))
+    graph = graph or InMemoryGraph(tiny_build.ds)
+    return Recommender(settings, artifacts, load_ranker(settings, artifacts),
+                       like.load_built(artifacts), connect_graph=lambda: graph, llm=None,
+                       llm_error="no LLM in the fast tier")
+
+
+@pytest.fixture
+def live_settings(tiny_settings: Settings, tmp_path: Path) -> Settings:
+    """The tiny settings, with the journal (and sessions) in a home of this test's own:
+    the build is read from the tiny home (artifacts carry it)."""
+    return tiny_settings.model_copy(update={"home": tmp_path})
+
+
+@pytest.fixture
+def rec(live_settings: Settings, tiny_build):
+    with _serve(live_settings, tiny_build) as r:
+        yield r
+
+
+def _top(rec: Recommender, user: str = USER, k: int = 5) -> list[str]:
+    return [r.item.id for r in rec.recommend(user, k=k, explain=False).items]
+
+
+def _new_item(**kw) -> ItemWrite:
+    return ItemWrite(**{"id": "live-1", "title": "Star Voyage", "year": 1996,
+                        "text": "A science fiction space adventure.",
+                        "categories": ("Sci-Fi",), **kw})
+
+
+def test_an_interaction_changes_the_next_recommendation(rec: Recommender) -> None:
+    before = _top(rec)
+    result = rec.record_interaction(USER, before[0], rating=5)
+    assert (result.outcome, result.writes_since_build) == ("created", 1)
+    assert rec.graph.user_history(USER, limit=1)[0]["item_id"] == before[0]
+    after = _top(rec)
+    assert before[0] not in after and after != before
+    # The same write again changes nothing, and is not counted.
+    assert rec.record_interaction(USER, before[0], rating=5).outcome == "unchanged"
+    assert rec.record_interaction(USER, before[0], rating=3).outcome == "updated"
+    assert rec.write_status().writes_since_build == 2
+
+
+def test_an_unknown_user_is_created_and_bad_writes_are_refused(rec: Recommender) -> None:
+    item = next(iter(rec.artifacts.items))
+    assert rec.record_interaction("brand-new", item).outcome == "created"
+    assert rec.graph.user_history("brand-new")[0]["rating"] == rec.live.scale[1]
+    assert item not in _top(rec, "brand-new")
+    with pytest.raises(UnknownItem, match="'no-such-item'"):
+        rec.record_interaction(USER, "no-such-item")
+    with pytest.raises(InvalidRequest, match="outside the catalogue's scale"):
+        rec.record_interaction(USER, item, rating=11)
+    assert rec.write_status().writes_since_build == 1
+
+
+def test_a_new_item_is_retrievable_and_scored_at_once(rec: Recommender) -> None:
+    person = rec.artifacts.ds.entities.query("kind == 'dbpedia'").iloc[0]["name"]
+    result = rec.upsert_item(_new_item(facts=(("directed_by", person),)))
+    assert result.outcome == "created"
+    assert rec.similar_items("live-1", k=1)  # in the index, with a vector
+    index = rec.artifacts.index
+    assert index.search(index.vector("live-1"), 1)[0][0][0] == "live-1"
+    ranked = rec.recommend_new_user(text="science fiction space adventure", k=40,
+                                    explain=False)
+    assert "live-1" in [r.item.id for r in ranked.items]
+    assert {f.entity_name for f in rec.item_detail("live-1").facts} == {
+        person, "Sci-Fi", "1990s"}  # the decade linked from the year, as in a build
+    assert rec.upsert_item(_new_item(facts=(("directed_by", person),))).outcome == "unchanged"
+    assert rec.upsert_item(_new_item(title="Star Voyage II")).outcome == "updated"
+    assert rec.artifacts.items["live-1"].title == "Star Voyage II"
+    assert rec.search("Star Voyage II", k=1, kinds=["item"])[0].id == "live-1"
+    with pytest.raises(UnknownName, match="Nobody Anybody"):
+        rec.upsert_item(_new_item(facts=(("directed_by", "Nobody Anybody"),)))
+    assert "not a genre" in rec.upsert_item(_new_item(categories=("Cosy",))).notes[0]
+
+
+def test_a_hidden_item_is_never_recommended(rec: Recommender) -> None:
+    top = _top(rec)[0]
+    assert rec.hide_item(top).outcome == "updated"
+    assert rec.hide_item(top).outcome == "unchanged"
+    assert top not in _top(rec, k=40)
+    assert all(i != top for i, _ in rec.similar_items(_top(rec)[0], k=39))
+    assert rec.unhide_item(top).outcome == "updated"
+    assert _top(rec)[0] == top
+
+
+def test_a_restart_loses_nothing(live_settings: Settings, tiny_build) -> None:
+    with _serve(live_settings, tiny_build) as first:
+        item = _top(first)[0]
+        first.record_interaction(USER, item, rating=4, timestamp=2_000_000_000)
+        first.upsert_item(_new_item())
+        first.record_interaction("brand-new", "live-1")
+        first.hide_item(_top(first)[0])
+        hidden, top = set(first.live.hidden), _top(first)
+    # A new process: fresh artifacts, a graph that forgot everything, the same journal.
+    with _serve(live_settings, tiny_build) as again:
+        assert again.write_status().writes_since_build == 4
+        assert again.live.hidden == hidden and "live-1" in again.artifacts.index
+        assert again.graph.user_history(USER, limit=1)[0]["item_id"] == item
+        assert again.graph.user_history("brand-new")[0]["item_id"] == "live-1"
+        assert _top(again) == top
+
+
+class FailingGraph(InMemoryGraph):
+    """Neo4j going away mid-write: the transaction commits nothing."""
+
+    def write(self, name, **params):
+        raise GraphUnavailable("Neo4j at bolt://127.0.0.1:7687 went away")
+
+
+def test_a_failed_graph_write_leaves_nothing_behind(live_settings: Settings,
+                                                    tiny_build) -> None:
+    graph = FailingGraph(tiny_build.ds)
+    with _serve(live_settings, tiny_build, graph) as rec:
+        before = (len(rec.artifacts.index), len(rec.artifacts.items))
+        with pytest.raises(GraphUnavailable):
+            rec.upsert_item(_new_item())
+        with pytest.raises(GraphUnavailable):
+            rec.record_interaction(USER, next(iter(rec.artifacts.items)))
+        with pytest.raises(GraphUnavailable):
+            rec.hide_item(next(iter(rec.artifacts.items)))
+        assert (len(rec.artifacts.index), len(rec.artifacts.items)) == before
+        assert "live-1" not in rec.names.titles and not rec.live.hidden
+        assert rec.write_status().writes_since_build == 0
+        assert not rec.live.journal.path.exists()
+
+
+def test_a_journal_that_cannot_be_written_refuses_the_write(rec: Recommender,
+                                                           monkeypatch) -> None:
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rec.live.journal, "append", full)
+    with pytest.raises(WriteNotRecorded, match="No space left"):
+        rec.upsert_item(_new_item())
+    assert "live-1" not in rec.artifacts.items and rec.write_status().writes_since_build == 0
+    monkeypatch.undo()
+    assert rec.upsert_item(_new_item()).outcome == "created"  # the retry goes through
+
+
+def test_concurrent_writes_for_one_user_lose_nothing(rec: Recommender) -> None:
+    seen = {r["item_id"] for r in rec.graph.user_history(USER)}
+    items = [i for i in rec.artifacts.items if i not in seen][:16]
+    threads = [threading.Thread(target=rec.record_interaction, args=(USER, i, 4.0))
+               for i in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {r["item_id"] for r in rec.graph.user_history(USER)} == seen | set(items)
+    assert rec.live.journal.count() == len(items)
+
+
+def test_http_writes_need_the_token(live_settings: Settings, rec: Recommender,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    item = next(iter(rec.artifacts.items))
+    body = {"user_id": USER, "item_id": item, "rating": 4}
+    with TestClient(create_app(live_settings, make_recommender=lambda _: rec)) as client:
+        r = client.post("/v1/interactions", json=body)
+        assert r.status_code == 403 and "writes disabled" in r.json()["detail"]
+    settings = live_settings.model_copy(update={"api": live_settings.api.model_copy(
+        update={"token": SecretStr(TOKEN)})})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(settings, make_recommender=lambda _: rec)) as client:
+        assert client.post("/v1/interactions", json=body).status_code == 401
+        with caplog.at_level(logging.INFO, logger="rag_rec.api"):
+            r = client.post("/v1/interactions", json=body,
+                            headers={**auth, "x-request-id": "req-live-1"})
+        assert r.status_code == 200 and r.json()["outcome"] == "created", r.text
+        logged = [getattr(rec_, "fields", {}) for rec_ in caplog.records
+                  if rec_.getMessage() == "write"]
+        assert logged == [{"request_id": "req-live-1", "kind": "interaction",
+                           "id": f"{USER}/{item}", "outcome": "created"}]
+        assert client.post("/v1/interactions", json=body,
+                           headers=auth).json()["outcome"] == "unchanged"
+        r = client.post("/v1/interactions", json={**body, "item_id": "nope"}, headers=auth)
+        assert r.status_code == 404 and "'nope'" in r.json()["detail"]
+        r = client.post("/v1/interactions", json={**body, "rating": 9}, headers=auth)
+        assert r.status_code == 422 and "scale" in r.json()["detail"]
+        r = client.put("/v1/items/live-1", headers=auth, json={
+            "title": "Star Voyage", "text": "A space adventure.", "categories": ["Sci-Fi"]})
+        assert r.status_code == 200 and r.json()["outcome"] == "created", r.text
+        assert client.post("/v1/items/live-1/hide", headers=auth).json()["outcome"] == \
+            "updated"
+        assert client.post("/v1/items/nope/hide", headers=auth).status_code == 404
+        assert client.post("/v1/items/live-1/unhide", headers=auth).status_code == 200
+        health = client.get("/healthz", headers=auth).json()
+        assert health["writes_since_build"] == 4 and health["rebuild_due"] is False
+
+
+def test_a_graph_down_write_is_503(live_settings: Settings, tiny_build) -> None:
+    settings = live_settings.model_copy(update={"api": live_settings.api.model_copy(
+        update={"token": SecretStr(TOKEN)})})
+    with _serve(live_settings, tiny_build, FailingGraph(tiny_build.ds)) as rec, \
+            TestClient(create_app(settings, make_recommender=lambda _: rec)) as client:
+        r = client.put("/v1/items/live-1", headers={"Authorization": f"Bearer {TOKEN}"},
+                       json={"title": "Star Voyage"})
+        assert r.status_code == 503 and "went away" in r.json()["detail"]
+        assert "live-1" not in rec.artifacts.items
+
+
+def test_mcp_offers_write_tools_only_with_a_token() -> None:
+    def tools(**env: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", "import json, rag_rec.api.mcp as m; print(json.dumps("
+             "sorted(t.name for t in m.server._tool_manager.list_tools())))"],
+            env={**os.environ, "RAG_REC_API__TOKEN": "", **env}, cwd=PROJECT_ROOT,
+            capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    assert "record_interaction" not in tools()
+    assert {"record_interaction", "upsert_item", "hide_item"} <= set(
+        tools(RAG_REC_API__TOKEN=TOKEN))
+
+
+def test_mcp_write_tools_call_the_recommender(rec: Recommender, monkeypatch) -> None:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from rag_rec.api import mcp
+
+    async def ready() -> Recommender:
+        return rec
+
+    monkeypatch.setattr(mcp, "_ready", ready)
+    item = next(iter(rec.artifacts.items))
+    out = asyncio.run(mcp.record_interaction(user_id=USER, item_id=item, rating=4))
+    assert out["outcome"] == "created"
+    out = asyncio.run(mcp.upsert_item(id="live-1", title="Star Voyage", categories=["Sci-Fi"]))
+    assert out["outcome"] == "created"
+    assert asyncio.run(mcp.hide_item(item_id="live-1"))["outcome"] == "updated"
+    assert "live-1" in rec.live.hidden
+    with pytest.raises(ToolError, match="UnknownItem: unknown item id 'nope'"):
+        asyncio.run(mcp.record_interaction(user_id=USER, item_id="nope"))
