@@ -26,6 +26,7 @@ memory, and the evaluation hands each user's history over itself.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ from rag_rec.sources import (
     load_sources,
     save_sources,
 )
+
+log = logging.getLogger(__name__)
 
 
 def scorer_sources(settings: Settings) -> list[str]:
@@ -122,9 +125,13 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     artifacts = load_artifacts(settings, split_name, ds=ds, text=text)
     if ranker:
         load_or_fit_ranker(settings, artifacts, progress=progress)
+        reason = like.unavailable_reason(ds)
+        if reason is not None:  # said, and recorded so serving says it too
+            log.warning("like step skipped: %s", reason)
         ensure_step(artifacts.folder("like"), steps["like"], rebuild,
-                    lambda folder: like.LikeModel.fit(ds, split, artifacts.index,
-                                                      settings.like).save(folder))
+                    lambda folder: (like.UnavailableLike(reason) if reason is not None
+                                    else like.LikeModel.fit(ds, split, artifacts.index,
+                                                            settings.like)).save(folder))
     return artifacts
 
 

@@ -85,7 +85,7 @@ class Ranked:
 
 class Recommender(Lookups, Answering):
     def __init__(self, settings: Settings, artifacts: Artifacts, ranker: Ranker,
-                 like_model: like.LikeModel, *, connect_graph: Callable[[], Graph],
+                 like_model: like.LikeModel | like.UnavailableLike, *, connect_graph: Callable[[], Graph],
                  llm: LLMBackend | None, llm_error: str | None = None):
         """Composed from its parts; `from_settings` opens the real ones. The graph is
         connected on first use (`connect_graph`): ranking a given history (the
@@ -98,6 +98,8 @@ class Recommender(Lookups, Answering):
         self.retriever = Retriever(self.artifacts, self.sources, self.scorer.sources,
                                    self.settings.retrieval, self.scorer.union_weights)
         self.like = like_model
+        if not like_model.available:  # no ratings: P(like) is null, and the answer says why
+            self.unavailable = [*self.unavailable, f"p_like_unavailable: {like_model.reason}"]
         self._connect_graph = connect_graph
         self._graph: Graph | None = None
         self._text_cache: TextCache | None = None
@@ -172,7 +174,7 @@ class Recommender(Lookups, Answering):
                 # (text and KG matches for the words; popularity for nobody) orders it.
                 scores = np.asarray(r.fused, dtype=np.float64)
                 r.flags.append("union_order")
-            if enjoy_weight > 0:
+            if enjoy_weight > 0 and self.like.available:
                 scores = scores + enjoy_weight * np.log(np.clip(
                     self.like.predict(q.history, user_id, r.items), 1e-6, 1.0))
             top = np.argsort(-scores, kind="stable")[:k]

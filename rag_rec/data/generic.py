@@ -87,9 +87,10 @@ def is_generic(folder: Path) -> bool:
 # --------------------------------------------------------------------------- reading
 
 
-def _lines(path: Path, cat: Catalogue) -> Iterator[str]:
-    """The file's lines; a line that is not UTF-8 is a problem and is read with
-    replacement characters so the line numbers after it stay right."""
+def _lines(path: Path, cat: Catalogue, bad: set[int]) -> Iterator[str]:
+    """The file's lines; a line that is not UTF-8 is a problem (its number joins `bad`,
+    its row is skipped) and is read with replacement characters so the line numbers
+    after it stay right."""
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
@@ -99,6 +100,7 @@ def _lines(path: Path, cat: Catalogue) -> Iterator[str]:
                     f"{path}:{lineno}: not valid UTF-8: byte {raw[exc.start]:#04x} at column "
                     f"{exc.start + 1}; re-save the file as UTF-8")
                 line = raw.decode("utf-8", errors="replace")
+                bad.add(lineno)
             yield line
 
 
@@ -111,7 +113,8 @@ def _records(path: Path, cat: Catalogue, required: tuple[str, ...],
         cat.problems.append(f"{path}: file not found")
         return [], []
     cat.files.append(path)
-    reader = csv.reader(_lines(path, cat))
+    bad: set[int] = set()
+    reader = csv.reader(_lines(path, cat, bad))
     header = [h.strip() for h in next(reader, [])]
     missing = [c for c in required if c not in header]
     if missing:
@@ -125,7 +128,7 @@ def _records(path: Path, cat: Catalogue, required: tuple[str, ...],
     try:
         for fields in reader:
             lineno = reader.line_num
-            if not fields or fields == [""]:
+            if not fields or fields == [""] or lineno in bad:
                 continue
             if len(fields) != len(header):
                 cat.problems.append(f"{path}:{lineno}: {len(fields)} fields, the header "
@@ -246,7 +249,19 @@ def parse(folder: Path) -> Catalogue:
         _read_users(folder / USERS, cat)
     if (folder / TRIPLES).is_file():
         _read_triples(folder / TRIPLES, cat, set(item_lines))
+    cat.problems = _in_file_order(cat.problems)
     return cat
+
+
+def _in_file_order(problems: list[str]) -> list[str]:
+    """Problems grouped by file (in the order first named) and by line within one."""
+    files: dict[str, int] = {}
+    keyed = []
+    for n, problem in enumerate(problems):
+        m = re.match(r"^(.*?):(\d+):", problem)
+        path, line = (m[1], int(m[2])) if m else (problem.split(":", 1)[0], 0)
+        keyed.append((files.setdefault(path, len(files)), line, n, problem))
+    return [p for *_, p in sorted(keyed)]
 
 
 def _read_items(path: Path, cat: Catalogue) -> dict[str, int]:
