@@ -55,6 +55,7 @@ from rag_rec.chat.propose import propose
 from rag_rec.chat.sessions import carried, standing
 from rag_rec.embed import TextCache, make_text_encoder
 from rag_rec.errors import LLMUnavailable, UnknownUser
+from rag_rec.explain.phrasing import speaking_of
 from rag_rec.graph import Graph, GraphClient
 from rag_rec.llm import LLMBackend, make_backend
 from rag_rec.answer import Answering
@@ -273,8 +274,10 @@ class Recommender(Lookups, Answering):
             notes.append(f"{unchecked} items whose people and categories the knowledge graph "
                          "does not know were left out: they cannot be checked against what "
                          "you excluded")
-        answer = await self._finish(user, query.history, ranked, request, start, timings,
-                                    plan, liked=set(liked))
+        meta = self.artifacts.ds.meta
+        with speaking_of(meta.item_noun, meta.relation_phrases, meta.has_ratings):
+            answer = await self._finish(user, query.history, ranked, request, start, timings,
+                                        plan, liked=set(liked))
         answer.notes += notes
         if session is not None:
             self.sessions.record(session, [r.item.id for r in answer.items], plan.feedback,

@@ -211,3 +211,24 @@ def test_parse_collects_rather_than_raises(tmp_path: Path) -> None:
     cat = parse(folder)
     assert any("items.csv:1: no rows" in p for p in cat.problems)
     assert any("interactions.csv:1: no rows" in p for p in cat.problems)
+
+
+def test_relations_read_from_their_names_or_the_dataset() -> None:
+    from rag_rec.explain.phrasing import attribute, genre_phrase, speaking_of
+    from rag_rec.models import Fact
+
+    def fact(relation: str) -> Fact:
+        return Fact(candidate_id="b1", candidate_title="Emma", relation=relation,
+                    entity_id="entity:Jane Austen", entity_name="Jane Austen",
+                    entity_kind="author", history_relation=relation, history_item_id="b2",
+                    history_title="Persuasion")
+
+    assert attribute(fact("penned_by")) == "penned by Jane Austen"  # nobody phrased it
+    assert attribute(fact("has_author")) == "with author Jane Austen"
+    assert attribute(fact("directed_by")) == "directed by Jane Austen"  # phrasing.toml
+    assert genre_phrase("Comedy") == "a comedy film"  # MovieLens outside a dataset
+    with speaking_of("book", {"penned_by": "from the pen of {tail}"}, has_ratings=True):
+        assert attribute(fact("penned_by")) == "from the pen of Jane Austen"
+        assert genre_phrase("Comedy") == "a comedy book"
+        assert genre_phrase("adventure") == "an adventure book"
+    assert attribute(fact("penned_by")) == "penned by Jane Austen"  # the block ended

@@ -18,6 +18,7 @@ from rag_rec.explain.phrasing import (
     PARTICIPLES,
     attribute,
     capitalised,
+    dataset_words,
     display_entity,
     display_title,
     rated,
@@ -52,6 +53,12 @@ def no_evidence(history: Sequence[tuple[Item, float | None]],
         why = NO_EVIDENCE_LIKED
     else:
         why = NO_EVIDENCE
+    words = dataset_words()
+    if words.noun != "film":  # another catalogue's noun, and what its users did
+        why = (why.replace("films", f"{words.noun}s").replace("film", words.noun)
+               .replace("is watched", "is chosen"))
+    if words.unrated != "liked":
+        why = why.replace("you liked", f"you {words.unrated}")
     return f"{description}: {why[0].lower()}{why[1:]}" if description else why
 
 
