@@ -67,7 +67,8 @@ class Answering:
         explanations = [None] * len(chosen)
         if explain and chosen:
             t0 = time.perf_counter()
-            facts = await asyncio.to_thread(self.graph.candidate_facts, chosen, dict(told))
+            facts = await asyncio.to_thread(self.graph.candidate_facts, chosen, dict(told),
+                                            scale=self.artifacts.ds.meta.rating_scale)
             timings["facts"] = _ms(t0)
             t0 = time.perf_counter()
             candidates = [items[i] for i in chosen]

@@ -275,7 +275,8 @@ class Recommender(Lookups, Answering):
                          "does not know were left out: they cannot be checked against what "
                          "you excluded")
         meta = self.artifacts.ds.meta
-        with speaking_of(meta.item_noun, meta.relation_phrases, meta.has_ratings):
+        with speaking_of(meta.item_noun, meta.relation_phrases, meta.has_ratings,
+                         meta.rating_scale):
             answer = await self._finish(user, query.history, ranked, request, start, timings,
                                         plan, liked=set(liked))
         answer.notes += notes

@@ -56,6 +56,13 @@ class DatasetWords:
     noun: str = "film"
     unrated: str = "liked"
     relations: Mapping[str, RelationPhrasing] = field(default_factory=dict)
+    scale: tuple[float, float] = (1.0, 5.0)
+    """The rating scale (MovieLens' 1-5 stars without one)."""
+
+    def stars(self, rating: float) -> float:
+        """`rating` as its place on 1-5 stars (itself on MovieLens), for thresholds."""
+        lo, hi = self.scale
+        return 1.0 + 4.0 * (rating - lo) / (hi - lo)
 
 
 _WORDS: ContextVar[DatasetWords] = ContextVar("dataset_words", default=DatasetWords())
@@ -68,7 +75,8 @@ def dataset_words() -> DatasetWords:
 
 @contextmanager
 def speaking_of(item_noun: str, relation_phrases: Mapping[str, str],
-                has_ratings: bool) -> Iterator[None]:
+                has_ratings: bool, rating_scale: tuple[float, float] | None = None
+                ) -> Iterator[None]:
     """Phrase explanations for one dataset (a `DatasetMeta`'s fields) inside the block:
     "a kitchen product", "which you chose" (no ratings: nothing was liked or rated, only
     chosen), "made by Forgehouse" from `{tail}` phrases."""
@@ -77,7 +85,8 @@ def speaking_of(item_noun: str, relation_phrases: Mapping[str, str],
         both="{candidate} and {history} are both " + phrase.replace("{tail}", "{entity}") + ".")
         for name, phrase in relation_phrases.items()}
     token = _WORDS.set(DatasetWords("film" if item_noun == "movie" else item_noun,
-                                    "liked" if has_ratings else "chose", relations))
+                                    "liked" if has_ratings else "chose", relations,
+                                    rating_scale or (1.0, 5.0)))
     try:
         yield
     finally:
