@@ -55,7 +55,7 @@ from rag_rec.chat.propose import propose
 from rag_rec.chat.sessions import carried, standing
 from rag_rec.embed import TextCache, make_text_encoder
 from rag_rec.errors import LLMUnavailable, UnknownUser
-from rag_rec.explain.phrasing import speaking_of
+from rag_rec.wording import speaking_of
 from rag_rec.graph import Graph, GraphClient
 from rag_rec.llm import LLMBackend, make_backend
 from rag_rec.answer import Answering

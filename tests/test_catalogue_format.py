@@ -214,7 +214,8 @@ def test_parse_collects_rather_than_raises(tmp_path: Path) -> None:
 
 
 def test_relations_read_from_their_names_or_the_dataset() -> None:
-    from rag_rec.explain.phrasing import attribute, genre_phrase, speaking_of
+    from rag_rec.explain.phrasing import attribute, genre_phrase
+    from rag_rec.wording import speaking_of
     from rag_rec.models import Fact
 
     def fact(relation: str) -> Fact:
@@ -232,3 +233,19 @@ def test_relations_read_from_their_names_or_the_dataset() -> None:
         assert genre_phrase("Comedy") == "a comedy book"
         assert genre_phrase("adventure") == "an adventure book"
     assert attribute(fact("penned_by")) == "penned by Jane Austen"  # the block ended
+
+
+def test_prompts_speak_of_the_dataset() -> None:
+    from rag_rec.llm import render
+    from rag_rec.models import User
+    from rag_rec.wording import speaking_of
+
+    def rerank() -> str:
+        messages = render("rerank", user=User(id="1"), history=[], candidates=[], labels=["A"])
+        return "\n".join(m["content"] for m in messages)
+
+    assert "movie recommender" in rerank() and "rated (newest first, rating 1-5)" in rerank()
+    with speaking_of("product", {}, has_ratings=False):
+        text = rerank()
+    assert "product recommender" in text and "movie" not in text.lower()
+    assert "Products the user chose (newest first, no ratings: each was chosen)" in text

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-from rag_rec.explain.phrasing import dataset_words
+from rag_rec.wording import dataset_words
 from rag_rec.models import Evidence, Fact
 
 RELATION_WEIGHT = {

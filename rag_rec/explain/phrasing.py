@@ -9,8 +9,8 @@ the way back to the history film (`via`), and a whole path in plain words
 The phrases themselves are data, in `phrasing.toml` next to this file, read once at
 import: one `[relation.<name>]` table per relation is the place to phrase a new one; a
 dataset phrases its own in dataset.toml (`[relations.NAME] phrase = "made by {tail}"`,
-applied inside `speaking_of`, with its item noun), and a relation nobody phrased reads
-from its name ("edited by Peter Honess"; "Rob Roy and Schindler's List are both edited
+applied inside `rag_rec.wording.speaking_of`, with its item noun), and a relation
+nobody phrased reads from its name ("edited by Peter Honess"; "Rob Roy and Schindler's List are both edited
 by Peter Honess."). This module only decides which phrase applies.
 """
 
@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rag_rec.models import Evidence, Fact, Item, use_phrasing
+from rag_rec.wording import dataset_words
 
 _DATA = tomllib.loads(Path(__file__).with_name("phrasing.toml").read_text(encoding="utf-8"))
 
@@ -47,52 +46,6 @@ RELATIONS: dict[str, RelationPhrasing] = {
 """Relation name -> its phrases; what a relation's table leaves out comes from [default]."""
 
 
-@dataclass(frozen=True)
-class DatasetWords:
-    """What the served dataset calls things: its item noun ("film" for MovieLens), the
-    verb for a history item nobody rated, and its own relation phrases (dataset.toml
-    `[relations.NAME] phrase`)."""
-
-    noun: str = "film"
-    unrated: str = "liked"
-    relations: Mapping[str, RelationPhrasing] = field(default_factory=dict)
-    scale: tuple[float, float] = (1.0, 5.0)
-    """The rating scale (MovieLens' 1-5 stars without one)."""
-
-    def stars(self, rating: float) -> float:
-        """`rating` as its place on 1-5 stars (itself on MovieLens), for thresholds."""
-        lo, hi = self.scale
-        return 1.0 + 4.0 * (rating - lo) / (hi - lo)
-
-
-_WORDS: ContextVar[DatasetWords] = ContextVar("dataset_words", default=DatasetWords())
-
-
-def dataset_words() -> DatasetWords:
-    """The words of the dataset being explained (`speaking_of`), MovieLens' outside one."""
-    return _WORDS.get()
-
-
-@contextmanager
-def speaking_of(item_noun: str, relation_phrases: Mapping[str, str],
-                has_ratings: bool, rating_scale: tuple[float, float] | None = None
-                ) -> Iterator[None]:
-    """Phrase explanations for one dataset (a `DatasetMeta`'s fields) inside the block:
-    "a kitchen product", "which you chose" (no ratings: nothing was liked or rated, only
-    chosen), "made by Forgehouse" from `{tail}` phrases."""
-    relations = {name: RelationPhrasing(
-        attribute=phrase.replace("{tail}", "{entity}"),
-        both="{candidate} and {history} are both " + phrase.replace("{tail}", "{entity}") + ".")
-        for name, phrase in relation_phrases.items()}
-    token = _WORDS.set(DatasetWords("film" if item_noun == "movie" else item_noun,
-                                    "liked" if has_ratings else "chose", relations,
-                                    rating_scale or (1.0, 5.0)))
-    try:
-        yield
-    finally:
-        _WORDS.reset(token)
-
-
 def _readable(relation: str) -> RelationPhrasing:
     """A relation nobody phrased, read from its name: `written_by` -> "written by X",
     `has_author` -> "with author X"."""
@@ -108,8 +61,12 @@ def _readable(relation: str) -> RelationPhrasing:
 def relation_phrasing(relation: str) -> RelationPhrasing:
     """The phrases of `relation`: the dataset's own, phrasing.toml's, or read from the
     relation's name (`_readable`) for a relation nobody phrased."""
-    own = _WORDS.get().relations.get(relation)
-    return own or RELATIONS.get(relation) or _readable(relation)
+    own = dataset_words().relation_phrases.get(relation)
+    if own is not None:
+        phrase = own.replace("{tail}", "{entity}")
+        return RelationPhrasing(attribute=phrase,
+                                both="{candidate} and {history} are both " + phrase + ".")
+    return RELATIONS.get(relation) or _readable(relation)
 
 
 GENRE_WORDS: dict[str, tuple[str, ...]] = {
@@ -184,13 +141,13 @@ def rated(rating: float | None) -> str:
     """The user's rating as a clause: "which you rated 5 stars" ("which you liked": unknown;
     "which you chose" on data without ratings)."""
     if rating is None:
-        return f"which you {_WORDS.get().unrated}"
+        return f"which you {dataset_words().unrated}"
     return f"which you rated {rating:g} stars"
 
 
 def stars(rating: float | None) -> str:
     """The user's rating, short enough for brackets: "5 stars" ("you liked it": unknown)."""
-    return f"you {_WORDS.get().unrated} it" if rating is None else f"{rating:g} stars"
+    return f"you {dataset_words().unrated} it" if rating is None else f"{rating:g} stars"
 
 
 def via(fact: Fact) -> str:
@@ -221,7 +178,7 @@ def fact_in_words(fact: Fact) -> str:
 def evidence_in_words(evidence: Evidence) -> str:
     """`fact_in_words` plus the user's rating of the history film (`Evidence.plain`)."""
     history = display_title(evidence.fact.history_title)
-    rating = (f"you {_WORDS.get().unrated} it" if evidence.history_rating is None
+    rating = (f"you {dataset_words().unrated} it" if evidence.history_rating is None
               else f"you rated it {evidence.history_rating:g} stars")
     return f"{fact_in_words(evidence.fact)} ({history}: {rating}.)"
 
@@ -233,7 +190,7 @@ use_phrasing(fact=fact_in_words, evidence=evidence_in_words)
 def genre_phrase(genre: str) -> str:
     """"a comedy film", "an animated film", "a documentary"; for another dataset's noun,
     "a kitchen product", "an outdoor product"."""
-    noun = _WORDS.get().noun
+    noun = dataset_words().noun
     if genre in _GENRE_PHRASE:
         phrase = _GENRE_PHRASE[genre]
         return phrase if noun == "film" else phrase.replace(" film", f" {noun}")
@@ -247,7 +204,7 @@ def describe_item(item: Item, people: Mapping[str, Sequence[str]]) -> str:
     Freeman". `people`: relation -> display names (directed_by, starring, written_by),
     most telling first. Every word is the item's own data or a graph fact about it."""
     parts = [display_title(item.title)]
-    noun = _WORDS.get().noun
+    noun = dataset_words().noun
     kind = genre_phrase(item.genres[0]) if item.genres else \
         f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
     parts.append(f"{kind} from {item.year}" if item.year else kind)

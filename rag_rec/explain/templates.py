@@ -18,7 +18,6 @@ from rag_rec.explain.phrasing import (
     PARTICIPLES,
     attribute,
     capitalised,
-    dataset_words,
     display_entity,
     display_title,
     rated,
@@ -26,6 +25,7 @@ from rag_rec.explain.phrasing import (
     via,
 )
 from rag_rec.models import Evidence, Fact, Item
+from rag_rec.wording import dataset_words
 
 MAX_OPTIONS = 4
 """Sentences offered to the LLM in `choose` mode (labels A..D)."""
