@@ -32,6 +32,7 @@ from neo4j.exceptions import AuthError, ServiceUnavailable, SessionExpired
 from tqdm import tqdm
 
 from rag_rec.data import Dataset, Split
+from rag_rec.data.meta import rating_marks
 from rag_rec.errors import GraphUnavailable
 from rag_rec.models import Fact, Item
 from rag_rec.process import ManagedProcess
@@ -381,13 +382,6 @@ class GraphClient:
         return IngestReport(users=len(stages[0][2]), items=len(items),
                             entities=len(ds.entities), triples=len(ds.triples),
                             interactions=len(interactions), seconds=seconds)
-
-
-def rating_marks(scale: tuple[float, float] | None) -> tuple[float, float, float]:
-    """(lowest rating a path may pass through, liked, top) on a rating scale: 3, 4 and 5
-    on MovieLens' 1-5 stars (the default), the same places on any other scale."""
-    lo, hi = scale or (1.0, 5.0)
-    return lo + 0.5 * (hi - lo), lo + 0.75 * (hi - lo), hi
 
 
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from rag_rec.data import Dataset
-from rag_rec.graph import rating_marks
+from rag_rec.data.meta import rating_marks
 from rag_rec.models import Fact, Item
 
 
