@@ -99,6 +99,17 @@ def data_import(folder: FolderArg, as_json: JsonFlag = False) -> None:
               f"{record}); next: rag-rec build")
 
 
+@data_app.command("export")
+@handle_errors
+def data_export(folder: Annotated[Path, typer.Argument(help="Folder to write.")],
+                as_json: JsonFlag = False) -> None:
+    """Write the configured dataset (e.g. MovieLens-100K through its adapter) in the
+    generic format: interactions.csv, items.csv, users.csv, triples.csv, dataset.toml."""
+    from rag_rec.data.export import export_generic
+
+    print_mapping(f"exported to {folder}", export_generic(_dataset(), folder), as_json)
+
+
 @graph_app.command("start")
 @handle_errors
 def graph_start() -> None:
