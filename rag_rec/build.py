@@ -96,6 +96,10 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     os.environ.setdefault("PYSTOW_HOME", str(settings.home / "pystow"))
     ds = load_dataset(settings.data, settings.home)
     split = make_split(ds, split_name, seed=settings.data.seed) if split_name else None
+    if not ds.meta.has_timestamps and settings.ranker_slice.kind == "latest":
+        log.warning("dataset %r has no timestamps: each user's 'latest' items (the ranker "
+                    "slice, the full build's validation items) follow the file's row order; "
+                    "RAG_REC_RANKER_SLICE__KIND=random draws the slice at random", ds.name)
     name = split.name if split is not None else "full"
     if split is None and ingest:
         with GraphClient(settings.graph, settings.home) as graph:

@@ -86,8 +86,8 @@ def data_import(folder: FolderArg, as_json: JsonFlag = False) -> None:
     """Validate a dataset folder and make it the configured dataset: its path is
     recorded in <home>/data/imported.json (the folder is read in place, not copied), so
     `rag-rec build`, `graph ingest`, `serve` and the rest use it from now on, unless
-    RAG_REC_DATA__SOURCE is set. Delete that file to go back to MovieLens-100K. Nothing
-    is recorded if the folder has problems (exit 1); then run `rag-rec build`."""
+    RAG_REC_DATA__SOURCE is set. Delete that file to go back to MovieLens-100K. A folder
+    with problems is not recorded (they are listed, exit 1). Next: `rag-rec build`."""
     from rag_rec.data.validate import import_dataset
 
     checked, record = import_dataset(folder, get_settings().home)
