@@ -275,8 +275,10 @@ class Recommender(Lookups, Answering):
                          "does not know were left out: they cannot be checked against what "
                          "you excluded")
         meta = self.artifacts.ds.meta
-        with speaking_of(meta.item_noun, meta.relation_phrases, meta.has_ratings,
-                         meta.rating_scale):
+        # A new user's history is what they said they liked: "liked" is true even where
+        # the data has no ratings (a known user's history there was only chosen).
+        with speaking_of(meta.item_noun, meta.relation_phrases,
+                         meta.has_ratings or user.id == "new", meta.rating_scale):
             answer = await self._finish(user, query.history, ranked, request, start, timings,
                                         plan, liked=set(liked))
         answer.notes += notes

@@ -268,3 +268,11 @@ def test_movielens_round_trips_through_the_generic_format(tmp_path: Path) -> Non
     assert g["entities"] <= a["entities"]
     pd.testing.assert_frame_equal(generic.interactions, adapter.interactions)
     pd.testing.assert_frame_equal(generic.items, adapter.items)
+
+
+def test_a_new_shopper_is_told_what_they_liked(shop) -> None:
+    result = shop.recommend_new_user(liked_item_ids=["p07", "p08"], k=3)
+    texts = [r.explanation.text for r in result.items]
+    assert all(r.p_like is None for r in result.items)
+    # They said they liked these: "liked" is true here, "chose" is for known histories.
+    assert not any("chose" in t or "star" in t for t in texts), texts

@@ -80,7 +80,7 @@ def _history_first(path: Evidence) -> str | None:
     if path.fact.relation != path.fact.history_relation:
         return None
     title = display_title(path.fact.history_title)
-    opener = (f"You liked {title}" if path.history_rating is None
+    opener = (f"You {dataset_words().unrated} {title}" if path.history_rating is None
               else f"You rated {title} {path.history_rating:g} stars")
     phrase = attribute(path.fact)
     if phrase.startswith("starring "):
