@@ -276,3 +276,14 @@ def test_a_new_shopper_is_told_what_they_liked(shop) -> None:
     assert all(r.p_like is None for r in result.items)
     # They said they liked these: "liked" is true here, "chose" is for known histories.
     assert not any("chose" in t or "star" in t for t in texts), texts
+
+
+def test_the_shop_filters_by_its_own_entities_and_categories(shop) -> None:
+    by_brand = shop.recommend("u01", k=3, explain=False,
+                              filters={"entities": {"any": ["Forgehouse"]}})
+    made_by = {i for i, rel, e in shop.artifacts.ds.triples.itertuples(index=False)
+               if rel == "made_by" and e == "entity:Forgehouse"}
+    assert by_brand.items and {r.item.id for r in by_brand.items} <= made_by
+    both = shop.recommend("u01", k=3, explain=False,
+                          filters={"genres": {"all": ["kitchen", "gifts"]}})
+    assert both.items and all({"kitchen", "gifts"} <= set(r.item.genres) for r in both.items)
