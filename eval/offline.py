@@ -46,6 +46,17 @@ _rank_rows = rank_rows
 protocol/systems/summary modules) imports the ranking under."""
 
 
+def results_for(dataset_name: str) -> tuple[Path, str]:
+    """(parts folder, results name) of a dataset's evaluation: MovieLens-100K's are
+    `parts/` and `offline_eval` (the README's figures); any other dataset's sit beside
+    them under its name (`parts/<name>/`, `offline_eval-<name>.json` and `.md`), since a
+    part is keyed by split and seed only: without this, a run on another dataset would
+    report MovieLens-100K's cached parts as its own and overwrite its figures."""
+    if dataset_name == "ml-100k":
+        return PARTS, "offline_eval"
+    return PARTS / dataset_name, f"offline_eval-{dataset_name}"
+
+
 def _cached(path: Path, fresh: bool, compute) -> dict:
     """A finished part from `path`, or computed and kept there."""
     if path.exists() and not fresh:
@@ -77,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     only = {m for m in args.only_baselines.split(",") if m} or None
     settings = get_settings()
     ds = load_dataset(settings.data, settings.home)
+    parts, results_name = results_for(ds.name)
     seeds = [int(s) for s in args.seeds.split(",")]
     recbole = [m for m in args.recbole.split(",") if m]
     runs: dict[str, dict[int, dict]] = {}
@@ -85,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         proto = Protocol.of(ds, split, settings.retrieval.head_mass)
         runs[name] = {}
         for seed in seeds[:1] if split.protocol is SplitProtocol.KFOLD else seeds:
-            folder = PARTS / name
+            folder = parts / name
             path = folder / f"baselines-seed{seed}.json"
             if args.cached_only and not (path.exists()
                                          and (folder / f"rag_rec-seed{seed}.json").exists()):
@@ -118,16 +130,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         first = seeds[0]
         if name in args.ablations.split(",") and not (
-                args.cached_only and not (PARTS / name /
+                args.cached_only and not (parts / name /
                                           f"ablations-seed{first}.json").exists()):
             runs[name][first]["rag_rec"]["systems"].update(_cached(
-                PARTS / name / f"ablations-seed{first}.json", args.fresh,
+                parts / name / f"ablations-seed{first}.json", args.fresh,
                 lambda: run_ablations(settings, proto, first)))
     if only:
         return 0
-    figures = keep_earlier(summarise(runs), RESULTS / "offline_eval.json")
-    path = write_results("offline_eval", figures)
-    report = write_report(figures)
+    figures = keep_earlier(summarise(runs), RESULTS / f"{results_name}.json")
+    path = write_results(results_name, figures)
+    report = write_report(figures, results_name)
     print(f"wrote {path} and {report}")
     return 0
 

@@ -122,9 +122,9 @@ def report_text(figures: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(figures: dict) -> Path:
+def write_report(figures: dict, name: str = "offline_eval") -> Path:
     REPORTS.mkdir(parents=True, exist_ok=True)
-    path = REPORTS / "offline_eval.md"
+    path = REPORTS / f"{name}.md"
     path.write_text(report_text(figures))
     return path
 
