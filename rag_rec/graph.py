@@ -3,12 +3,8 @@
 Schema (constraints in `graph/queries/schema.cypher`):
 
     (:User {id, age, gender, occupation})-[:RATED {rating, timestamp}]->(:Item)
-<<<<<<< HEAD
     (:Item {id, title, year, genres, abstract, popularity, hidden})-[:DIRECTED_BY|STARRING|...]->(:Entity {id, name, kind, degree})
-=======
-    (:Item {id, title, year, genres, abstract, popularity})-[:DIRECTED_BY|STARRING|...]->(:Entity {id, name, kind, degree})
     (:Entity)-[:BASED_IN|...]->(:Entity)   (entity-to-entity facts of triples.csv)
->>>>>>> format
     (:Meta {key: 'ingest', dataset, fingerprint, split, complete})
 
 Every query lives in `graph/queries/NAME.cypher` and runs with parameters only
