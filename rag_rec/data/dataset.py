@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from rag_rec.data.kg import dbpedia_for, side_kg
+from rag_rec.data.links import DoubtfulLink, check_links
 from rag_rec.data.readers import INTERACTION_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, detect
 from rag_rec.errors import DataError, UnknownItem, UnknownUser
 from rag_rec.fetch import fetch_wheel_members
@@ -45,6 +46,8 @@ class Dataset:
     """item_id, relation, entity_id."""
     fingerprint: str
     """sha256 over the source files: artifacts built from this data carry it."""
+    doubtful_links: tuple[DoubtfulLink, ...] = ()
+    """DBpedia links dropped by the entity-link check (rag_rec/data/links.py)."""
 
     @cached_property
     def user_ids(self) -> list[str]:
@@ -95,6 +98,7 @@ class Dataset:
             "triples": len(self.triples),
             "relations": self.triples["relation"].nunique(),
             "items_with_dbpedia": int(self.items["abstract"].notna().sum()),
+            "doubtful_links": len(self.doubtful_links),
             "sparsity": round(1 - n_inter / (n_users * n_items), 6),
         }
 
@@ -125,6 +129,10 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
 
     abstracts, ents, triples, kg_files = dbpedia_for(source.name, settings.kg_dir,
                                                      set(items.index))
+    abstracts, triples, doubtful = check_links(items, abstracts, triples, kg_dir=settings.kg_dir,
+                                               min_score=settings.link_min_score)
+    linked = {t[2] for t in triples}
+    ents = [e for e in ents if e[0] in linked]  # a dropped link's entities go with it
     items["abstract"] = pd.Series(abstracts, dtype="object").reindex(items.index)
     items["abstract"] = items["abstract"].astype("object").where(items["abstract"].notna(), None)
     side_ents, side_triples = side_kg(items)
@@ -139,7 +147,8 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     return Dataset(name=source.name, interactions=interactions, items=items, users=users,
-                   entities=entities, triples=triple_df, fingerprint=digest.hexdigest()[:16])
+                   entities=entities, triples=triple_df, fingerprint=digest.hexdigest()[:16],
+                   doubtful_links=tuple(doubtful))
 
 
 def _check_rows(inter_path: Path, item_path: Path, inter_rows: list[tuple],

@@ -22,6 +22,11 @@ class DataSettings(BaseModel):
     kg_dir: Path = Field(PROJECT_ROOT / "data" / "ml-100k-dbpedia", json_schema_extra=UNKEYED)
     """The readable-name DBpedia KG (`map.csv`, `enriched.csv`) joined to the items; the
     repository ships it (FranKGraphBench, see its README for licences)."""
+    link_min_score: float = Field(85.0, ge=0, le=100)
+    """The lowest score (0-100: title similarity plus a year adjustment, see
+    rag_rec/data/links.py) at which an item's DBpedia link is trusted; a link under it
+    loses its facts and abstract (`Dataset.stats()["doubtful_links"]`). 85 was set by
+    hand-checking the links around it (eval/reports/doubtful_links.md)."""
     seed: int = 42
     """Seed of every split (42 is the published 5-fold protocol's)."""
 
