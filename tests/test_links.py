@@ -23,7 +23,8 @@ R = "http://dbpedia.org/resource/"
     ("Shadow, The", 1994, "The_Shadow_of_Hate",
      "The Shadow of Hate is a 1995 American short documentary film."),
     ("Dead Man", 1995, "Dead_Man_Walking_(film)", "Dead Man Walking is a 1995 American film."),
-    ("Quest, The", 1996, "The_Conquest_(1996_film)", "Honfoglalás (AKA: The Conquest) is a 1996 film."),
+    ("Quest, The", 1996, "The_Conquest_(1996_film)",
+     "Honfoglalás (AKA: The Conquest) is a 1996 film."),
     ("Toy Story", 1975, "Toy_Story", "Toy Story is a 1995 American computer-animated film."),
 ])
 def test_known_wrong_links_score_under_the_threshold(title, year, label, abstract) -> None:

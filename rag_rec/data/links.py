@@ -85,7 +85,8 @@ def label_of(uri: str) -> str:
 def fold(text: str) -> str:
     """Lower case, no accents or punctuation, `&` as `and`, number words as digits,
     leading articles dropped: the form titles are compared in."""
-    text = unicodedata.normalize("NFKD", text.replace("\u00bd", " 1 2")).encode("ascii", "ignore").decode()
+    text = text.replace("\u00bd", " 1 2")  # `8½`: NFKD would glue the 1 to the 8
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     text = text.lower().replace("&", " and ").replace("+", " and ")
     words = re.sub(r"[^a-z0-9]+", " ", text).split()
     words = [_NUMBERS.get(w, w) for w in words]

@@ -123,9 +123,13 @@ class EaseSettings(BaseModel):
 
     l2: tuple[float, ...] = (100.0, 200.0, 350.0, 500.0, 800.0, 1200.0)
     """EASE's L2 grid; the value with the best NDCG@10 on the tuning items is kept."""
-    max_items: int = Field(30_000, ge=1)
-    """Above this catalogue size EASE's dense item-item matrix does not fit: the source
-    says so and the union goes on without it."""
+    max_items: int = Field(20_000, ge=1)
+    """Above this catalogue size EASE's dense item x item solve does not fit (20,000
+    items: about 14 GB at its peak, float64 Gram, inverse and weights): the source fits
+    `implicit`'s BM25 item-item neighbours in its place, same contract, and says so in
+    the log and its fit report (docs/scale.md)."""
+    fallback_neighbours: int = Field(100, ge=1)
+    """Neighbours kept per item by the BM25 item-item fallback above `max_items`."""
 
 
 class IALSSettings(BaseModel):
