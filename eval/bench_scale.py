@@ -180,11 +180,11 @@ def child_sources(source: str | None, shape: list[int] | None, model: str, seed:
     # One L2 (the grid's middle): the benchmark times one solve, not the grid search.
     settings = EaseSettings(l2=(500.0,), max_items=len(items) if model == "ease" else 1)
     source_ = EASE(Catalogue(item_ids=items), settings)
-    before = peak_rss_mb()
+    before = reset_peak_mb()
     t0 = time.perf_counter()
     report = source_.fit(inter, None)
     fit_s = time.perf_counter() - t0
-    fit_peak = peak_rss_mb()
+    fit_peak = high_water_mb() or peak_rss_mb()
     histories = list(histories_of(inter).values())
     rng = np.random.default_rng(seed)
     chosen = [histories[i] for i in rng.choice(len(histories), min(n_queries, len(histories)),
@@ -204,6 +204,27 @@ def child_sources(source: str | None, shape: list[int] | None, model: str, seed:
             "peak_rss_mb": fit_peak, "fit_peak_rise_mb": round(fit_peak - before, 1),
             "weights_mb": round(nbytes / 2**20, 1),
             "score_ms_per_query": round(1000 * float(np.mean(per_query)), 3)}
+
+
+def high_water_mb() -> float | None:
+    """Peak RSS since the last `reset_peak_mb` (Linux's VmHWM), None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_mb() -> float:
+    """Reset Linux's peak-RSS mark to the current RSS (so a fit's peak is its own, not the
+    data generation's before it) and return it; elsewhere the process peak so far."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return peak_rss_mb()
+    return high_water_mb() or peak_rss_mb()
 
 
 def run_child(job: dict) -> dict:
@@ -268,9 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="a dataset folder (repeatable)")
     ap.add_argument("--sample-users", action="append", default=[], type=int,
                     help="also run each dataset on this many of its users (repeatable)")
-    ap.add_argument("--synthetic-users", type=int)
-    ap.add_argument("--synthetic-items", type=int)
-    ap.add_argument("--synthetic-interactions", type=int)
+    for what in ("users", "items", "interactions"):
+        ap.add_argument(f"--synthetic-{what}", type=int, action="append", default=[],
+                        help="a synthetic shape (repeatable: the n-th of each go together)")
     ap.add_argument("--steps", choices=["all", "sources"], default="all")
     ap.add_argument("--models", default="ease,fallback",
                     help="--steps sources: which item-item models to fit")
@@ -290,12 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
 
-    synthetic_shape = [args.synthetic_users, args.synthetic_items, args.synthetic_interactions]
-    if any(synthetic_shape) and not all(synthetic_shape):
+    sizes = (args.synthetic_users, args.synthetic_items, args.synthetic_interactions)
+    if len({len(s) for s in sizes}) > 1:
         ap.error("--synthetic-users, --synthetic-items and --synthetic-interactions go together")
-    if not args.dataset and not all(synthetic_shape):
+    shapes = [list(shape) for shape in zip(*sizes)]
+    if not args.dataset and not shapes:
         ap.error("give --dataset PATH or the three --synthetic-* sizes")
-    if all(synthetic_shape) and args.steps != "sources":
+    if shapes and args.steps != "sources":
         ap.error("synthetic data has no titles or KG: measure it with --steps sources")
     scratch = Path(tempfile.mkdtemp(prefix="bench-scale-data-"))
     try:
@@ -313,9 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 jobs += [{"job": "sources", **s, "model": m, "seed": args.seed,
                           "queries": args.queries} for m in args.models.split(",")]
-        if all(synthetic_shape):
-            label = "synthetic {:,} x {:,} x {:,}".format(*synthetic_shape)
-            jobs += [{"job": "sources", "label": label, "shape": synthetic_shape, "model": m,
+        for shape in shapes:
+            label = "synthetic {:,} x {:,} x {:,}".format(*shape)
+            jobs += [{"job": "sources", "label": label, "shape": shape, "model": m,
                       "seed": args.seed, "queries": args.queries}
                      for m in args.models.split(",")]
         results = []
