@@ -84,7 +84,7 @@ def synthetic(users: int, items: int, interactions: int, seed: int) -> pd.DataFr
         "timestamp": np.arange(len(user), dtype=np.int64)})
 
 
-def sample_users(folder: Path, n_users: int, seed: int, into: Path) -> Path:
+def sample_users(folder: Path, n_users: int, seed: int, into: Path) -> Path | None:
     """`folder` cut to `n_users` of its users (seeded) and the items they rated, written
     as RecBole atomic files named like the source (so an ML-100K sample keeps its DBpedia
     join). Into a temporary folder: MovieLens' licence forbids keeping copies."""
@@ -92,8 +92,10 @@ def sample_users(folder: Path, n_users: int, seed: int, into: Path) -> Path:
     from rag_rec.settings import DataSettings
 
     ds = load_dataset(DataSettings(source=folder), into)
-    rng = np.random.default_rng(seed)
-    keep = set(rng.choice(sorted(ds.interactions.user_id.unique()), n_users, replace=False))
+    everyone = sorted(ds.interactions.user_id.unique())
+    if n_users >= len(everyone):
+        return None  # the dataset itself is no larger
+    keep = set(np.random.default_rng(seed).choice(everyone, n_users, replace=False))
     inter = ds.interactions[ds.interactions.user_id.isin(keep)]
     items = ds.items.loc[sorted(set(inter.item_id))]
     out = into / f"{ds.name}-{n_users}u"
@@ -325,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
                                for d in args.dataset]
         for d in args.dataset:
             for n in args.sample_users:
-                sources.append({"source": str(sample_users(d, n, args.seed, scratch)),
-                                "label": f"{d} ({n} users)"})
+                sample = sample_users(d, n, args.seed, scratch)
+                if sample is not None:
+                    sources.append({"source": str(sample), "label": f"{d} ({n} users)"})
         jobs = []
         for s in sources:
             if args.steps == "all":
