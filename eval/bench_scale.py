@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a dataset folder (repeatable)")
     ap.add_argument("--sample-users", action="append", default=[], type=int,
                     help="also run each dataset on this many of its users (repeatable)")
+    ap.add_argument("--samples-only", action="store_true",
+                    help="run only the --sample-users cuts, not the whole datasets")
     for what in ("users", "items", "interactions"):
         ap.add_argument(f"--synthetic-{what}", type=int, action="append", default=[],
                         help="a synthetic shape (repeatable: the n-th of each go together)")
@@ -323,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("synthetic data has no titles or KG: measure it with --steps sources")
     scratch = Path(tempfile.mkdtemp(prefix="bench-scale-data-"))
     try:
-        sources: list[dict] = [{"source": str(d.resolve()), "label": str(d)}
-                               for d in args.dataset]
+        sources: list[dict] = [] if args.samples_only else [
+            {"source": str(d.resolve()), "label": str(d)} for d in args.dataset]
         for d in args.dataset:
             for n in args.sample_users:
                 sample = sample_users(d, n, args.seed, scratch)
