@@ -12,11 +12,13 @@ triples of the links kept, and a `DoubtfulLink` per link dropped (with its score
 
 A link's score (0-100) is its title similarity plus a year adjustment:
 - title: the best `rapidfuzz.fuzz.ratio` between the item's title variants (`Postino,
-  Il` -> `Il Postino`, each parenthesised alternative title) and the resource's names
-  (its label without the `(film)` disambiguation, the part before a colon, the name the
-  abstract opens with), all folded (case, accents, punctuation, leading articles,
-  number words). `ratio`, not a token-set score: a title contained in a longer one
-  (`Ghost` in `Ghost Dad`) must not count as a match.
+  Il` -> `Il Postino`, each parenthesised alternative title, what follows a colon, a
+  possessive credit dropped) and the resource's names (its label without the `(film)`
+  disambiguation, either side of a colon, the name the abstract opens with and the
+  aliases it gives), all folded (case, accents, punctuation, leading articles, number
+  words). 100 when only spacing differs (`Jungle2Jungle`); `CONTAINED` less when one
+  name only contains the other (`Ghost` in `Ghost Dad`, `Quest` in `Conquest`), the
+  way a join by title goes wrong. `ratio`, not a token-set score, for the same reason.
 - year: the label's `(1994 film)` or, failing that, the years in the abstract's first
   sentence. The item's year among them adds `YEAR_MATCH`, one year off (release dates
   differ by country) `YEAR_NEAR`, none close subtracts `YEAR_CONFLICT`; no year, 0.
