@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from eval.common import latency_summary, print_table, write_results
+from eval.common import RESULTS, latency_summary, print_table, write_results
+from eval.scale_data import sample_users, synthetic
 from rag_rec.steps import TIMINGS, peak_rss_mb
 
 REPORTS = Path(__file__).resolve().parent / "reports"
@@ -43,77 +43,6 @@ QUICK = {"embed": {"kg_epochs": 3, "kg_eval_triples": 50},
          "sources": {"sasrec": {"epochs": 2, "members": 1}},
          "scorer": {"epochs": 2}, "like": {"epochs": 2}}
 """`--quick`: the tiny test build's cut-short training (tests/conftest.py)."""
-
-
-# --------------------------------------------------------------------------- data
-
-
-def synthetic(users: int, items: int, interactions: int, seed: int) -> pd.DataFrame:
-    """A seeded interaction set of this shape: item popularity Zipf-like (the head of a
-    catalogue takes most ratings, as in MovieLens), user activity log-normal, no repeats,
-    ratings 1-5 leaning high, timestamps in order per user."""
-    rng = np.random.default_rng(seed)
-    popularity = 1.0 / (np.arange(items) + 10.0) ** 0.9
-    popularity = popularity[rng.permutation(items)]
-    popularity /= popularity.sum()
-    activity = rng.lognormal(0.0, 1.0, users)
-    cap = max(1, items // 2)
-    counts = np.clip(np.round(activity / activity.sum() * interactions), 1, cap)
-    for _ in range(50):  # the capped users' share goes to the others, by activity
-        deficit = interactions - counts.sum()
-        share = activity * (counts < cap)
-        if deficit <= 0 or not share.any():
-            break
-        counts = np.minimum(cap, counts + np.ceil(deficit * share / share.sum()))
-    excess = int(counts.sum() - interactions)
-    while excess > 0:  # ceil's overshoot, taken from the most active
-        top = int(np.argmax(counts))
-        take = min(excess, int(counts[top]) - 1)
-        counts[top] -= take
-        excess -= take
-    rows_u, rows_i = [], []
-    for u, n in enumerate(counts.astype(int)):
-        rows_i.append(rng.choice(items, size=n, replace=False, p=popularity))
-        rows_u.append(np.full(n, u))
-    user = np.concatenate(rows_u)
-    item = np.concatenate(rows_i)
-    return pd.DataFrame({
-        "user_id": user.astype(str), "item_id": item.astype(str),
-        "rating": rng.choice([1.0, 2.0, 3.0, 4.0, 5.0], size=len(user),
-                             p=[0.06, 0.11, 0.27, 0.35, 0.21]),
-        "timestamp": np.arange(len(user), dtype=np.int64)})
-
-
-def sample_users(folder: Path, n_users: int, seed: int, into: Path) -> Path | None:
-    """`folder` cut to `n_users` of its users (seeded) and the items they rated, written
-    as RecBole atomic files named like the source (so an ML-100K sample keeps its DBpedia
-    join). Into a temporary folder: MovieLens' licence forbids keeping copies."""
-    from rag_rec.data import load_dataset
-    from rag_rec.settings import DataSettings
-
-    ds = load_dataset(DataSettings(source=folder), into)
-    everyone = sorted(ds.interactions.user_id.unique())
-    if n_users >= len(everyone):
-        return None  # the dataset itself is no larger
-    keep = set(np.random.default_rng(seed).choice(everyone, n_users, replace=False))
-    inter = ds.interactions[ds.interactions.user_id.isin(keep)]
-    items = ds.items.loc[sorted(set(inter.item_id))]
-    out = into / f"{ds.name}-{n_users}u"
-    out.mkdir(parents=True, exist_ok=True)
-    name = ds.name
-    inter[["user_id", "item_id", "rating", "timestamp"]].to_csv(
-        out / f"{name}.inter", sep="\t", index=False,
-        header=["user_id:token", "item_id:token", "rating:float", "timestamp:float"])
-    pd.DataFrame({"item_id:token": items.index, "movie_title:token_seq": items.title,
-                  "release_year:token": items.year.astype("string").fillna(""),
-                  "class:token_seq": [" ".join(g) for g in items.genres]}).to_csv(
-        out / f"{name}.item", sep="\t", index=False)
-    users = ds.users.loc[ds.users.index.isin(keep)]
-    pd.DataFrame({"user_id:token": users.index, "age:token": users.get("age", ""),
-                  "gender:token": users.get("gender", ""),
-                  "occupation:token": users.get("occupation", ""),
-                  "zip_code:token": ""}).to_csv(out / f"{name}.user", sep="\t", index=False)
-    return out
 
 
 # --------------------------------------------------------------------------- children
@@ -198,13 +127,12 @@ def child_sources(source: str | None, shape: list[int] | None, model: str, seed:
                                                 replace=False)]
     per_query = []
     for start in range(0, len(chosen), 100):
-        batch = [Query(h) for h in chosen[start:start + 100]]
-        t1 = time.perf_counter()
+        t1, batch = time.perf_counter(), [Query(h) for h in chosen[start:start + 100]]
         source_.scores(batch)
         per_query.append((time.perf_counter() - t1) / len(batch))
-    weights = source_.item_weights
-    nbytes = (weights.data.nbytes + weights.indices.nbytes + weights.indptr.nbytes
-              if hasattr(weights, "indptr") else weights.nbytes)
+    w = source_.item_weights
+    nbytes = w.data.nbytes + w.indices.nbytes + w.indptr.nbytes if hasattr(w, "indptr") \
+        else w.nbytes
     return {"users": int(inter.user_id.nunique()), "items": len(items),
             "interactions": len(inter), "model": model,
             "fallback": report.get("fallback"), "fit_seconds": round(fit_s, 2),
@@ -260,7 +188,11 @@ def plot(results: list[dict], path: Path) -> str:
     builds = sorted((r for r in results if r["job"] == "build" and "error" not in r),
                     key=lambda r: r["interactions"])
     fits = [r for r in results if r["job"] == "sources" and "error" not in r]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    if not builds and not fits:
+        return "nothing to plot"
+    fig, panels = plt.subplots(1, bool(builds) + bool(fits), figsize=(
+        6 * (bool(builds) + bool(fits)), 4.5), squeeze=False)
+    axes = {0: panels[0][0], 1: panels[0][-1]}
     if builds:
         steps = sorted({s for r in builds for s in r["steps"]})
         bottom = np.zeros(len(builds))
@@ -275,16 +207,16 @@ def plot(results: list[dict], path: Path) -> str:
         axes[0].set_title("Build time per step" + (" (--quick)" if builds[0].get("quick")
                                                    else ""))
         axes[0].legend(fontsize=7)
-    for model, marker in (("ease", "o"), ("fallback", "s")):
+    for model, marker in (("ease", "o"), ("fallback", "s")) if fits else ():
         rows = sorted((r for r in fits if r["model"] == model), key=lambda r: r["items"])
         if rows:
             axes[1].plot([r["items"] for r in rows], [r["fit_seconds"] for r in rows],
                          marker=marker, label=f"{model} fit s")
             axes[1].plot([r["items"] for r in rows], [r["peak_rss_mb"] / 1000 for r in rows],
-                         marker=marker, linestyle="--", label=f"{model} peak GB")
-    axes[1].set_xlabel("items")
-    axes[1].set_title("Item-item source: EASE vs BM25 neighbours")
+                         marker=marker, linestyle="--", label=f"{model} process peak GB")
     if fits:
+        axes[1].set_xlabel("items")
+        axes[1].set_title("Item-item source: EASE vs BM25 neighbours")
         axes[1].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -310,8 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=100, help="recommend calls timed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="scale", help="results file eval/results/NAME.json")
+    ap.add_argument("--combine", nargs="+", metavar="NAME",
+                    help="no runs: merge eval/results/NAME.json files into --name and plot")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.combine:
+        parts = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.combine]
+        runs = [run for part in parts for run in part["runs"]]
+        note = plot(runs, REPORTS / f"{args.name}.png")
+        path = write_results(args.name, {"commands": [p["command"] for p in parts],
+                                         "combined": args.combine, "plot": note,
+                                         "runs": runs})
+        print(f"wrote {path}; plot: {note}")
+        return 0
     if args.child:
         job = json.loads(args.child)
         if job["job"] == "build":
@@ -361,10 +304,16 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     for r in results:
         r.pop("source", None)  # a temporary path
+    print_summary(results)
     note = plot(results, REPORTS / f"{args.name}.png")
     path = write_results(args.name, {"command": " ".join(sys.argv[1:] if argv is None
                                                            else argv),
                                      "plot": note, "runs": results})
+    print(f"wrote {path}; plot: {note}")
+    return 0
+
+
+def print_summary(results: list[dict]) -> None:
     rows = []
     for r in results:
         row = {"run": r["label"], "job": r["job"] + (f"/{r['model']}" if "model" in r else ""),
@@ -391,8 +340,6 @@ def main(argv: list[str] | None = None) -> int:
                 {"step": k, "seconds": v["seconds"], "peak RSS MB": v["peak_rss_mb"],
                  "raised the peak by MB": v["peak_rss_rise_mb"]}
                 for k, v in sorted(r["steps"].items(), key=lambda kv: -kv[1]["seconds"])])
-    print(f"wrote {path}; plot: {note}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -211,8 +211,8 @@ def check_links(items: pd.DataFrame, abstracts: Mapping[str, str],
         return dict(abstracts), triples, []
     dropped = [s for s in score_links(items, abstracts, uris) if s.score < min_score]
     gone = {d.item_id for d in dropped}
-    if dropped:
-        log.info("%d doubtful DBpedia links dropped (score < %s): %s", len(dropped),
+    if dropped:  # counted in Dataset.stats(); `data stats` stays quiet on stderr
+        log.debug("%d doubtful DBpedia links dropped (score < %s): %s", len(dropped),
                  min_score, ", ".join(f"{d.title} -> {d.label}" for d in dropped[:5])
                  + (" ..." if len(dropped) > 5 else ""))
     return ({i: a for i, a in abstracts.items() if i not in gone},
