@@ -60,7 +60,7 @@ from rag_rec.scorer import (
     validation,
 )
 from rag_rec.settings import Settings
-from rag_rec.steps import check_step, digest, record_step, step_inputs
+from rag_rec.steps import check_step, digest, record_step, step_inputs, timed
 from rag_rec.sources import (
     CandidateSource,
     fit_sources,
@@ -101,12 +101,14 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
                     "slice, the full build's validation items) follow the file's row order; "
                     "RAG_REC_RANKER_SLICE__KIND=random draws the slice at random", ds.name)
     name = split.name if split is not None else "full"
+    builds = settings.home / "builds" / name
     if split is None and ingest:
-        with GraphClient(settings.graph, settings.home) as graph:
+        with timed(builds, "graph"), GraphClient(settings.graph, settings.home) as graph:
             graph.ensure_holds(ds, None, progress=progress)
     steps = step_inputs(settings, build_facts(settings, ds, split))
     rebuild = "rag-rec build" + (f" --split {name}" if split else "")
-    text = text_vectors(settings, ds, progress)
+    with timed(builds, "text"):
+        text = text_vectors(settings, ds, progress)
 
     def train_kg(folder: Path) -> None:
         fit_part = unsliced(validation(split.train if split is not None else ds.interactions,
@@ -145,7 +147,8 @@ def ensure_step(folder: Path, inputs: dict, rebuild: str, make: Callable[[Path],
     try:
         check_step(folder, digest(inputs), rebuild)
     except StaleArtifact:
-        make(folder)
+        with timed(folder.parent, inputs["step"]):
+            make(folder)
         record_step(folder, inputs)
 
 
@@ -171,7 +174,8 @@ def _sources_in(where: Path, settings: Settings, artifacts: Artifacts, train: pd
     try:
         return load_sources(*args, where)
     except StaleArtifact:
-        fitted, report = fit_sources(*args, train, tune, warm=warm, progress=progress)
+        with timed(where.parent.parent, f"sources/{where.name}"):
+            fitted, report = fit_sources(*args, train, tune, warm=warm, progress=progress)
         save_sources(fitted, report, where)
         record_step(where, artifacts.steps["sources"])
         return fitted, report
@@ -245,23 +249,24 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
     try:
         scorer = Scorer.load(scorer_folder, artifacts, settings.scorer, names)
     except StaleArtifact:
-        feat = Featurizer(artifacts, settings.scorer, names)
-        parts, weights, union = [], None, None
-        for fitted, (fit_part, slice_part) in zip(tuning, slices):
-            stacked = {n: s for n, s in fitted.items() if n in names}
-            histories = histories_of(fit_part)
-            if weights is None:  # the union's shape is chosen once, on the first fold
-                weights, union = union_weights(artifacts, stacked, histories, slice_part,
-                                               settings.retrieval)
-            retriever = Retriever(artifacts, stacked, names, settings.retrieval, weights)
-            # p_next is calibrated for what the protocol asks: the very next interaction
-            # (the slice's first item) for "latest", the whole random share otherwise.
-            calibrate_on = (slice_part.groupby("user_id").head(1)
-                            if settings.ranker_slice.kind == "latest" else slice_part)
-            parts.append(make_lists(feat, retriever, histories, slice_part, calibrate_on,
-                                    progress=progress))
-        scorer = Scorer.fit(feat, Lists.concat(parts), names, weights,
-                            scorer_folder, union=union, progress=progress)
+        with timed(scorer_folder.parent, "scorer"):
+            feat = Featurizer(artifacts, settings.scorer, names)
+            parts, weights, union = [], None, None
+            for fitted, (fit_part, slice_part) in zip(tuning, slices):
+                stacked = {n: s for n, s in fitted.items() if n in names}
+                histories = histories_of(fit_part)
+                if weights is None:  # the union's shape is chosen once, on the first fold
+                    weights, union = union_weights(artifacts, stacked, histories, slice_part,
+                                                   settings.retrieval)
+                retriever = Retriever(artifacts, stacked, names, settings.retrieval, weights)
+                # p_next is calibrated for what the protocol asks: the very next interaction
+                # (the slice's first item) for "latest", the whole random share otherwise.
+                calibrate_on = (slice_part.groupby("user_id").head(1)
+                                if settings.ranker_slice.kind == "latest" else slice_part)
+                parts.append(make_lists(feat, retriever, histories, slice_part, calibrate_on,
+                                        progress=progress))
+            scorer = Scorer.fit(feat, Lists.concat(parts), names, weights,
+                                scorer_folder, union=union, progress=progress)
         record_step(scorer_folder, artifacts.steps["scorer"])
     serving, report = _sources_in(folder / "serving", settings, artifacts, artifacts.train,
                                   warm=tuning[0], progress=progress)

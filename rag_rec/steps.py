@@ -17,13 +17,21 @@ section is in the key of every step that reads the section, and of every step af
 Each step writes under `<home>/builds/<split>/<step>-<key>/` and records there, in
 `step.json`, the key and the inputs it was built from; `check_step` refuses a folder
 whose record does not match, so nothing built from other inputs is ever served.
+
+`timed` records each step's wall time and the process's peak memory in
+`<home>/builds/<split>/timings.json` (the last run of each step; part of no key):
+what docs/scale.md reads to say which step dominates.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import resource
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,7 @@ from rag_rec.errors import StaleArtifact
 from rag_rec.settings import Settings
 
 RECORD = "step.json"
+TIMINGS = "timings.json"
 
 
 @dataclass(frozen=True)
@@ -125,3 +134,34 @@ def check_step(folder: Path, key: str, rebuild: str) -> None:
     if recorded != key:
         raise StaleArtifact(f"{folder} was built from other inputs (key {recorded}, "
                             f"expected {key}); run `{rebuild}`")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (`getrusage`; Linux reports
+    KB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+@contextmanager
+def timed(split_folder: Path, name: str) -> Iterator[None]:
+    """Record what runs inside as step `name` in `split_folder/timings.json`: its wall
+    time, the process's peak RSS at its end, and how much it raised that peak (the
+    step's own peak when it is the largest so far; 0 when an earlier step peaked
+    higher). Nothing is recorded when it raises."""
+    start, peak_before = time.perf_counter(), peak_rss_mb()
+    yield
+    peak = peak_rss_mb()
+    record = {"seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": peak,
+              "peak_rss_rise_mb": round(peak - peak_before, 1),
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    path = split_folder / TIMINGS
+    try:
+        timings = json.loads(path.read_text())
+    except (OSError, ValueError):
+        timings = {}
+    timings[name] = record
+    split_folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(timings, indent=1, sort_keys=True))
+    tmp.replace(path)

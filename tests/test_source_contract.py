@@ -19,6 +19,9 @@ from rag_rec.settings import IndexSettings, RetrievalSettings, SourceSettings, u
 from rag_rec.sources import CandidateSource, Catalogue, Query, make_source, source_resolver
 
 NAMES = ["ease", "ials", "sasrec", "markov", "faiss", "kg_path", "popular"]
+FALLBACK = "ease-fallback"
+"""EASE past `sources.ease.max_items`: implicit's BM25 neighbours in its place."""
+CASES = NAMES + [FALLBACK]
 CONTENT = {"faiss", "kg_path"}
 """Sources that score an item added after the fit from its vector or KG links."""
 SEEDED = {"ials", "sasrec"}
@@ -30,6 +33,8 @@ SETTINGS = updated(SourceSettings(), {
                "crop_keep": 2, "batch": 16},
 })
 """Small enough to fit in well under a second each; SASRec keeps two members and crops."""
+FALLBACK_SETTINGS = updated(SETTINGS, {"ease": {"max_items": N_ITEMS - 1,
+                                                "fallback_neighbours": 10}})
 RETRIEVAL = RetrievalSettings()
 INDEX = IndexSettings()
 
@@ -77,9 +82,17 @@ def world() -> tuple[Catalogue, pd.DataFrame, pd.DataFrame, list[Query]]:
     return _catalogue(rng), train, tune, queries
 
 
+def _make(name: str, catalogue: Catalogue, settings: SourceSettings = SETTINGS
+          ) -> CandidateSource:
+    if name == FALLBACK:
+        settings = updated(settings, {"ease": FALLBACK_SETTINGS.ease.model_dump()})
+        return make_source("ease", catalogue, settings, RETRIEVAL)
+    return make_source(name, catalogue, settings, RETRIEVAL)
+
+
 def _fit(name: str, world, settings: SourceSettings = SETTINGS) -> CandidateSource:
     catalogue, train, tune, _ = world
-    source = make_source(name, catalogue, settings, RETRIEVAL)
+    source = _make(name, catalogue, settings)
     report = source.fit(train, tune)
     assert isinstance(report, dict)
     return source
@@ -94,7 +107,7 @@ def test_the_resolver_knows_every_source_by_its_configured_name() -> None:
         source_resolver.make("eas", catalogue=Catalogue([]))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_scores_cover_the_catalogue(name: str, world) -> None:
     catalogue, _, _, queries = world
     scores = _fit(name, world).scores(queries)
@@ -104,7 +117,7 @@ def test_scores_cover_the_catalogue(name: str, world) -> None:
     assert (scores[0] == scores[1:]).all() == (name == "popular")  # one row for all
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_an_item_added_after_the_fit(name: str, world) -> None:
     catalogue, _, _, queries = world
     source = _fit(name, world)
@@ -120,17 +133,17 @@ def test_an_item_added_after_the_fit(name: str, world) -> None:
         np.testing.assert_array_equal(after[:, :-1], before)  # the others unchanged
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_save_and_load_reproduce_the_scores(name: str, world, tmp_path: Path) -> None:
     catalogue, _, _, queries = world
     source = _fit(name, world)
     source.save(tmp_path)
-    back = make_source(name, catalogue, SETTINGS, RETRIEVAL)
+    back = _make(name, catalogue)
     back.load(tmp_path)
     np.testing.assert_allclose(back.scores(queries), source.scores(queries), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_unknown_history_items_are_ignored(name: str, world) -> None:
     _, _, _, queries = world
     source = _fit(name, world)
@@ -143,10 +156,26 @@ def test_unknown_history_items_are_ignored(name: str, world) -> None:
     assert np.isfinite(got[1]).all() if name == "popular" else np.isneginf(got[1]).all()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CASES)
 def test_a_seed_fixes_the_fit(name: str, world) -> None:
     queries = world[3]
     runs = [_fit(name, world).scores(queries) for _ in range(2)]
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5, atol=1e-6)
     other = _fit(name, world, updated(SETTINGS, {"seed": 7})).scores(queries)
     assert np.allclose(other, runs[0], rtol=1e-5, atol=1e-6) == (name not in SEEDED)
+
+
+def test_ease_past_its_limit_fits_neighbours_and_says_so(world, caplog) -> None:
+    catalogue, train, tune, queries = world
+    source = _make(FALLBACK, catalogue)
+    report = source.fit(train, tune)
+    assert report["fallback"] == "bm25 item-item, K=10" and "max_items" in report["why"]
+    assert "tuning_ndcg@10" in report and "BM25 item-item" in caplog.text
+    assert source.item_weights.diagonal().sum() == 0  # no item recommends itself
+    dense = make_source("ease", catalogue, SETTINGS, RETRIEVAL)
+    dense.fit(train, tune)
+    assert isinstance(dense.item_weights, np.ndarray)
+    # Both find what co-occurs: their top items for a user overlap well beyond chance.
+    top = [np.argsort(-s.scores(queries), axis=1)[:, :5] for s in (source, dense)]
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(*top)])
+    assert overlap > 5 / N_ITEMS * 2

@@ -21,6 +21,7 @@ import pandas as pd
 
 from rag_rec.data import generic
 from rag_rec.data.kg import dbpedia_for, side_kg
+from rag_rec.data.links import DoubtfulLink, check_links
 from rag_rec.data.meta import DatasetMeta, movielens_meta
 from rag_rec.data.readers import (
     GENERIC,
@@ -68,6 +69,8 @@ class Dataset:
         default_factory=lambda: pd.DataFrame(columns=ENTITY_TRIPLE_COLUMNS))
     """head_id, relation, tail_id: entity-to-entity facts (triples.csv); empty for
     MovieLens."""
+    doubtful_links: tuple[DoubtfulLink, ...] = ()
+    """DBpedia links dropped by the entity-link check (rag_rec/data/links.py)."""
 
     @cached_property
     def user_ids(self) -> list[str]:
@@ -121,6 +124,7 @@ class Dataset:
             # MovieLens' abstracts are DBpedia's; other datasets bring their own text.
             ("items_with_dbpedia" if self.meta.item_noun == "movie" else "items_with_text"):
                 int(self.items["abstract"].notna().sum()),
+            "doubtful_links": len(self.doubtful_links),
             "sparsity": round(1 - n_inter / (n_users * n_items), 6),
         }
 
@@ -158,6 +162,13 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
 
     abstracts, ents, triples, kg_files = dbpedia_for(settings.kg_dir, set(items.index),
                                                      default_source=default)
+    doubtful: list = []
+    if kg_files:
+        abstracts, triples, doubtful = check_links(items, abstracts, triples,
+                                                   kg_dir=kg_files[0].parent,
+                                                   min_score=settings.link_min_score)
+        linked = {t[2] for t in triples}
+        ents = [e for e in ents if e[0] in linked]  # a dropped link's entities go with it
     items["abstract"] = pd.Series(abstracts, dtype="object").reindex(items.index)
     items["abstract"] = items["abstract"].astype("object").where(items["abstract"].notna(), None)
     side_ents, side_triples = side_kg(items)
@@ -173,7 +184,8 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
             digest.update(path.read_bytes())
     return Dataset(name=source.name, interactions=interactions, items=items, users=users,
                    entities=entities, triples=triple_df, fingerprint=digest.hexdigest()[:16],
-                   meta=movielens_meta(rating_scale(source.format, source.name)))
+                   meta=movielens_meta(rating_scale(source.format, source.name)),
+                   doubtful_links=tuple(doubtful))
 
 
 def _from_catalogue(cat: generic.Catalogue) -> Dataset:

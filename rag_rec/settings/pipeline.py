@@ -27,6 +27,11 @@ class DataSettings(BaseModel):
     `data/ml-100k-dbpedia` (FranKGraphBench, see its README for licences) when `source`
     is None (MovieLens-100K), no DBpedia facts for a `source` folder. The generic format
     brings its facts in `triples.csv` instead."""
+    link_min_score: float = Field(85.0, ge=0, le=100)
+    """The lowest score (0-100: title similarity plus a year adjustment, see
+    rag_rec/data/links.py) at which an item's DBpedia link is trusted; a link under it
+    loses its facts and abstract (`Dataset.stats()["doubtful_links"]`). 85 was set by
+    hand-checking the links around it (eval/reports/doubtful_links.md)."""
     seed: int = 42
     """Seed of every split (42 is the published 5-fold protocol's)."""
 
@@ -123,9 +128,13 @@ class EaseSettings(BaseModel):
 
     l2: tuple[float, ...] = (100.0, 200.0, 350.0, 500.0, 800.0, 1200.0)
     """EASE's L2 grid; the value with the best NDCG@10 on the tuning items is kept."""
-    max_items: int = Field(30_000, ge=1)
-    """Above this catalogue size EASE's dense item-item matrix does not fit: the source
-    says so and the union goes on without it."""
+    max_items: int = Field(20_000, ge=1)
+    """Above this catalogue size EASE's dense item x item solve is too large (its peak
+    grows as items², about 42 bytes each: 2.7 GB measured at 8,000 items, so ~17 GB at
+    20,000): the source fits `implicit`'s BM25 item-item neighbours in its place, same
+    contract, and says so in the log and its fit report (docs/scale.md)."""
+    fallback_neighbours: int = Field(100, ge=1)
+    """Neighbours kept per item by the BM25 item-item fallback above `max_items`."""
 
 
 class IALSSettings(BaseModel):

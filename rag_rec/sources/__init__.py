@@ -11,7 +11,7 @@ these sources.
 | name      | module       | what                                                      | fit     |
 |-----------|--------------|-----------------------------------------------------------|---------|
 | `ease`    | `ease.py`    | EASE (Steck 2019): closed-form item-item, L2 chosen on    | seconds |
-|           |              | tuning items                                              |         |
+|           |              | tuning items; past `max_items`, BM25 item-item neighbours |         |
 | `ials`    | `ials.py`    | implicit ALS (`implicit`): factors and L2 chosen on       | seconds |
 |           |              | tuning items                                              |         |
 | `sasrec`  | `sasrec.py`  | SASRec next-item transformer, full-softmax cross-entropy, | minutes |
