@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from rag_rec.data import load_dataset, make_split
 from rag_rec.data.generic import parse
 from rag_rec.data.validate import validate
-from rag_rec.errors import DataError
+from rag_rec.errors import DataError, InvalidRequest
 from rag_rec.settings import DataSettings, Settings
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "catalogue"
@@ -287,3 +287,11 @@ def test_the_shop_filters_by_its_own_entities_and_categories(shop) -> None:
     both = shop.recommend("u01", k=3, explain=False,
                           filters={"genres": {"all": ["kitchen", "gifts"]}})
     assert both.items and all({"kitchen", "gifts"} <= set(r.item.genres) for r in both.items)
+
+
+def test_the_shop_records_a_purchase_live_but_refuses_a_rating(shop) -> None:
+    shown = [r.item.id for r in shop.recommend("u02", k=3).items]
+    with pytest.raises(InvalidRequest, match="has no ratings"):
+        shop.record_interaction("u02", shown[0], rating=4)
+    assert shop.record_interaction("u02", shown[0]).outcome == "created"
+    assert shown[0] not in {r.item.id for r in shop.recommend("u02", k=3).items}

@@ -88,7 +88,7 @@ def test_an_interaction_changes_the_next_recommendation(rec: Recommender) -> Non
 def test_an_unknown_user_is_created_and_bad_writes_are_refused(rec: Recommender) -> None:
     item = next(iter(rec.artifacts.items))
     assert rec.record_interaction("brand-new", item).outcome == "created"
-    assert rec.graph.user_history("brand-new")[0]["rating"] == rec.live.scale[1]
+    assert rec.graph.user_history("brand-new")[0]["rating"] == rec.live.meta.top_rating
     assert item not in _top(rec, "brand-new")
     with pytest.raises(UnknownItem, match="'no-such-item'"):
         rec.record_interaction(USER, "no-such-item")

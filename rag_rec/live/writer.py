@@ -66,10 +66,9 @@ class LiveState:
         self.journal = Journal(journal_path(rec.settings.home, artifacts.split_name,
                                             artifacts.ds.fingerprint))
         self.count = 0
-        ratings = artifacts.ds.interactions["rating"]
-        self.scale = (float(ratings.min()), float(ratings.max())) if len(ratings) else (
-            1.0, 5.0)
-        """The catalogue's rating scale, as its data shows it."""
+        self.meta = artifacts.ds.meta
+        """The catalogue's rating scale (None: no ratings) and what an unrated
+        interaction stands in as (`top_rating`), as the build read them."""
         self.replayed: list[dict[str, Any]] = []
         """Journal entries to write again into a graph that forgot them (in memory)."""
 
@@ -94,8 +93,12 @@ class LiveWrites:
         if write.item_id not in self.artifacts.items:
             raise UnknownItem(f"unknown item id {write.item_id!r}: add it first "
                               "(PUT /v1/items/{id}, `upsert_item`)")
-        low, high = self.live.scale
-        value = high if write.rating is None else write.rating
+        scale = self.live.meta.rating_scale
+        if scale is None and write.rating is not None:
+            raise InvalidRequest("rating: this catalogue has no ratings; record the "
+                                 "interaction without one")
+        low, high = scale or (self.live.meta.top_rating,) * 2
+        value = self.live.meta.top_rating if write.rating is None else write.rating
         if not low <= value <= high:
             raise InvalidRequest(f"rating: {write.rating:g} is outside the catalogue's "
                                  f"scale [{low:g}, {high:g}]")
