@@ -146,8 +146,9 @@ def test_templates_are_checked_and_never_cite_a_low_rated_film(
     history = _history(dataset, user_id)
     ratings = {h.id: r for h, r in history}
     items = _candidates(graph, dataset, 10, user_id)
-    # Ask the graph for every path, low ratings included, to test the selection itself.
-    facts = graph.candidate_facts([i.id for i in items], ratings, min_rating=1.0)
+    # Ask the graph for every path, low ratings included, to test the selection itself: a
+    # scale whose middle (the lowest rating a path may pass through) is 1 star.
+    facts = graph.candidate_facts([i.id for i in items], ratings, scale=(-3.0, 5.0))
     for item in items:
         evidence = select_evidence(facts[item.id], ratings)
         liked_exists = any(ratings[f.history_item_id] >= 4 for f in facts[item.id])
