@@ -2,11 +2,16 @@
 
     uv run --extra cpu python -m eval.offline        # kfold0..4, loo (3 seeds), loo-cold
     uv run --extra cpu python -m eval.offline --splits kfold0 --seeds 42
+    RAG_REC_DATA__SOURCE=data/goodbooks uv run --extra cpu python -m eval.offline --splits kfold0
 
 In: the command line (splits, seeds, ablation splits, RecBole models), the settings and
 the dataset. Out: finished (split, seed) parts in eval/results/parts/ (kept between runs;
 `--fresh` redoes them), the figures in eval/results/offline_eval.json and the report in
-eval/reports/offline_eval.md. This module is the runner; the pieces live beside it:
+eval/reports/offline_eval.md; for any dataset but MovieLens-100K, keyed by its name
+(`keyed`: parts in eval/results/parts/NAME/, eval/results/offline_eval_NAME.json,
+eval/reports/offline_eval_NAME.md), so one dataset's run never touches another's figures.
+A split the dataset cannot support (leave-last-out without timestamps) is refused with
+its reason, recorded under `refused` in the figures. This module is the runner; the pieces live beside it:
 
 - eval/protocol.py: the splits and the protocol every system is scored under (`Protocol`,
   `rank_rows`, `calibration`);
@@ -32,14 +37,26 @@ from eval.report import write_report
 from eval.summary import keep_earlier, paired_bootstrap, summarise
 from eval.systems import run_ablations, run_baselines, run_rag_rec, split_settings
 from rag_rec.data import SplitProtocol, load_dataset, make_split
+from rag_rec.errors import RagRecError
 from rag_rec.settings import get_settings
 
-__all__ = ["PARTS", "Protocol", "_rank_rows", "keep_earlier", "main", "paired_bootstrap",
-           "split_settings"]
+__all__ = ["PARTS", "Protocol", "_rank_rows", "keep_earlier", "keyed", "main",
+           "paired_bootstrap", "split_settings"]
 
 PARTS = RESULTS / "parts"
 """Finished (split, seed) parts: each system's metrics and per-user NDCG@10, committed
 with the report, so a fresh clone can rebuild the report or rerun one system."""
+
+FIRST_DATASET = "ml-100k"
+"""The dataset whose figures keep the unkeyed names (the README's table reads them)."""
+
+
+def keyed(dataset: str) -> tuple[Path, str]:
+    """Where a dataset's parts go and its figures' name: MovieLens-100K's where they
+    always were, any other's under its own name."""
+    if dataset == FIRST_DATASET:
+        return PARTS, "offline_eval"
+    return PARTS / dataset, f"offline_eval_{dataset}"
 
 _rank_rows = rank_rows
 """The name tests/test_recommender.py (and any caller from before the split into
@@ -77,15 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     only = {m for m in args.only_baselines.split(",") if m} or None
     settings = get_settings()
     ds = load_dataset(settings.data, settings.home)
+    parts, figures_name = keyed(ds.name)
     seeds = [int(s) for s in args.seeds.split(",")]
     recbole = [m for m in args.recbole.split(",") if m]
     runs: dict[str, dict[int, dict]] = {}
+    refused: dict[str, str] = {}
     for name in args.splits.split(","):
-        split = make_split(ds, name, seed=settings.data.seed)
+        try:
+            split = make_split(ds, name, seed=settings.data.seed)
+        except RagRecError as e:
+            # e.g. leave-last-out on a dataset without timestamps: said, not faked.
+            refused[name] = str(e)
+            print(f"{name}: refused: {e}", flush=True)
+            continue
         proto = Protocol.of(ds, split, settings.retrieval.head_mass)
         runs[name] = {}
         for seed in seeds[:1] if split.protocol is SplitProtocol.KFOLD else seeds:
-            folder = PARTS / name
+            folder = parts / name
             path = folder / f"baselines-seed{seed}.json"
             if args.cached_only and not (path.exists()
                                          and (folder / f"rag_rec-seed{seed}.json").exists()):
@@ -118,16 +143,24 @@ def main(argv: list[str] | None = None) -> int:
             continue
         first = seeds[0]
         if name in args.ablations.split(",") and not (
-                args.cached_only and not (PARTS / name /
+                args.cached_only and not (parts / name /
                                           f"ablations-seed{first}.json").exists()):
             runs[name][first]["rag_rec"]["systems"].update(_cached(
-                PARTS / name / f"ablations-seed{first}.json", args.fresh,
+                parts / name / f"ablations-seed{first}.json", args.fresh,
                 lambda: run_ablations(settings, proto, first)))
     if only:
         return 0
-    figures = keep_earlier(summarise(runs), RESULTS / "offline_eval.json")
-    path = write_results("offline_eval", figures)
-    report = write_report(figures)
+    figures = summarise(runs) | {"dataset": ds.name}
+    if refused:
+        figures["refused"] = refused
+    figures = keep_earlier(figures, RESULTS / f"{figures_name}.json")
+    earlier = RESULTS / f"{figures_name}.json"
+    if earlier.exists():  # a refusal stands until that split runs
+        for split, why in json.loads(earlier.read_text()).get("refused", {}).items():
+            if split not in figures["splits"]:
+                figures.setdefault("refused", {}).setdefault(split, why)
+    path = write_results(figures_name, figures)
+    report = write_report(figures, figures_name)
     print(f"wrote {path} and {report}")
     return 0
 
