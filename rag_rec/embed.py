@@ -297,13 +297,17 @@ def new_item_kg_vector(kg: KGEmbeddings, triples: pd.DataFrame, entities: Sequen
 
 
 def kg_triples(ds: Dataset, inter: pd.DataFrame) -> np.ndarray:
-    """Labelled (head, relation, tail) triples: item KG facts + `inter`'s user-rated-item
-    (the build passes what the sources fit on, so no user vector knows the ranker slice)."""
+    """Labelled (head, relation, tail) triples: item KG facts, entity-to-entity facts and
+    `inter`'s user-rated-item (the build passes what the sources fit on, so no user vector
+    knows the ranker slice)."""
     kg = np.stack([ds.triples.item_id.map(item_node).to_numpy(), ds.triples.relation.to_numpy(),
                    ds.triples.entity_id.to_numpy()], axis=1)
     ui = np.stack([inter.user_id.map(user_node).to_numpy(), np.full(len(inter), RATED),
                    inter.item_id.map(item_node).to_numpy()], axis=1)
-    return np.concatenate([kg, ui]).astype(str)
+    parts = [kg, ui]
+    if len(ds.entity_triples):  # entity-to-entity facts (triples.csv); none on MovieLens
+        parts.insert(1, ds.entity_triples[["head_id", "relation", "tail_id"]].to_numpy())
+    return np.concatenate(parts).astype(str)
 
 
 def train_kg_embeddings(triples: np.ndarray, settings: EmbedSettings) -> KGEmbeddings:

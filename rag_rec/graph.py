@@ -4,6 +4,7 @@ Schema (constraints in `graph/queries/schema.cypher`):
 
     (:User {id, age, gender, occupation})-[:RATED {rating, timestamp}]->(:Item)
     (:Item {id, title, year, genres, abstract, popularity})-[:DIRECTED_BY|STARRING|...]->(:Entity {id, name, kind, degree})
+    (:Entity)-[:BASED_IN|...]->(:Entity)   (entity-to-entity facts of triples.csv)
     (:Meta {key: 'ingest', dataset, fingerprint, split, complete})
 
 Every query lives in `graph/queries/NAME.cypher` and runs with parameters only
@@ -352,6 +353,9 @@ class GraphClient:
             ("triples", "ingest_triples", [
                 {"item_id": i, "type": rel.upper(), "entity_id": e}
                 for i, rel, e in ds.triples.itertuples(index=False)]),
+            ("entity facts", "ingest_entity_triples", [
+                {"head_id": h, "type": rel.upper(), "tail_id": t}
+                for h, rel, t in ds.entity_triples.itertuples(index=False)]),
             ("interactions", "ingest_interactions", [
                 {"user_id": u, "item_id": i, "rating": float(r), "timestamp": int(t)}
                 for u, i, r, t in interactions[["user_id", "item_id", "rating",

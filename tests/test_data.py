@@ -179,8 +179,15 @@ def test_other_movielens_formats(tmp_path: Path, dataset: Dataset, writer, name,
     writer(tmp_path, dataset)
     with caplog.at_level("WARNING", logger="rag_rec"):
         ds = load_dataset(DataSettings(source=tmp_path, kg_dir=tmp_path / "none"), tmp_path)
-    # A missing DBpedia KG is said for the release it belongs to, not for the others.
-    assert ("no DBpedia KG at" in caplog.text) == (name == "ml-100k")
+    # A KG folder that is given applies to whatever release is read, and is said missing.
+    assert "no DBpedia KG at" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rag_rec"):
+        default = load_dataset(DataSettings(source=tmp_path), tmp_path)
+    # Unset, the shipped MovieLens-100K map joins MovieLens-100K only: never another
+    # release's ids, and without a word about it.
+    assert ("no DBpedia KG at" in caplog.text) is False
+    assert (default.stats()["items_with_dbpedia"] > 0) == (name == "ml-100k")
     inter, items, _ = _slice(dataset)
     assert ds.name == name
     assert len(ds.interactions) == len(inter)
@@ -206,7 +213,7 @@ def test_bad_row_names_file_and_line(tmp_path: Path, dataset: Dataset) -> None:
 
 
 def test_missing_files(tmp_path: Path, dataset: Dataset) -> None:
-    with pytest.raises(DataError, match="no MovieLens files"):
+    with pytest.raises(DataError, match="no dataset files"):
         load_dataset(DataSettings(source=tmp_path), tmp_path)
     _write_ml1m(tmp_path, dataset)
     (tmp_path / "movies.dat").unlink()

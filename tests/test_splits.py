@@ -136,8 +136,8 @@ def test_the_registry_detects_the_format(tmp_path: Path, files: list[str], fmt: 
 
 def test_an_unknown_folder_names_the_formats(tmp_path: Path) -> None:
     (tmp_path / "ratings.json").write_text("{}")
-    with pytest.raises(DataError, match="no MovieLens files") as err:
+    with pytest.raises(DataError, match="no dataset files") as err:
         detect(tmp_path)
-    for fmt in ("recbole", "ml-100k", "ml-1m", "ml-latest"):
+    for fmt in ("generic", "recbole", "ml-100k", "ml-1m", "ml-latest"):
         assert fmt in str(err.value)
-    assert set(READERS) == {"recbole", "ml-100k", "ml-1m", "ml-latest"}
+    assert set(READERS) == {"generic", "recbole", "ml-100k", "ml-1m", "ml-latest"}

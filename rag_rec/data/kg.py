@@ -20,6 +20,7 @@ import pandas as pd
 
 from rag_rec.data.readers import delimited_rows
 from rag_rec.errors import DataError
+from rag_rec.settings.base import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,24 @@ def read_dbpedia(kg_dir: Path, item_ids: set[str]) -> tuple[dict[str, str], list
     return abstracts, list(entities.values()), triples
 
 
-def dbpedia_for(dataset_name: str, kg_dir: Path, item_ids: set[str]
+DEFAULT_KG_DIR = PROJECT_ROOT / "data" / "ml-100k-dbpedia"
+"""MovieLens-100K's DBpedia KG, shipped with the repository."""
+
+
+def dbpedia_for(dataset_name: str, kg_dir: Path | None, item_ids: set[str], *,
+                default_source: bool = False
                 ) -> tuple[dict[str, str], list, list, list[Path]]:
     """`read_dbpedia` where it applies, plus the files read (for the fingerprint).
 
-    The DBpedia map is keyed by MovieLens-100K ids; joining it to another release would
-    attach the wrong films, so other datasets get nothing here."""
-    if dataset_name != "ml-100k":
-        return {}, [], [], []
+    A `kg_dir` that is set applies to the MovieLens-family dataset read, whatever its
+    name: its enriched.csv is keyed by that dataset's item ids. Unset, the shipped
+    folder (`DEFAULT_KG_DIR`, keyed by MovieLens-100K ids) applies to MovieLens-100K
+    only (the default source or a release named ml-100k): joining it to another
+    release would attach the wrong films, so other datasets get nothing here."""
+    if kg_dir is None:
+        if not (default_source or dataset_name == "ml-100k"):
+            return {}, [], [], []
+        kg_dir = DEFAULT_KG_DIR
     if not (kg_dir / KG_FILE).exists():
         # Said, not silent: without it every film loses its people and places, and the
         # explanations and KG vectors with them.

@@ -1,10 +1,12 @@
-"""MovieLens-family readers, one per file layout, behind a registry by format name.
+"""Dataset readers, one per file layout, behind a registry by format name: the generic
+catalogue format (`generic.py`, docs/data-format.md) and the MovieLens-family adapters.
 
 In: a folder in one of the layouts below; `detect` picks the format from the files present
 (in this order) and names the dataset.
 
 | format    | files                                        | dataset name |
 |-----------|----------------------------------------------|--------------|
+| `generic` | `interactions.csv` + `items.csv` (+ optional `users.csv`, `triples.csv`, `dataset.toml`) | `dataset.toml` name, else the folder's |
 | `recbole` | `NAME.inter`, `NAME.item`, `NAME.user`       | `NAME`       |
 | `ml-100k` | `u.data`, `u.item`, `u.user`, `u.genre`      | `ml-100k`    |
 | `ml-1m`   | `ratings.dat`, `movies.dat`, `users.dat`     | `ml-1m`      |
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag_rec.data import generic
 from rag_rec.errors import DataError
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
@@ -38,6 +41,7 @@ Rows = tuple[list[tuple], list[tuple], list[tuple]]
 
 #: The rating scale of each MovieLens release (RecBole atomic files keep their release's).
 RATING_SCALES = {"ml-100k": (1.0, 5.0), "ml-1m": (1.0, 5.0), "ml-latest": (0.5, 5.0)}
+GENERIC = "generic"
 
 
 # --------------------------------------------------------------------------- rows
@@ -88,6 +92,11 @@ def _convert(path: Path, lineno: int, what: str, fn: Callable[[str], object], va
 
 def _scale(name: str) -> tuple[float, float]:
     return next((v for k, v in RATING_SCALES.items() if name.startswith(k)), (0.5, 5.0))
+
+
+def rating_scale(fmt: str, name: str) -> tuple[float, float]:
+    """The rating scale a MovieLens-family reader checks its ratings against."""
+    return RATING_SCALES.get(fmt) or _scale(name)
 
 
 def _interaction(path: Path, lineno: int, u: str, i: str, r: str, t: str,
@@ -143,19 +152,22 @@ class Reader:
     """(folder, dataset name) -> rows."""
     name: str | None
     """The dataset's name; None: the marker's stem (RecBole's `NAME.inter`)."""
+    also: tuple[str, ...] = ()
+    """Further files that must be present beside the marker."""
 
 
 READERS: dict[str, Reader] = {}
 """Format name -> reader, in the order `detect` tries them."""
 
 
-def register(fmt: str, *, marker: str, files: tuple[str, ...], name: str | None = None
+def register(fmt: str, *, marker: str, files: tuple[str, ...], name: str | None = None,
+             also: tuple[str, ...] = ()
              ) -> Callable[[Callable[[Path, str], Rows]], Callable[[Path, str], Rows]]:
     """Add a reader to `READERS` under `fmt`."""
     def add(read: Callable[[Path, str], Rows]) -> Callable[[Path, str], Rows]:
         if fmt in READERS:
             raise ValueError(f"a reader for format {fmt!r} is already registered")
-        READERS[fmt] = Reader(marker=marker, files=files, read=read, name=name)
+        READERS[fmt] = Reader(marker=marker, files=files, read=read, name=name, also=also)
         return read
     return add
 
@@ -179,15 +191,31 @@ def detect(folder: Path) -> Source:
         raise DataError(f"{folder}: dataset folder not found")
     for fmt, reader in READERS.items():
         found = sorted(folder.glob(reader.marker))
-        if found:
+        if found and all((folder / f).is_file() for f in reader.also):
             name = reader.name or found[0].stem
             return Source(folder=folder, format=fmt, name=name,
                           files=[folder / f.format(name=name) for f in reader.files])
-    known = ", ".join(f"{fmt} ({reader.marker})" for fmt, reader in READERS.items())
-    raise DataError(f"{folder}: no MovieLens files found; the formats read are {known}")
+    known = ", ".join(f"{fmt} ({' + '.join((reader.marker, *reader.also))})"
+                      for fmt, reader in READERS.items())
+    raise DataError(f"{folder}: no dataset files found; the formats read are {known} "
+                    "(docs/data-format.md describes the generic one)")
 
 
 # --------------------------------------------------------------------------- readers
+
+
+@register(GENERIC, marker="interactions.csv", files=("interactions.csv", "items.csv"),
+          also=("items.csv",))
+def _read_generic(folder: Path, name: str) -> Rows:
+    """The generic format's rows in the MovieLens readers' shape (`load_dataset` reads
+    the folder through `generic.parse` itself, for its meta, text and facts)."""
+    cat = generic.parse(folder)
+    if cat.problems:
+        raise DataError("\n".join(cat.problems[:20]))
+    inter = [(u, i, cat.meta.top_rating if r is None else r, line if t is None else t, line)
+             for u, i, r, t, _, line in cat.interactions]
+    items = [(i, title, year, cats, line) for i, title, year, cats, _, line in cat.items]
+    return inter, items, cat.users
 
 
 @register("recbole", marker="*.inter", files=("{name}.inter", "{name}.item", "{name}.user"))

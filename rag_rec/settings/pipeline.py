@@ -10,18 +10,22 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, PositiveInt
 
-from rag_rec.settings.base import PROJECT_ROOT, UNKEYED
+from rag_rec.settings.base import UNKEYED
 
 
 class DataSettings(BaseModel):
     """Where the dataset comes from and how it is split."""
 
     source: Path | None = Field(None, json_schema_extra=UNKEYED)
-    """A MovieLens-family folder (100K `u.*`, 1M `.dat`, latest-small CSV or RecBole atomic
-    files). None: MovieLens-100K from the PyPI wheel `recbole==1.2.0`, fetched at setup."""
-    kg_dir: Path = Field(PROJECT_ROOT / "data" / "ml-100k-dbpedia", json_schema_extra=UNKEYED)
-    """The readable-name DBpedia KG (`map.csv`, `enriched.csv`) joined to the items; the
-    repository ships it (FranKGraphBench, see its README for licences)."""
+    """A generic-format folder (`interactions.csv` + `items.csv`, docs/data-format.md;
+    `rag-rec data import` sets this) or a MovieLens-family folder (100K `u.*`, 1M `.dat`,
+    latest-small CSV or RecBole atomic files). None: MovieLens-100K from the PyPI wheel
+    `recbole==1.2.0`, fetched at setup."""
+    kg_dir: Path | None = Field(None, json_schema_extra=UNKEYED)
+    """A readable-name DBpedia KG folder (`enriched.csv`, keyed by the MovieLens dataset's
+    item ids) joined to a MovieLens-family dataset. None: the shipped
+    `data/ml-100k-dbpedia` (FranKGraphBench, see its README for licences), joined to
+    MovieLens-100K only. The generic format brings its facts in `triples.csv` instead."""
     seed: int = 42
     """Seed of every split (42 is the published 5-fold protocol's)."""
 
