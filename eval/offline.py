@@ -11,7 +11,8 @@ eval/reports/offline_eval.md; for any dataset but MovieLens-100K, keyed by its n
 (`keyed`: parts in eval/results/parts/NAME/, eval/results/offline_eval_NAME.json,
 eval/reports/offline_eval_NAME.md), so one dataset's run never touches another's figures.
 A split the dataset cannot support (leave-last-out without timestamps) is refused with
-its reason, recorded under `refused` in the figures. This module is the runner; the pieces live beside it:
+its reason, recorded under `refused` in the figures. This module is the runner; the
+pieces live beside it:
 
 - eval/protocol.py: the splits and the protocol every system is scored under (`Protocol`,
   `rank_rows`, `calibration`);
