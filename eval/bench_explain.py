@@ -11,7 +11,10 @@ unsupported claims in what is shipped (the claim checker, plus every cited path 
 again in Neo4j), the share by mode (LLM / template / rejected-then-template), evidence
 through a history film rated >= 4 where the graph has one, evidence specificity (entity
 degree), and p50/p95 time of the explain stage for top 5 and top 10. Writes
-eval/results/explain.json and eval/reports/explanations.md (20 explanations to read).
+eval/results/explain.json and eval/reports/explanations.md (20 explanations to read); on
+another dataset than MovieLens-100K, explain-<name>.json and explanations-<name>.md, in
+that dataset's words (`rag_rec.wording`) and thresholds (its rating scale; without
+ratings a history item is "chosen", never rated).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from statistics import mean
 from eval.common import latency_summary, print_table, write_results
 from rag_rec.explain import check_claims, display_title, explain_many, explain_mode
 from rag_rec.models import Explanation, Item, User
+from rag_rec.wording import speaking_of
 
 REPORT = Path(__file__).resolve().parent / "reports" / "explanations.md"
 
@@ -51,7 +55,8 @@ async def run_case(rec, user: User, history: list[tuple[Item, float]],
     """Facts, attention and explanations for one user's top items, timed."""
     ratings = {h.id: r for h, r in history}
     t0 = time.perf_counter()
-    facts = await asyncio.to_thread(rec.graph.candidate_facts, [i.id for i in items], ratings)
+    facts = await asyncio.to_thread(rec.graph.candidate_facts, [i.id for i in items], ratings,
+                                    scale=rec.artifacts.ds.meta.rating_scale)
     t_facts = time.perf_counter() - t0
     attention = rec.scorer.attention([(h.id, r) for h, r in history], [i.id for i in items])
     t0 = time.perf_counter()
@@ -72,19 +77,25 @@ async def main() -> None:
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
-    with Recommender.from_settings() as rec:
+    with Recommender.from_settings() as rec, speaking_of(
+            rec.artifacts.ds.meta.item_noun, rec.artifacts.ds.meta.relation_phrases,
+            rec.artifacts.ds.meta.has_ratings, rec.artifacts.ds.meta.rating_scale):
         ds = rec.artifacts.ds
+        meta = ds.meta
+        told = (lambda r: r) if meta.has_ratings else (lambda r: None)  # chosen, not rated
+        liked_at = meta.like_threshold if meta.has_ratings else None
         users = rng.sample(sorted(ds.user_ids), args.users + args.cold)
         cases = []
         for n, uid in enumerate(users):
             if n < args.users:
                 result = await rec.arecommend(uid, k=10, explain=False)
-                history = [(ds.item(i.item_id), i.rating) for i in ds.history(uid)]
+                history = [(ds.item(i.item_id), told(i.rating)) for i in ds.history(uid)]
                 cases.append((ds.user(uid), uid, history, [r.item for r in result.items]))
             else:  # cold start: three films this (other) user rated 5, nothing else
-                liked = [i.item_id for i in ds.history(uid) if i.rating >= 5][:3]
+                liked = [i.item_id for i in ds.history(uid)
+                         if i.rating >= meta.top_rating][:3]
                 result = await rec.arecommend_new_user(liked, k=10, explain=False)
-                history = [(ds.item(i), 5.0) for i in liked]
+                history = [(ds.item(i), told(meta.top_rating)) for i in liked]
                 cases.append((User(id="new"), None, history, [r.item for r in result.items]))
 
         shipped: list[tuple[Item, Explanation, list[tuple[Item, float]], bool, dict]] = []
@@ -97,8 +108,8 @@ async def main() -> None:
             tf.append(top10["facts_s"])
             ratings = {h.id: r for h, r in history}
             for item, ex in zip(items, top10["explanations"]):
-                liked_path = any(ratings.get(f.history_item_id, 0) >= 4
-                                 for f in top10["facts"][item.id])
+                liked_path = any(liked_at is None or (ratings.get(f.history_item_id) or 0)
+                                 >= liked_at for f in top10["facts"][item.id])
                 shipped.append((item, ex, history, liked_path, {"user": uid or "new (cold)"}))
         free: list[tuple[Item, Explanation, list[tuple[Item, float]]]] = []
         for user, uid, history, items in cases[:args.free_users]:
@@ -116,7 +127,8 @@ async def main() -> None:
                "latency": {"explain_top5": latency_summary(t5),
                            "explain_top10": latency_summary(t10),
                            "facts_top10": latency_summary(tf)}}
-    path = write_results("explain", figures)
+    suffix = "" if ds.name == "ml-100k" else f"-{ds.name}"  # never overwrite ML-100K's
+    path = write_results(f"explain{suffix}", figures)
     d, f = figures["default_mode"], figures["free_mode"]
     flat = [{k: v for k, v in m.items() if k != "relations"} for m in (d, f)]
     for m in flat:
@@ -125,8 +137,9 @@ async def main() -> None:
                                   "free": flat[1].get(k, "")} for k in flat[0]])
     print_table("Explain-stage latency", [{"stage": k, **v}
                                          for k, v in figures["latency"].items()])
-    write_report(shipped, free, figures)
-    print(f"wrote {path} and {REPORT}")
+    report = REPORT.with_name(f"explanations{suffix}.md")
+    write_report(shipped, free, figures, report)
+    print(f"wrote {path} and {report}")
 
 
 def summarise(rows: list[tuple[Item, Explanation, list]], with_paths) -> dict:
@@ -166,7 +179,7 @@ def _count(values) -> dict[str, int]:
     return counts
 
 
-def write_report(shipped, free, figures) -> None:
+def write_report(shipped, free, figures, report: Path = REPORT) -> None:
     rng = random.Random(1)
     picks = rng.sample(shipped, 16) + rng.sample([(i, e, h, True, {"user": "free mode"})
                                                   for i, e, h in free], 4)
@@ -189,8 +202,8 @@ def write_report(shipped, free, figures) -> None:
         elif ex.note:
             how += f"; {ex.note}"
         lines += ["", f"*{how}*", ""]
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text("\n".join(lines))
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

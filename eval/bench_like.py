@@ -319,7 +319,7 @@ def main() -> None:
                      for mode, row in rk["modes"].items()])
     path = write_results("like", {
         "command": "uv run --extra cpu python -m eval.bench_like " + " ".join(sys.argv[1:]),
-        "label": f"rating >= {settings.like.threshold:g}", "settings": settings.like.model_dump(),
+        "label": f"rating >= {settings.like.threshold or ds.meta.like_threshold:g}", "settings": settings.like.model_dump(),
         "seconds": round(time.perf_counter() - start, 1), "splits": results})
     print(f"wrote {path}")
 

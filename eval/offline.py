@@ -8,8 +8,8 @@ In: the command line (splits, seeds, ablation splits, RecBole models), the setti
 the dataset. Out: finished (split, seed) parts in eval/results/parts/ (kept between runs;
 `--fresh` redoes them), the figures in eval/results/offline_eval.json and the report in
 eval/reports/offline_eval.md; for any dataset but MovieLens-100K, keyed by its name
-(`keyed`: parts in eval/results/parts/NAME/, eval/results/offline_eval_NAME.json,
-eval/reports/offline_eval_NAME.md), so one dataset's run never touches another's figures.
+(`results_for`: parts in eval/results/parts/NAME/, eval/results/offline_eval-NAME.json,
+eval/reports/offline_eval-NAME.md), so one dataset's run never touches another's figures.
 A split the dataset cannot support (leave-last-out without timestamps) is refused with
 its reason, recorded under `refused` in the figures. This module is the runner; the
 pieces live beside it:
@@ -41,27 +41,27 @@ from rag_rec.data import SplitProtocol, load_dataset, make_split
 from rag_rec.errors import RagRecError
 from rag_rec.settings import get_settings
 
-__all__ = ["PARTS", "Protocol", "_rank_rows", "keep_earlier", "keyed", "main",
-           "paired_bootstrap", "split_settings"]
+__all__ = ["PARTS", "Protocol", "_rank_rows", "keep_earlier", "main", "paired_bootstrap",
+           "results_for", "split_settings"]
 
 PARTS = RESULTS / "parts"
 """Finished (split, seed) parts: each system's metrics and per-user NDCG@10, committed
 with the report, so a fresh clone can rebuild the report or rerun one system."""
 
-FIRST_DATASET = "ml-100k"
-"""The dataset whose figures keep the unkeyed names (the README's table reads them)."""
-
-
-def keyed(dataset: str) -> tuple[Path, str]:
-    """Where a dataset's parts go and its figures' name: MovieLens-100K's where they
-    always were, any other's under its own name."""
-    if dataset == FIRST_DATASET:
-        return PARTS, "offline_eval"
-    return PARTS / dataset, f"offline_eval_{dataset}"
-
 _rank_rows = rank_rows
 """The name tests/test_recommender.py (and any caller from before the split into
 protocol/systems/summary modules) imports the ranking under."""
+
+
+def results_for(dataset_name: str) -> tuple[Path, str]:
+    """(parts folder, results name) of a dataset's evaluation: MovieLens-100K's are
+    `parts/` and `offline_eval` (the README's figures); any other dataset's sit beside
+    them under its name (`parts/<name>/`, `offline_eval-<name>.json` and `.md`), since a
+    part is keyed by split and seed only: without this, a run on another dataset would
+    report MovieLens-100K's cached parts as its own and overwrite its figures."""
+    if dataset_name == "ml-100k":
+        return PARTS, "offline_eval"
+    return PARTS / dataset_name, f"offline_eval-{dataset_name}"
 
 
 def _cached(path: Path, fresh: bool, compute) -> dict:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     only = {m for m in args.only_baselines.split(",") if m} or None
     settings = get_settings()
     ds = load_dataset(settings.data, settings.home)
-    parts, figures_name = keyed(ds.name)
+    parts, results_name = results_for(ds.name)
     seeds = [int(s) for s in args.seeds.split(",")]
     recbole = [m for m in args.recbole.split(",") if m]
     runs: dict[str, dict[int, dict]] = {}
@@ -154,14 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     figures = summarise(runs) | {"dataset": ds.name}
     if refused:
         figures["refused"] = refused
-    figures = keep_earlier(figures, RESULTS / f"{figures_name}.json")
-    earlier = RESULTS / f"{figures_name}.json"
+    figures = keep_earlier(figures, RESULTS / f"{results_name}.json")
+    earlier = RESULTS / f"{results_name}.json"
     if earlier.exists():  # a refusal stands until that split runs
         for split, why in json.loads(earlier.read_text()).get("refused", {}).items():
             if split not in figures["splits"]:
                 figures.setdefault("refused", {}).setdefault(split, why)
-    path = write_results(figures_name, figures)
-    report = write_report(figures, figures_name)
+    path = write_results(results_name, figures)
+    report = write_report(figures, results_name)
     print(f"wrote {path} and {report}")
     return 0
 

@@ -43,7 +43,9 @@ class Answering:
         logits = dict(zip(ranked.items, ranked.logits.tolist()))
         weight = self.settings.llm.fusion_weight
         llm_scores: dict[str, float] = {}
-        told = [(i, None if i in liked else rating) for i, rating in history]
+        # Without ratings (implicit feedback) no history item was rated: each was chosen.
+        rated = self.artifacts.ds.meta.has_ratings
+        told = [(i, None if i in liked or not rated else rating) for i, rating in history]
         history_items = [(items[i], rating) for i, rating in told if i in items]
         if self.llm is not None and weight > 0 and len(pool) > 1:
             t0 = time.perf_counter()
@@ -65,7 +67,8 @@ class Answering:
         explanations = [None] * len(chosen)
         if explain and chosen:
             t0 = time.perf_counter()
-            facts = await asyncio.to_thread(self.graph.candidate_facts, chosen, dict(told))
+            facts = await asyncio.to_thread(self.graph.candidate_facts, chosen, dict(told),
+                                            scale=self.artifacts.ds.meta.rating_scale)
             timings["facts"] = _ms(t0)
             t0 = time.perf_counter()
             candidates = [items[i] for i in chosen]
@@ -101,7 +104,7 @@ class Answering:
                 rank=rank, score=scores[item_id],
                 p_next=float(sigmoid(logits[item_id] + weight * llm_scores.get(item_id, 0.0)))
                 if history else None,
-                p_like=float(pl), llm_score=llm_scores.get(item_id), explanation=ex,
+                p_like=None if pl is None else float(pl), llm_score=llm_scores.get(item_id), explanation=ex,
                 facts=cited if "facts" in include else [],
                 sources=proposed[item_id] if "sources" in include else {}))
         timings["total"] = _ms(start)

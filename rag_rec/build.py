@@ -26,6 +26,7 @@ memory, and the evaluation hands each user's history over itself.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ from rag_rec.sources import (
     save_sources,
 )
 
+log = logging.getLogger(__name__)
+
 
 def scorer_sources(settings: Settings) -> list[str]:
     """The sources the scorer stacks: the enabled ones minus an ablation's drops."""
@@ -93,6 +96,10 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     os.environ.setdefault("PYSTOW_HOME", str(settings.home / "pystow"))
     ds = load_dataset(settings.data, settings.home)
     split = make_split(ds, split_name, seed=settings.data.seed) if split_name else None
+    if not ds.meta.has_timestamps and settings.ranker_slice.kind == "latest":
+        log.warning("dataset %r has no timestamps: each user's 'latest' items (the ranker "
+                    "slice, the full build's validation items) follow the file's row order; "
+                    "RAG_REC_RANKER_SLICE__KIND=random draws the slice at random", ds.name)
     name = split.name if split is not None else "full"
     if split is None and ingest:
         with GraphClient(settings.graph, settings.home) as graph:
@@ -122,9 +129,13 @@ def build(settings: Settings, split_name: str | None = None, *, progress: bool =
     artifacts = load_artifacts(settings, split_name, ds=ds, text=text)
     if ranker:
         load_or_fit_ranker(settings, artifacts, progress=progress)
+        reason = like.unavailable_reason(ds)
+        if reason is not None:  # said, and recorded so serving says it too
+            log.warning("like step skipped: %s", reason)
         ensure_step(artifacts.folder("like"), steps["like"], rebuild,
-                    lambda folder: like.LikeModel.fit(ds, split, artifacts.index,
-                                                      settings.like).save(folder))
+                    lambda folder: (like.UnavailableLike(reason) if reason is not None
+                                    else like.LikeModel.fit(ds, split, artifacts.index,
+                                                            settings.like)).save(folder))
     return artifacts
 
 

@@ -32,6 +32,7 @@ from neo4j.exceptions import AuthError, ServiceUnavailable, SessionExpired
 from tqdm import tqdm
 
 from rag_rec.data import Dataset, Split
+from rag_rec.data.meta import rating_marks
 from rag_rec.errors import GraphUnavailable
 from rag_rec.models import Fact, Item
 from rag_rec.process import ManagedProcess
@@ -79,7 +80,8 @@ class Graph(Protocol):
     def user_history(self, user_id: str, limit: int = 1000) -> list[dict[str, Any]]: ...
 
     def candidate_facts(self, item_ids: Sequence[str], history: dict[str, float | None],
-                        per_candidate: int = 30) -> dict[str, list[Fact]]: ...
+                        per_candidate: int = 30, *, scale: tuple[float, float] | None = None
+                        ) -> dict[str, list[Fact]]: ...
 
     def item_facts(self, item_id: str) -> list[dict[str, Any]]: ...
 
@@ -253,16 +255,19 @@ class GraphClient:
         return self.query("user_history", user_id=user_id, limit=limit)
 
     def candidate_facts(self, item_ids: Sequence[str], history: dict[str, float | None],
-                        per_candidate: int = 30, per_entity: int = 3,
-                        min_rating: float = 3.0) -> dict[str, list[Fact]]:
+                        per_candidate: int = 30, per_entity: int = 3, *,
+                        scale: tuple[float, float] | None = None) -> dict[str, list[Fact]]:
         """KG paths linking each candidate to the history items (id -> rating; None or
         missing ratings count as liked), with entity kind/degree and the rating, for
-        the explainer to choose from. Paths through items rated below `min_rating` are
-        not returned; see graph/queries/candidate_facts.cypher for the order and caps."""
+        the explainer to choose from. Paths through items rated below the middle of the
+        rating `scale` (default 1-5: 3 stars) are not returned; see
+        graph/queries/candidate_facts.cypher for the order and caps."""
         ratings = {i: float(r) for i, r in history.items() if r is not None}
+        min_rating, liked_rating, top_rating = rating_marks(scale)
         rows = self.query("candidate_facts", item_ids=list(item_ids),
                           history_item_ids=list(history), ratings=ratings,
-                          min_rating=min_rating, per_candidate=per_candidate,
+                          min_rating=min_rating, liked_rating=liked_rating,
+                          top_rating=top_rating, per_candidate=per_candidate,
                           per_entity=per_entity)
         facts: dict[str, list[Fact]] = {i: [] for i in item_ids}
         for row in rows:

@@ -32,6 +32,7 @@ import httpx
 import jinja2
 
 from rag_rec.errors import LLMUnavailable
+from rag_rec.wording import dataset_words
 from rag_rec.fetch import fetch_wheel_members
 from rag_rec.process import ManagedProcess
 from rag_rec.settings import PROJECT_ROOT, LLMSettings
@@ -50,6 +51,18 @@ _env = jinja2.Environment(
 )
 
 
+def dataset_prompt_words() -> dict[str, str]:
+    """The served dataset's words for the prompts (`phrasing.speaking_of`): "movie",
+    "rated", "rating 1-5" on MovieLens."""
+    words = dataset_words()
+    noun = "movie" if words.noun == "film" else words.noun
+    rated = words.unrated != "chose"
+    lo, hi = words.scale
+    return {"noun": noun, "nouns": f"{noun}s", "Nouns": f"{noun.capitalize()}s",
+            "verb": "rated" if rated else "chose",
+            "ratings_note": f"rating {lo:g}-{hi:g}" if rated else "no ratings: each was chosen"}
+
+
 def render(task: str, **data: Any) -> Messages:
     """Chat messages from prompts/TASK.jinja: its `system` and `user` blocks."""
     try:
@@ -57,7 +70,7 @@ def render(task: str, **data: Any) -> Messages:
     except jinja2.TemplateNotFound:
         valid = sorted(p.stem for p in PROMPT_DIR.glob("*.jinja"))
         raise ValueError(f"unknown prompt {task!r}; valid: {', '.join(valid)}") from None
-    context = template.new_context(data)
+    context = template.new_context({**dataset_prompt_words(), **data})
     return [{"role": role, "content": "".join(template.blocks[role](context)).strip()}
             for role in ("system", "user")]
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from rag_rec.data import Dataset
+from rag_rec.data.meta import rating_marks
 from rag_rec.models import Fact, Item
 
 
@@ -60,15 +61,17 @@ class InMemoryGraph:
                 for r in rows.itertuples(index=False)]
 
     def candidate_facts(self, item_ids: Sequence[str], history: dict[str, float | None],
-                        per_candidate: int = 30) -> dict[str, list[Fact]]:
+                        per_candidate: int = 30, *, scale: tuple[float, float] | None = None
+                        ) -> dict[str, list[Fact]]:
         """Paths candidate -> entity <- liked-enough history item, as the named query."""
         entities = self.ds.entities
         degree = self.ds.triples.entity_id.value_counts().to_dict()
         facts: dict[str, list[Fact]] = {i: [] for i in item_ids}
+        min_rating = rating_marks(scale)[0]
         for candidate in item_ids:
             for relation, entity_id in self.links.get(candidate, []):
                 for past, rating in history.items():
-                    if past == candidate or (rating is not None and rating < 3.0):
+                    if past == candidate or (rating is not None and rating < min_rating):
                         continue
                     for past_relation, past_entity in self.links.get(past, []):
                         if past_entity == entity_id and len(facts[candidate]) < per_candidate:

@@ -55,6 +55,7 @@ from rag_rec.chat.propose import propose
 from rag_rec.chat.sessions import carried, standing
 from rag_rec.embed import TextCache, make_text_encoder
 from rag_rec.errors import LLMUnavailable, UnknownUser
+from rag_rec.wording import speaking_of
 from rag_rec.graph import Graph, GraphClient
 from rag_rec.llm import LLMBackend, make_backend
 from rag_rec.answer import Answering
@@ -85,7 +86,7 @@ class Ranked:
 
 class Recommender(Lookups, Answering):
     def __init__(self, settings: Settings, artifacts: Artifacts, ranker: Ranker,
-                 like_model: like.LikeModel, *, connect_graph: Callable[[], Graph],
+                 like_model: like.LikeModel | like.UnavailableLike, *, connect_graph: Callable[[], Graph],
                  llm: LLMBackend | None, llm_error: str | None = None):
         """Composed from its parts; `from_settings` opens the real ones. The graph is
         connected on first use (`connect_graph`): ranking a given history (the
@@ -98,6 +99,8 @@ class Recommender(Lookups, Answering):
         self.retriever = Retriever(self.artifacts, self.sources, self.scorer.sources,
                                    self.settings.retrieval, self.scorer.union_weights)
         self.like = like_model
+        if not like_model.available:  # no ratings: P(like) is null, and the answer says why
+            self.unavailable = [*self.unavailable, f"p_like_unavailable: {like_model.reason}"]
         self._connect_graph = connect_graph
         self._graph: Graph | None = None
         self._text_cache: TextCache | None = None
@@ -172,7 +175,7 @@ class Recommender(Lookups, Answering):
                 # (text and KG matches for the words; popularity for nobody) orders it.
                 scores = np.asarray(r.fused, dtype=np.float64)
                 r.flags.append("union_order")
-            if enjoy_weight > 0:
+            if enjoy_weight > 0 and self.like.available:
                 scores = scores + enjoy_weight * np.log(np.clip(
                     self.like.predict(q.history, user_id, r.items), 1e-6, 1.0))
             top = np.argsort(-scores, kind="stable")[:k]
@@ -271,8 +274,13 @@ class Recommender(Lookups, Answering):
             notes.append(f"{unchecked} items whose people and categories the knowledge graph "
                          "does not know were left out: they cannot be checked against what "
                          "you excluded")
-        answer = await self._finish(user, query.history, ranked, request, start, timings,
-                                    plan, liked=set(liked))
+        meta = self.artifacts.ds.meta
+        # A new user's history is what they said they liked: "liked" is true even where
+        # the data has no ratings (a known user's history there was only chosen).
+        with speaking_of(meta.item_noun, meta.relation_phrases,
+                         meta.has_ratings or user.id == "new", meta.rating_scale):
+            answer = await self._finish(user, query.history, ranked, request, start, timings,
+                                        plan, liked=set(liked))
         answer.notes += notes
         if session is not None:
             self.sessions.record(session, [r.item.id for r in answer.items], plan.feedback,

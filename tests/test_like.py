@@ -15,7 +15,7 @@ from rag_rec.errors import StaleArtifact
 from rag_rec.like import LikeModel, LikeNet, _Featurizer, _Stats, _z_train, load_built
 from rag_rec.settings import LikeSettings
 
-CFG = LikeSettings()
+CFG = LikeSettings(threshold=4.0)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_training_features_never_see_their_own_rating() -> None:
     """Row t of the causal training features is the same whatever rating t was (and every
     rating after it), with the item statistics rebuilt from the changed ratings."""
     rng = np.random.default_rng(0)
-    n_items, cfg = 40, LikeSettings(neighbours=5)
+    n_items, cfg = 40, LikeSettings(neighbours=5, threshold=4.0)
     vectors = rng.normal(size=(n_items + 1, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     cowatch = np.abs(rng.normal(size=(n_items + 1, n_items + 1))).astype(np.float32)

@@ -69,8 +69,9 @@ def test_genres_and_categories_read_as_words() -> None:
 def test_an_unphrased_relation_gets_the_readable_default() -> None:
     assert "edited_by" not in PHRASING["relation"]
     edited = _fact("edited_by", "Terry Rawlings")
-    assert attribute(edited) == "linked to Terry Rawlings"
-    assert fact_in_words(edited) == "Alien and Blade Runner share Terry Rawlings (edited by)."
+    # Read from the relation's name (issue 31): never `edited_by`, never a vague "linked".
+    assert attribute(edited) == "edited by Terry Rawlings"
+    assert fact_in_words(edited) == "Alien and Blade Runner are both edited by Terry Rawlings."
     # Unphrased in the history film only: the path still reads, without a made-up verb.
     assert fact_in_words(_fact("starring", "Sigourney Weaver", history_relation="voice_of")) \
         == "Alien and Blade Runner share Sigourney Weaver (starring)."

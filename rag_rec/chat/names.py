@@ -24,7 +24,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "genres": ("genre",), "people": ("dbpedia",), "categories": ("category",),
     "entities": ("genre", "dbpedia", "category", "decade"),
 }
-"""Which graph entity kinds each name filter matches (`Filters` fields)."""
+"""Which graph entity kinds each name filter matches (`Filters` fields); `entities` also
+matches any other kind a catalogue's triples.csv gives (`tail_kind`: brand, author)."""
 ACCEPT = 90.0
 """rapidfuzz WRatio a near match needs to stand for a name (one typo in a short name)."""
 CLEAR_LEAD = 4.0
@@ -103,6 +104,8 @@ class NameIndex:
         """The entity ids `name` means among a filter's kinds (several when entities share
         the name); `UnknownName` with the nearest names when none or several differ."""
         kinds = KINDS[filter_kind]
+        if filter_kind == "entities":  # whatever its kind: a catalogue's own (brand, author)
+            kinds = kinds + tuple(k for k in self._choices if k not in kinds)
         if name in self.names and self.kinds[name] in kinds:  # an entity id
             return [name]
         found = self.exact(name, kinds)

@@ -3,6 +3,8 @@ Neo4j graph, the LLM and its vLLM server, and the build's artifacts."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,6 +43,71 @@ def _graph(autostart: bool = True):
 def data_stats(as_json: JsonFlag = False) -> None:
     """Users, items, interactions, entities, triples, relations and sparsity."""
     print_mapping("dataset", _dataset().stats(), as_json)
+
+
+FolderArg = Annotated[Path, typer.Argument(
+    help="A dataset folder: the generic format (interactions.csv + items.csv, "
+         "docs/data-format.md) or a MovieLens-family layout.")]
+
+
+def _report(checked, as_json: bool, limit: int = 200) -> None:
+    """Statistics, then every problem and warning (`file:line: reason`), at most `limit`
+    of each on the terminal (all of them with --json)."""
+    if as_json:
+        print(json.dumps(checked.model_dump(mode="json"), indent=2))
+        return
+    if checked.stats:
+        print_mapping(f"{checked.folder} ({checked.format})", checked.stats, False)
+    for label, lines in (("problem", checked.problems), ("warning", checked.warnings)):
+        for line in lines[:limit]:
+            print(f"{label}: {line}")
+        if len(lines) > limit:
+            print(f"{label}: ... and {len(lines) - limit} more (--json lists them all)")
+    print(f"{len(checked.problems)} problem(s), {len(checked.warnings)} warning(s)")
+
+
+@data_app.command("validate")
+@handle_errors
+def data_validate(folder: FolderArg, as_json: JsonFlag = False) -> None:
+    """Check a dataset folder whole: statistics, and every problem as `file:line:
+    reason` (unknown items, duplicate ids, bad timestamps or ratings, triples naming
+    unknown items, non-UTF-8 lines, missing columns). Exit 1 if there is any."""
+    from rag_rec.data.validate import validate
+
+    checked = validate(folder)
+    _report(checked, as_json)
+    if not checked.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("import")
+@handle_errors
+def data_import(folder: FolderArg, as_json: JsonFlag = False) -> None:
+    """Validate a dataset folder and make it the configured dataset: its path is
+    recorded in <home>/data/imported.json (the folder is read in place, not copied), so
+    `rag-rec build`, `graph ingest`, `serve` and the rest use it from now on, unless
+    RAG_REC_DATA__SOURCE is set. Delete that file to go back to MovieLens-100K. A folder
+    with problems is not recorded (they are listed, exit 1). Next: `rag-rec build`."""
+    from rag_rec.data.validate import import_dataset
+
+    checked, record = import_dataset(folder, get_settings().home)
+    _report(checked, as_json)
+    if record is None:
+        raise typer.Exit(1)
+    if not as_json:
+        print(f"imported: {folder.resolve()} is the configured dataset (recorded in "
+              f"{record}); next: rag-rec build")
+
+
+@data_app.command("export")
+@handle_errors
+def data_export(folder: Annotated[Path, typer.Argument(help="Folder to write.")],
+                as_json: JsonFlag = False) -> None:
+    """Write the configured dataset (e.g. MovieLens-100K through its adapter) in the
+    generic format: interactions.csv, items.csv, users.csv, triples.csv, dataset.toml."""
+    from rag_rec.data.export import export_generic
+
+    print_mapping(f"exported to {folder}", export_generic(_dataset(), folder), as_json)
 
 
 @graph_app.command("start")

@@ -192,6 +192,8 @@ def _from_catalogue(cat: generic.Catalogue) -> Dataset:
                           for i, title, year, cats, text, _ in cat.items],
                          columns=[*ITEM_COLUMNS, "abstract"]).set_index("item_id")
     items["year"] = items["year"].astype("Int64")
+    # As the adapters hold it: plain objects, None where an item has no text.
+    items["abstract"] = items["abstract"].astype("object").where(items["abstract"].notna(), None)
     users = pd.DataFrame(cat.users, columns=USER_COLUMNS).set_index("user_id")
     named = {generic.entity_id(tail): (generic.entity_id(tail), tail, kind)
              for *_, tail, kind in cat.item_facts + cat.entity_facts}

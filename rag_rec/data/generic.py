@@ -16,13 +16,12 @@ from __future__ import annotations
 import csv
 import math
 import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rag_rec.data.meta import DatasetMeta, default_like_threshold
+from rag_rec.data.meta import DatasetMeta, given_scale, meta_from, read_dataset_toml
 
 INTERACTIONS, ITEMS, USERS, TRIPLES, META = (
     "interactions.csv", "items.csv", "users.csv", "triples.csv", "dataset.toml")
@@ -34,9 +33,6 @@ COLUMNS = {
 }
 """File -> (required columns, optional columns); other columns are ignored with a warning
 (users.csv keeps any attribute column, so none is warned about there)."""
-TOML_KEYS = {"name", "item_noun", "ratings", "relations", "links"}
-RATINGS_KEYS = {"scale", "like_threshold"}
-RELATION_KEYS = {"phrase"}
 RELATION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ENTITY_PREFIX = "entity:"
 """Entity ids of triples.csv tails: the prefix and the readable name."""
@@ -87,9 +83,10 @@ def is_generic(folder: Path) -> bool:
 # --------------------------------------------------------------------------- reading
 
 
-def _lines(path: Path, cat: Catalogue) -> Iterator[str]:
-    """The file's lines; a line that is not UTF-8 is a problem and is read with
-    replacement characters so the line numbers after it stay right."""
+def _lines(path: Path, cat: Catalogue, bad: set[int]) -> Iterator[str]:
+    """The file's lines; a line that is not UTF-8 is a problem (its number joins `bad`,
+    its row is skipped) and is read with replacement characters so the line numbers
+    after it stay right."""
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
@@ -99,6 +96,7 @@ def _lines(path: Path, cat: Catalogue) -> Iterator[str]:
                     f"{path}:{lineno}: not valid UTF-8: byte {raw[exc.start]:#04x} at column "
                     f"{exc.start + 1}; re-save the file as UTF-8")
                 line = raw.decode("utf-8", errors="replace")
+                bad.add(lineno)
             yield line
 
 
@@ -111,7 +109,8 @@ def _records(path: Path, cat: Catalogue, required: tuple[str, ...],
         cat.problems.append(f"{path}: file not found")
         return [], []
     cat.files.append(path)
-    reader = csv.reader(_lines(path, cat))
+    bad: set[int] = set()
+    reader = csv.reader(_lines(path, cat, bad))
     header = [h.strip() for h in next(reader, [])]
     missing = [c for c in required if c not in header]
     if missing:
@@ -125,7 +124,7 @@ def _records(path: Path, cat: Catalogue, required: tuple[str, ...],
     try:
         for fields in reader:
             lineno = reader.line_num
-            if not fields or fields == [""]:
+            if not fields or fields == [""] or lineno in bad:
                 continue
             if len(fields) != len(header):
                 cat.problems.append(f"{path}:{lineno}: {len(fields)} fields, the header "
@@ -160,85 +159,16 @@ def parse_timestamp(value: str) -> int | None:
     return int(when.timestamp())
 
 
-def _read_toml(folder: Path, cat: Catalogue) -> dict:
-    path = folder / META
-    if not path.is_file():
-        return {}
-    cat.files.append(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        cat.problems.append(f"{path}: {exc}")
-        return {}
-    for key in sorted(set(data) - TOML_KEYS):
-        cat.problems.append(f"{path}: unknown key {key!r} (known: {', '.join(sorted(TOML_KEYS))})")
-    for key in sorted(set(data.get("ratings", {})) - RATINGS_KEYS):
-        cat.problems.append(f"{path}: unknown key 'ratings.{key}' "
-                            f"(known: {', '.join(sorted(RATINGS_KEYS))})")
-    for name, table in data.get("relations", {}).items():
-        if not isinstance(table, dict):
-            cat.problems.append(f"{path}: relations.{name} must be a table with `phrase`")
-            continue
-        for key in sorted(set(table) - RELATION_KEYS):
-            cat.problems.append(f"{path}: unknown key 'relations.{name}.{key}' (known: phrase)")
-        phrase = table.get("phrase", "")
-        if "phrase" in table and (not isinstance(phrase, str) or "{tail}" not in phrase):
-            cat.problems.append(f"{path}: relations.{name}.phrase must be a string holding "
-                                f"{{tail}}, e.g. \"written by {{tail}}\"")
-    return data
-
-
-def _meta(data: dict, header: list[str], ratings: list[float], cat: Catalogue,
-          path: Path) -> DatasetMeta:
-    has_ratings, has_weights = "rating" in header, "weight" in header
-    if has_ratings and has_weights:
-        cat.problems.append(f"{path}:1: both `rating` and `weight` columns: give one "
-                            "(rating: explicit feedback; weight: implicit, e.g. counts)")
-    table = data.get("ratings", {})
-    scale = None
-    if has_ratings:
-        given = table.get("scale")
-        if given is not None:
-            if (not isinstance(given, list) or len(given) != 2
-                    or not all(isinstance(x, int | float) for x in given)
-                    or not given[0] < given[1]):
-                cat.problems.append(f"{folder_of(path)}/{META}: ratings.scale must be "
-                                    f"[lowest, highest], got {given!r}")
-            else:
-                scale = (float(given[0]), float(given[1]))
-        if scale is None:
-            scale = (min(ratings), max(ratings)) if ratings and min(ratings) < max(ratings) \
-                else (0.0, max(ratings, default=1.0) or 1.0)
-    elif table:
-        cat.problems.append(f"{folder_of(path)}/{META}: [ratings] is set but "
-                            f"{INTERACTIONS} has no `rating` column")
-    threshold = table.get("like_threshold") if has_ratings else None
-    if threshold is not None and scale and not scale[0] <= threshold <= scale[1]:
-        cat.problems.append(f"{folder_of(path)}/{META}: ratings.like_threshold {threshold} "
-                            f"is outside the scale [{scale[0]:g}, {scale[1]:g}]")
-        threshold = None
-    phrases = {name: t["phrase"] for name, t in data.get("relations", {}).items()
-               if isinstance(t, dict) and isinstance(t.get("phrase"), str)
-               and "{tail}" in t["phrase"]}
-    return DatasetMeta(
-        item_noun=str(data.get("item_noun", "item")), rating_scale=scale,
-        like_threshold=(float(threshold) if threshold is not None
-                        else default_like_threshold(scale) if scale else None),
-        has_ratings=scale is not None, has_timestamps="timestamp" in header,
-        has_weights=has_weights and not has_ratings, relation_phrases=phrases)
-
-
-def folder_of(path: Path) -> Path:
-    return path.parent
-
-
 def parse(folder: Path) -> Catalogue:
     """Read a generic-format folder, collecting every problem (see the module docstring)."""
     cat = Catalogue(folder=folder, name=folder.name)
     if not folder.is_dir():
         cat.problems.append(f"{folder}: dataset folder not found")
         return cat
-    data_toml = _read_toml(folder, cat)
+    data_toml: dict = {}
+    if (folder / META).is_file():
+        cat.files.append(folder / META)
+        data_toml = read_dataset_toml(folder / META, cat.problems)
     cat.name = str(data_toml.get("name", folder.resolve().name))
     item_lines = _read_items(folder / ITEMS, cat)
     _read_interactions(folder / INTERACTIONS, cat, item_lines, data_toml)
@@ -246,7 +176,19 @@ def parse(folder: Path) -> Catalogue:
         _read_users(folder / USERS, cat)
     if (folder / TRIPLES).is_file():
         _read_triples(folder / TRIPLES, cat, set(item_lines))
+    cat.problems = _in_file_order(cat.problems)
     return cat
+
+
+def _in_file_order(problems: list[str]) -> list[str]:
+    """Problems grouped by file (in the order first named) and by line within one."""
+    files: dict[str, int] = {}
+    keyed = []
+    for n, problem in enumerate(problems):
+        m = re.match(r"^(.*?):(\d+):", problem)
+        path, line = (m[1], int(m[2])) if m else (problem.split(":", 1)[0], 0)
+        keyed.append((files.setdefault(path, len(files)), line, n, problem))
+    return [p for *_, p in sorted(keyed)]
 
 
 def _read_items(path: Path, cat: Catalogue) -> dict[str, int]:
@@ -279,9 +221,7 @@ def _read_items(path: Path, cat: Catalogue) -> dict[str, int]:
 def _read_interactions(path: Path, cat: Catalogue, items: dict[str, int],
                        data_toml: dict) -> None:
     header, rows = _records(path, cat, *COLUMNS[INTERACTIONS])
-    given = data_toml.get("ratings", {}).get("scale")
-    scale = (tuple(given) if isinstance(given, list) and len(given) == 2
-             and all(isinstance(x, int | float) for x in given) else None)
+    scale = given_scale(data_toml)
     seen: dict[tuple[str, str], int] = {}
     seen_index: dict[tuple[str, str], int] = {}
     merged = 0
@@ -339,7 +279,8 @@ def _read_interactions(path: Path, cat: Catalogue, items: dict[str, int],
         cat.warnings.append(f"{path}: {merged} repeated user-item rows merged into one "
                             "interaction each (latest timestamp, weights summed)")
     cat.interactions = [tuple(r) for r in kept]
-    cat.meta = _meta(data_toml, header, [r[2] for r in kept if r[2] is not None], cat, path)
+    cat.meta = meta_from(data_toml, header, [r[2] for r in kept if r[2] is not None],
+                         cat.problems, path.parent / META, path)
 
 
 def _read_users(path: Path, cat: Catalogue) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from rag_rec.data.dataset import Dataset
+from rag_rec.errors import DataError
 
 
 class SplitProtocol(enum.Enum):
@@ -96,7 +97,13 @@ def kfold_split(ds: Dataset, fold: int, *, n_folds: int = 5, seed: int = 42) -> 
 def leave_last_out_split(ds: Dataset) -> Split:
     """Per user, by timestamp (ties by item id): the last interaction is the test item,
     the second last the validation item, the rest train. Users with fewer than three
-    interactions keep all of them in train."""
+    interactions keep all of them in train. Refused (`DataError`) on data without
+    timestamps: "last" would be the file's order, not the user's."""
+    if not ds.meta.has_timestamps:
+        raise DataError(
+            f"leave-last-out needs timestamps: dataset {ds.name!r} has none (its "
+            "interactions have no `timestamp` column), so no interaction is known to be a "
+            "user's last; use a k-fold split (kfold0..kfold4) instead")
     inter = ds.interactions.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
     inter = inter.reset_index(drop=True)
     from_end = inter.groupby("user_id", sort=False).cumcount(ascending=False)

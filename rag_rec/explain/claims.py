@@ -19,9 +19,11 @@ from functools import lru_cache
 from rag_rec.explain.phrasing import (
     CATEGORY_PERSON,
     GENRE_WORDS,
+    RELATIONS,
     TRAILING_PAREN,
     display_entity,
     display_title,
+    relation_phrasing,
 )
 from rag_rec.models import Fact, Item
 
@@ -36,7 +38,7 @@ _CUES = [  # relation words -> the relations they state
     (r"star|stars|starr\w*|actor\w*|actress\w*|acts|acting|cast|casts|played|plays|"
      r"role\w*|performance\w*", {"starring"}),
     (r"writ\w*|wrote|screenplay\w*|script\w*|penned", {"written_by"}),
-    (r"produc\w*", {"produced_by", "distributed_by"}),
+    (r"produc(?!ts?\b)\w*", {"produced_by", "distributed_by"}),  # not "product(s)"
     (r"cinematograph\w*|camera\w*|photograph\w*|shot|shoots", {"cinematography_by"}),
     (r"distribut\w*|studio\w*", {"distributed_by"}),
 ]
@@ -191,10 +193,15 @@ def check_claims(text: str, item: Item, cited: Sequence[Fact],
                 problems.append(f"year {token} is not supported")
         else:
             problems.append(f"unsupported number {token}")
+    # The words of a dataset's own relation phrases ("Made by ...", from dataset.toml or
+    # the relation's name) may open a sentence too; phrasing.toml's relations need none.
+    allowed = _ALLOWED | {w for fact in cited if fact.relation not in RELATIONS
+                          for w in re.findall(r"[a-z]+", re.sub(
+                              r"\{\w+\}", "", relation_phrasing(fact.relation).attribute.lower()))}
     for m in re.finditer(r"[^\W\d_][\w'’.-]*", masked_text):
         word = m.group().rstrip(".")
-        if word[:1].isupper() and word.lower().rstrip("'’s") not in _ALLOWED \
-                and word.lower() not in _ALLOWED:
+        if word[:1].isupper() and word.lower().rstrip("'’s") not in allowed \
+                and word.lower() not in allowed:
             problems.append(f"unsupported name “{word}”")
     entities = [span for span in spans if span.kind == "entity"]
     for m in _CUE_RE.finditer(masked_text):

@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
+from rag_rec.wording import dataset_words
 from rag_rec.models import Evidence, Fact
 
 RELATION_WEIGHT = {
@@ -60,9 +61,11 @@ def relation_weight(fact: Fact) -> float:
 
 def rating_factor(rating: float | None) -> float:
     """5 stars 1.0, 4 stars 0.8, 3 stars 0.3, unknown (a new user's liked film) 0.9;
-    1-2 stars: never evidence (0)."""
+    1-2 stars: never evidence (0). Another scale is read at the same places
+    (`DatasetWords.stars`: 9 of 1-10 is 4.6 stars)."""
     if rating is None:
         return 0.9
+    rating = dataset_words().stars(rating)
     if rating >= 5:
         return 1.0
     if rating >= 4:
@@ -71,8 +74,9 @@ def rating_factor(rating: float | None) -> float:
 
 
 def liked(rating: float | None) -> bool:
-    """Rated 4-5 stars, or liked with no rating (a new user's liked film)."""
-    return rating is None or rating >= 4
+    """Rated 4-5 stars (or the same part of another scale), or liked with no rating (a
+    new user's liked film)."""
+    return rating is None or dataset_words().stars(rating) >= 4
 
 
 def select_evidence(facts: Sequence[Fact], ratings: Mapping[str, float | None],

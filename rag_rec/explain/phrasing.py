@@ -7,10 +7,11 @@ the way back to the history film (`via`), and a whole path in plain words
 (`fact_in_words`, `evidence_in_words`, which back `Fact.plain` and `Evidence.plain`).
 
 The phrases themselves are data, in `phrasing.toml` next to this file, read once at
-import: one `[relation.<name>]` table per relation is the place to phrase a new one, and
-a relation nobody phrased reads through `[default]` ("linked to Peter Honess"; "Rob Roy
-and Schindler's List share Peter Honess (edited by)."). This module only decides which
-phrase applies.
+import: one `[relation.<name>]` table per relation is the place to phrase a new one; a
+dataset phrases its own in dataset.toml (`[relations.NAME] phrase = "made by {tail}"`,
+applied inside `rag_rec.wording.speaking_of`, with its item noun), and a relation
+nobody phrased reads from its name ("edited by Peter Honess"; "Rob Roy and Schindler's List are both edited
+by Peter Honess."). This module only decides which phrase applies.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag_rec.models import Evidence, Fact, Item, use_phrasing
+from rag_rec.wording import dataset_words
 
 _DATA = tomllib.loads(Path(__file__).with_name("phrasing.toml").read_text(encoding="utf-8"))
 
@@ -44,9 +46,27 @@ RELATIONS: dict[str, RelationPhrasing] = {
 """Relation name -> its phrases; what a relation's table leaves out comes from [default]."""
 
 
+def _readable(relation: str) -> RelationPhrasing:
+    """A relation nobody phrased, read from its name: `written_by` -> "written by X",
+    `has_author` -> "with author X"."""
+    words = relation.replace("_", " ").strip()
+    if words.startswith("has "):
+        return RelationPhrasing(attribute=f"with {words[4:]} {{entity}}",
+                                both=f"{{candidate}} and {{history}} both have {words[4:]} "
+                                     "{entity}.")
+    return RelationPhrasing(attribute=f"{words} {{entity}}",
+                            both=f"{{candidate}} and {{history}} are both {words} {{entity}}.")
+
+
 def relation_phrasing(relation: str) -> RelationPhrasing:
-    """The phrases of `relation`, or the readable default for a relation nobody phrased."""
-    return RELATIONS.get(relation, DEFAULT_PHRASING)
+    """The phrases of `relation`: the dataset's own, phrasing.toml's, or read from the
+    relation's name (`_readable`) for a relation nobody phrased."""
+    own = dataset_words().relation_phrases.get(relation)
+    if own is not None:
+        phrase = own.replace("{tail}", "{entity}")
+        return RelationPhrasing(attribute=phrase,
+                                both="{candidate} and {history} are both " + phrase + ".")
+    return RELATIONS.get(relation) or _readable(relation)
 
 
 GENRE_WORDS: dict[str, tuple[str, ...]] = {
@@ -99,7 +119,7 @@ def attribute(fact: Fact) -> str:
     Scott", "a science-fiction film", "one of the 1990s crime films"."""
     name = display_entity(fact.entity_name)
     if fact.relation == "has_genre":
-        return _GENRE_PHRASE.get(fact.entity_name, f"a {fact.entity_name.lower()} film")
+        return genre_phrase(fact.entity_name)
     if fact.relation == "subject":
         if (person := CATEGORY_PERSON.match(name)) is not None:
             return f"{_CATEGORY_PHRASE[person.group(1).lower()]} {person.group(2)}"
@@ -118,15 +138,16 @@ def capitalised(text: str) -> str:
 
 
 def rated(rating: float | None) -> str:
-    """The user's rating as a clause: "which you rated 5 stars" ("which you liked": unknown)."""
+    """The user's rating as a clause: "which you rated 5 stars" ("which you liked": unknown;
+    "which you chose" on data without ratings)."""
     if rating is None:
-        return "which you liked"
+        return f"which you {dataset_words().unrated}"
     return f"which you rated {rating:g} stars"
 
 
 def stars(rating: float | None) -> str:
     """The user's rating, short enough for brackets: "5 stars" ("you liked it": unknown)."""
-    return "you liked it" if rating is None else f"{rating:g} stars"
+    return f"you {dataset_words().unrated} it" if rating is None else f"{rating:g} stars"
 
 
 def via(fact: Fact) -> str:
@@ -157,7 +178,7 @@ def fact_in_words(fact: Fact) -> str:
 def evidence_in_words(evidence: Evidence) -> str:
     """`fact_in_words` plus the user's rating of the history film (`Evidence.plain`)."""
     history = display_title(evidence.fact.history_title)
-    rating = ("you liked it" if evidence.history_rating is None
+    rating = (f"you {dataset_words().unrated} it" if evidence.history_rating is None
               else f"you rated it {evidence.history_rating:g} stars")
     return f"{fact_in_words(evidence.fact)} ({history}: {rating}.)"
 
@@ -167,8 +188,14 @@ use_phrasing(fact=fact_in_words, evidence=evidence_in_words)
 
 
 def genre_phrase(genre: str) -> str:
-    """"a comedy film", "an animated film", "a documentary"."""
-    return _GENRE_PHRASE.get(genre, f"a {genre.lower()} film")
+    """"a comedy film", "an animated film", "a documentary"; for another dataset's noun,
+    "a kitchen product", "an outdoor product"."""
+    noun = dataset_words().noun
+    if genre in _GENRE_PHRASE:
+        phrase = _GENRE_PHRASE[genre]
+        return phrase if noun == "film" else phrase.replace(" film", f" {noun}")
+    words = f"{genre.lower()} {noun}"
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
 
 
 def describe_item(item: Item, people: Mapping[str, Sequence[str]]) -> str:
@@ -177,7 +204,9 @@ def describe_item(item: Item, people: Mapping[str, Sequence[str]]) -> str:
     Freeman". `people`: relation -> display names (directed_by, starring, written_by),
     most telling first. Every word is the item's own data or a graph fact about it."""
     parts = [display_title(item.title)]
-    kind = genre_phrase(item.genres[0]) if item.genres else "a film"
+    noun = dataset_words().noun
+    kind = genre_phrase(item.genres[0]) if item.genres else \
+        f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
     parts.append(f"{kind} from {item.year}" if item.year else kind)
     if people.get("directed_by"):
         parts.append("directed by " + _and(people["directed_by"][:2]))

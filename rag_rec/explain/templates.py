@@ -25,6 +25,7 @@ from rag_rec.explain.phrasing import (
     via,
 )
 from rag_rec.models import Evidence, Fact, Item
+from rag_rec.wording import dataset_words
 
 MAX_OPTIONS = 4
 """Sentences offered to the LLM in `choose` mode (labels A..D)."""
@@ -52,6 +53,12 @@ def no_evidence(history: Sequence[tuple[Item, float | None]],
         why = NO_EVIDENCE_LIKED
     else:
         why = NO_EVIDENCE
+    words = dataset_words()
+    if words.noun != "film":  # another catalogue's noun, and what its users did
+        why = (why.replace("films", f"{words.noun}s").replace("film", words.noun)
+               .replace("is watched", "is chosen"))
+    if words.unrated != "liked":
+        why = why.replace("you liked", f"you {words.unrated}")
     return f"{description}: {why[0].lower()}{why[1:]}" if description else why
 
 
@@ -73,7 +80,7 @@ def _history_first(path: Evidence) -> str | None:
     if path.fact.relation != path.fact.history_relation:
         return None
     title = display_title(path.fact.history_title)
-    opener = (f"You liked {title}" if path.history_rating is None
+    opener = (f"You {dataset_words().unrated} {title}" if path.history_rating is None
               else f"You rated {title} {path.history_rating:g} stars")
     phrase = attribute(path.fact)
     if phrase.startswith("starring "):

@@ -1,4 +1,6 @@
-"""P(like): the chance that a user rates an item 4 or 5 if they watch it.
+"""P(like): the chance that a user rates an item 4 or 5 (at least the dataset's like
+threshold) if they watch it. Data without ratings gets `UnavailableLike`: no head, every
+P(like) None and the reason said (`unavailable_reason`).
 
 The ranking probability (P(next), rag_rec/scorer/) says how likely the user is to
 interact with an item next; this head says whether they will enjoy it once they do. It
@@ -49,11 +51,12 @@ from rag_rec.like.features import (
     _Stats,
     cowatch_similarity,
 )
-from rag_rec.like.head import LikeModel, load_built
+from rag_rec.like.head import LikeModel, UnavailableLike, load_built, unavailable_reason
 from rag_rec.like.model import LikeNet
 from rag_rec.like.training import _z_train
 
 __all__ = [
     "FEATURES", "RECENT", "HasVector", "ItemVectors", "LikeModel", "LikeNet", "_Featurizer",
-    "_Stats", "_z_train", "cowatch_similarity", "load_built",
+    "_Stats", "UnavailableLike", "_z_train", "cowatch_similarity", "load_built",
+    "unavailable_reason",
 ]

@@ -45,8 +45,42 @@ from rag_rec.settings import LikeSettings
 from rag_rec.steps import check_step
 
 
+UNAVAILABLE_FILE = "unavailable.json"
+
+
+def unavailable_reason(ds: Dataset) -> str | None:
+    """Why this dataset can train no P(like) head, or None when it can: P(like) needs
+    ratings to say what a user liked; interactions alone (or weights such as counts)
+    say what they chose, not whether they enjoyed it."""
+    if ds.meta.has_ratings:
+        return None
+    what = "weights (implicit feedback)" if ds.meta.has_weights else "interactions only"
+    return (f"P(like) is unavailable: dataset {ds.name!r} has no ratings ({what}), so "
+            "nothing says whether a user liked an item")
+
+
+class UnavailableLike:
+    """Stands in for the head on data without ratings: every P(like) is None, never an
+    invented number, and `reason` says why (answers carry it as a flag)."""
+
+    available = False
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def predict(self, history: Sequence[tuple[str, float]], user_id: str | None,
+                items: Sequence[str]) -> list[None]:
+        return [None] * len(items)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / UNAVAILABLE_FILE).write_text(json.dumps({"reason": self.reason}))
+
+
 class LikeModel:
     """The fitted P(like) head. Build with `fit` or `load`; call `predict`."""
+
+    available = True
 
     def __init__(self, net: LikeNet, items: list[str], users: list[str],
                  featurize: _Featurizer, scale: tuple[np.ndarray, np.ndarray],
@@ -73,6 +107,11 @@ class LikeModel:
         # sklearn (and scipy behind it) take ~2 s to import: fitting needs them, serving not.
         from sklearn.metrics import log_loss, roc_auc_score
 
+        reason = unavailable_reason(ds)
+        if reason is not None:
+            raise ValueError(reason)
+        if settings.threshold is None:
+            settings = settings.model_copy(update={"threshold": ds.meta.like_threshold})
         start = time.perf_counter()
         torch.manual_seed(settings.seed)
         rng = np.random.default_rng(settings.seed)
@@ -229,10 +268,13 @@ class LikeModel:
         return model
 
 
-def load_built(artifacts: Artifacts) -> LikeModel:
+def load_built(artifacts: Artifacts) -> LikeModel | UnavailableLike:
     """The build's P(like) head for serving; `StaleArtifact` (naming the build command)
     when there is none for this data, split, item vectors and settings."""
     check_step(artifacts.folder("like"), artifacts.key("like"), artifacts.rebuild)
+    skipped = artifacts.folder("like") / UNAVAILABLE_FILE
+    if skipped.is_file():
+        return UnavailableLike(json.loads(skipped.read_text())["reason"])
     return LikeModel.load(artifacts.folder("like"))
 
 

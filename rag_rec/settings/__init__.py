@@ -13,6 +13,7 @@ data, embeddings, index, ranker slice, retrieval, sources, scorer, P(like)),
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -43,8 +44,12 @@ __all__ = [
     "EmbedSettings", "GraphSettings", "IALSSettings", "IndexSettings", "LLMSettings",
     "LikeSettings", "LogSettings", "MarkovSettings", "RankerSliceSettings",
     "RetrievalSettings", "SASRecSettings", "ScorerSettings", "Settings", "SourceSettings",
-    "get_settings", "updated",
+    "get_settings", "updated", "IMPORTED_DATASET",
 ]
+
+IMPORTED_DATASET = Path("data") / "imported.json"
+"""Under the home: the folder `rag-rec data import` made the configured dataset
+(`{"source": ...}`); `RAG_REC_DATA__SOURCE` wins over it."""
 
 
 class Settings(BaseSettings):
@@ -87,6 +92,10 @@ class Settings(BaseSettings):
             self.graph.user = self.neo4j_user
         if self.neo4j_password:
             self.graph.password = self.neo4j_password
+        recorded = self.home / IMPORTED_DATASET
+        if self.data.source is None and recorded.is_file():
+            self.data = self.data.model_copy(update={
+                "source": Path(json.loads(recorded.read_text())["source"])})
 
 
 Section = TypeVar("Section", bound=BaseModel)

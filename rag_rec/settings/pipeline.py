@@ -246,8 +246,11 @@ class LikeSettings(BaseModel):
     `threshold` if they watch it. A saved model records these values and its folder is
     keyed by them, so changed settings mean a refit."""
 
-    threshold: float = Field(4.0, gt=0)
-    """A rating at or above this counts as liked (4 of 5 stars on MovieLens)."""
+    threshold: float | None = Field(None, gt=0)
+    """A rating at or above this counts as liked. None: the dataset's own
+    (`DatasetMeta.like_threshold`: 4 of 5 stars on MovieLens, dataset.toml
+    `[ratings] like_threshold` or three quarters up the scale in the generic format).
+    A dataset without ratings has no P(like) head at all (the build says why)."""
     terms: Literal["full", "bias"] = "full"
     """`full`: learned biases, rating statistics, content similarity to the liked and
     disliked history, and a factorization term; `bias`: global + user + item biases only

@@ -65,13 +65,17 @@ class Catalogue:
     history_half_life: float = 20.0
     """A history item this many items older than the newest counts half as much (the
     FAISS source's user vector; the build's `embed.history_half_life`)."""
+    rating_scale: tuple[float, float] = (1.0, 5.0)
+    """The dataset's rating scale: the FAISS source weighs a history rating by its place
+    on 1-5 stars (`DatasetMeta.rating_scale`; 1-5 without ratings)."""
 
     @classmethod
     def of(cls, artifacts: Artifacts) -> Catalogue:
         """The catalogue of a build: its index (and id list), KG triples and sizes."""
         return cls(item_ids=artifacts.index.ids, index=artifacts.index,
                    triples=artifacts.ds.triples[TRIPLE_COLUMNS], kg_dim=artifacts.kg.dim,
-                   history_half_life=artifacts.embed.history_half_life)
+                   history_half_life=artifacts.embed.history_half_life,
+                   rating_scale=artifacts.ds.meta.rating_scale or (1.0, 5.0))
 
     def require_index(self, source: str) -> ItemIndex:
         if self.index is None:

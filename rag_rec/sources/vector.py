@@ -34,7 +34,9 @@ class Faiss(BaseSource):
         known = [(i, r) for i, r in query.history if i in index]
         if known:
             vecs = np.stack([index.vector(i) for i, _ in known])
-            parts.append(profile_vector(vecs, [r for _, r in known],
+            lo, hi = self.catalogue.rating_scale  # as 1-5 stars: itself on MovieLens
+            parts.append(profile_vector(vecs, [1.0 + 4.0 * (r - lo) / (hi - lo)
+                                               for _, r in known],
                                         self.catalogue.history_half_life))
             weights.append(1.0)
         if query.text is not None:
