@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from rag_rec.memory_graph import InMemoryGraph
     from rag_rec.recommender import Recommender
     from rag_rec.settings import get_settings
+    from rag_rec.wording import speaking_of
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--split", default="kfold0")
@@ -86,9 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     triples = set(ds.triples.itertuples(index=False, name=None))
     noun = ds.meta.item_noun
     rows, answers = [], []
+    meta = ds.meta
+    # The checker reads the dataset's relation phrases ("Listed on Goodreads in ...") as
+    # the answer did: outside `speaking_of` their words would count as unsupported names.
     with Recommender(s, artifacts, load_ranker(s, artifacts), like.load_built(artifacts),
-                     connect_graph=lambda: graph, llm=llm,
-                     llm_error=llm_error or "") as rec:
+                     connect_graph=lambda: graph, llm=llm, llm_error=llm_error or "") as rec, \
+            speaking_of(meta.item_noun, meta.relation_phrases, meta.has_ratings,
+                        meta.rating_scale):
         for uid in users:
             hist_rows = seen[seen.user_id == uid]
             history = [(ds.item(i), float(r)) for i, r in zip(hist_rows.item_id,
