@@ -14,8 +14,8 @@ top 10 with explanations through `Recommender.recommend`, and counts:
   user's history do not support;
 - cited paths missing from the graph: each cited (candidate, relation, entity, history
   item) looked up again in the dataset's triples and the user's history;
-- wrong item noun: texts that call the dataset's items something else ("film" for a
-  book), a claim the checker does not read.
+- wrong item noun: explanations whose text or cited facts in words call the dataset's
+  items something else ("film" for a book), a claim the checker does not read.
 
 Writes eval/results/explain_NAME.json and eval/reports/NAME_explanations.md (every
 explanation, to read).
@@ -113,28 +113,29 @@ def main(argv: list[str] | None = None) -> int:
                              "evidence": len(facts), "unsupported": problems,
                              "missing_paths": sum(not path_exists(triples, liked, f)
                                                   for f in facts),
-                             "wrong_noun": bool(ex and wrong_noun(ex.text, noun)),
+                             "wrong_noun": bool(ex and any(wrong_noun(t, noun) for t in [
+                                 ex.text, *(e.plain for e in ex.evidence)])),
                              "test_hit": bool(((split.test.user_id == uid)
                                                & (split.test.item_id == r.item.id)).any())})
-    n = len(rows)
-    figures = {"dataset": ds.name, "split": args.split, "users": users, "k": args.k,
-               "backend": llm.name if llm else f"none ({llm_error})",
-               "mode": s.llm.explain_mode, "explanations": n,
-               "unsupported_claims": sum(bool(r["unsupported"]) for r in rows),
-               "cited_paths_missing": sum(r["missing_paths"] for r in rows),
-               "wrong_item_noun": sum(r["wrong_noun"] for r in rows),
-               "with_evidence": sum(r["evidence"] > 0 for r in rows),
-               "by_source": pd.Series([r["source"] for r in rows]).value_counts().to_dict(),
-               "test_hits_in_top_k": sum(r["test_hit"] for r in rows),
-               "seconds_per_user": [round(t, 2) for *_, t in answers],
-               "flags": sorted({f for _, a, _ in answers for f in a.flags}),
-               "rows": rows}
-    path = write_results(f"explain_{ds.name}", figures)
-    report = REPORTS / f"{ds.name}_explanations.md"
-    report.write_text(_report(figures, answers, noun))
-    print(f"{n} explanations, {figures['unsupported_claims']} unsupported, "
-          f"{figures['cited_paths_missing']} cited paths missing, "
-          f"{figures['wrong_item_noun']} with a wrong item noun; wrote {path} and {report}")
+        n = len(rows)
+        figures = {"dataset": ds.name, "split": args.split, "users": users, "k": args.k,
+                   "backend": llm.name if llm else f"none ({llm_error})",
+                   "mode": s.llm.explain_mode, "explanations": n,
+                   "unsupported_claims": sum(bool(r["unsupported"]) for r in rows),
+                   "cited_paths_missing": sum(r["missing_paths"] for r in rows),
+                   "wrong_item_noun": sum(r["wrong_noun"] for r in rows),
+                   "with_evidence": sum(r["evidence"] > 0 for r in rows),
+                   "by_source": pd.Series([r["source"] for r in rows]).value_counts().to_dict(),
+                   "test_hits_in_top_k": sum(r["test_hit"] for r in rows),
+                   "seconds_per_user": [round(t, 2) for *_, t in answers],
+                   "flags": sorted({f for _, a, _ in answers for f in a.flags}),
+                   "rows": rows}
+        path = write_results(f"explain_{ds.name}", figures)
+        report = REPORTS / f"{ds.name}_explanations.md"
+        report.write_text(_report(figures, answers, noun))
+        print(f"{n} explanations, {figures['unsupported_claims']} unsupported, "
+              f"{figures['cited_paths_missing']} cited paths missing, "
+              f"{figures['wrong_item_noun']} with a wrong item noun; wrote {path} and {report}")
     return 0
 
 
