@@ -184,10 +184,10 @@ def test_other_movielens_formats(tmp_path: Path, dataset: Dataset, writer, name,
     caplog.clear()
     with caplog.at_level("WARNING", logger="rag_rec"):
         default = load_dataset(DataSettings(source=tmp_path), tmp_path)
-    # Unset, the shipped MovieLens-100K map joins MovieLens-100K only: never another
-    # release's ids, and without a word about it.
+    # Unset, the shipped MovieLens-100K map joins the default source only, never a
+    # folder by its dataset's name (another release's ids would get the wrong films).
     assert ("no DBpedia KG at" in caplog.text) is False
-    assert (default.stats()["items_with_dbpedia"] > 0) == (name == "ml-100k")
+    assert default.stats()["items_with_dbpedia"] == 0
     inter, items, _ = _slice(dataset)
     assert ds.name == name
     assert len(ds.interactions) == len(inter)

@@ -156,8 +156,8 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
     items["year"] = items["year"].astype("Int64")
     users = pd.DataFrame(user_rows, columns=USER_COLUMNS).set_index("user_id")
 
-    abstracts, ents, triples, kg_files = dbpedia_for(source.name, settings.kg_dir,
-                                                     set(items.index), default_source=default)
+    abstracts, ents, triples, kg_files = dbpedia_for(settings.kg_dir, set(items.index),
+                                                     default_source=default)
     items["abstract"] = pd.Series(abstracts, dtype="object").reindex(items.index)
     items["abstract"] = items["abstract"].astype("object").where(items["abstract"].notna(), None)
     side_ents, side_triples = side_kg(items)

