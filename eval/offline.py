@@ -2,11 +2,17 @@
 
     uv run --extra cpu python -m eval.offline        # kfold0..4, loo (3 seeds), loo-cold
     uv run --extra cpu python -m eval.offline --splits kfold0 --seeds 42
+    RAG_REC_DATA__SOURCE=data/goodbooks uv run --extra cpu python -m eval.offline --splits kfold0
 
 In: the command line (splits, seeds, ablation splits, RecBole models), the settings and
 the dataset. Out: finished (split, seed) parts in eval/results/parts/ (kept between runs;
 `--fresh` redoes them), the figures in eval/results/offline_eval.json and the report in
-eval/reports/offline_eval.md. This module is the runner; the pieces live beside it:
+eval/reports/offline_eval.md; for any dataset but MovieLens-100K, keyed by its name
+(`results_for`: parts in eval/results/parts/NAME/, eval/results/offline_eval-NAME.json,
+eval/reports/offline_eval-NAME.md), so one dataset's run never touches another's figures.
+A split the dataset cannot support (leave-last-out without timestamps) is refused with
+its reason, recorded under `refused` in the figures. This module is the runner; the
+pieces live beside it:
 
 - eval/protocol.py: the splits and the protocol every system is scored under (`Protocol`,
   `rank_rows`, `calibration`);
@@ -32,10 +38,11 @@ from eval.report import write_report
 from eval.summary import keep_earlier, paired_bootstrap, summarise
 from eval.systems import run_ablations, run_baselines, run_rag_rec, split_settings
 from rag_rec.data import SplitProtocol, load_dataset, make_split
+from rag_rec.errors import RagRecError
 from rag_rec.settings import get_settings
 
 __all__ = ["PARTS", "Protocol", "_rank_rows", "keep_earlier", "main", "paired_bootstrap",
-           "split_settings"]
+           "results_for", "split_settings"]
 
 PARTS = RESULTS / "parts"
 """Finished (split, seed) parts: each system's metrics and per-user NDCG@10, committed
@@ -92,8 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     recbole = [m for m in args.recbole.split(",") if m]
     runs: dict[str, dict[int, dict]] = {}
+    refused: dict[str, str] = {}
     for name in args.splits.split(","):
-        split = make_split(ds, name, seed=settings.data.seed)
+        try:
+            split = make_split(ds, name, seed=settings.data.seed)
+        except RagRecError as e:
+            # e.g. leave-last-out on a dataset without timestamps: said, not faked.
+            refused[name] = str(e)
+            print(f"{name}: refused: {e}", flush=True)
+            continue
         proto = Protocol.of(ds, split, settings.retrieval.head_mass)
         runs[name] = {}
         for seed in seeds[:1] if split.protocol is SplitProtocol.KFOLD else seeds:
@@ -137,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: run_ablations(settings, proto, first)))
     if only:
         return 0
-    figures = keep_earlier(summarise(runs), RESULTS / f"{results_name}.json")
+    figures = summarise(runs) | {"dataset": ds.name}
+    if refused:
+        figures["refused"] = refused
+    figures = keep_earlier(figures, RESULTS / f"{results_name}.json")
+    earlier = RESULTS / f"{results_name}.json"
+    if earlier.exists():  # a refusal stands until that split runs
+        for split, why in json.loads(earlier.read_text()).get("refused", {}).items():
+            if split not in figures["splits"]:
+                figures.setdefault("refused", {}).setdefault(split, why)
     path = write_results(results_name, figures)
     report = write_report(figures, results_name)
     print(f"wrote {path} and {report}")

@@ -66,3 +66,21 @@ def test_cached_text_vectors_open_without_the_model_package(
     assert all((again[i] == expected[i]).all() for i in list(expected)[:50])
     with pytest.raises(ImportError):
         make_text_encoder(settings.embed, settings.llm, settings.home).encode(["a new film"])
+
+
+def test_each_dataset_keeps_its_own_figures() -> None:
+    """MovieLens-100K's parts and figures keep their names; another dataset's go under
+    its own, so its run never overwrites them."""
+    from eval.offline import PARTS, results_for
+
+    assert results_for("ml-100k") == (PARTS, "offline_eval")
+    assert results_for("goodbooks") == (PARTS / "goodbooks", "offline_eval-goodbooks")
+
+
+def test_a_refused_split_is_reported_with_its_reason() -> None:
+    from eval.report import report_text
+
+    text = report_text({"dataset": "goodbooks", "splits": {},
+                        "refused": {"loo": "no timestamps"}}, "offline_eval-goodbooks")
+    assert text.startswith("# Offline evaluation: goodbooks")
+    assert "- `loo`: no timestamps" in text

@@ -172,7 +172,8 @@ def fact_in_words(fact: Fact) -> str:
                 f"{history_side.history_verb} {history}.")
     return candidate_side.both.format(candidate=candidate, history=history, entity=name,
                                       entity_name=fact.entity_name,
-                                      relation=fact.relation.replace("_", " "))
+                                      relation=fact.relation.replace("_", " "),
+                                      noun=dataset_words().noun)
 
 
 def evidence_in_words(evidence: Evidence) -> str:
