@@ -338,7 +338,11 @@ class GraphClient:
         previous = self.meta()
         same = (previous.get("split") == split_name
                 and previous.get("fingerprint") == ds.fingerprint)
-        if previous and not same:
+        if previous and previous.get("fingerprint") != ds.fingerprint:
+            # Other data (another dataset, or facts the link check now drops): MERGE
+            # would keep every node and fact the new data no longer has.
+            self._run_autocommit("clear_graph")
+        elif previous and not same:
             self._run_autocommit("clear_interactions")
         # A rerun over a complete ingest of the same data only MERGEs what is there, so
         # the graph stays complete throughout (a service keeps answering); anything

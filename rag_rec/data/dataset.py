@@ -21,7 +21,7 @@ import pandas as pd
 
 from rag_rec.data import generic
 from rag_rec.data.kg import dbpedia_for, side_kg
-from rag_rec.data.links import DoubtfulLink, check_links
+from rag_rec.data.links import MAP_FILE, DoubtfulLink, check_links
 from rag_rec.data.meta import DatasetMeta, movielens_meta
 from rag_rec.data.readers import (
     GENERIC,
@@ -178,10 +178,15 @@ def load_dataset(settings: DataSettings, home: Path) -> Dataset:
     triple_df = triple_df.drop_duplicates(ignore_index=True)
 
     digest = hashlib.sha256()
-    for path in source.files + kg_files:
+    # The map and the threshold decide which facts survive the link check: the graph
+    # (re-ingested on a new fingerprint) and every artifact must follow them.
+    checked = [kg_files[0].parent / MAP_FILE] if kg_files else []
+    for path in source.files + kg_files + checked:
         if path.exists():
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
+    if kg_files:
+        digest.update(f"link_min_score={settings.link_min_score:g}".encode())
     return Dataset(name=source.name, interactions=interactions, items=items, users=users,
                    entities=entities, triples=triple_df, fingerprint=digest.hexdigest()[:16],
                    meta=movielens_meta(rating_scale(source.format, source.name)),
