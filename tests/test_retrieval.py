@@ -160,23 +160,24 @@ def test_new_item_is_retrievable_at_once(settings: Settings, artifacts,
     # Fresh artifacts (the write changes them) and a home of its own for the journal
     # (a restart of the real service must not replay this test's item).
     served = load_artifacts(settings)
+    rec = Recommender(settings.model_copy(update={"home": tmp_path}), served,
+                      load_ranker(settings, served), like.load_built(served),
+                      connect_graph=lambda: graph, llm=None)
     try:
-        with Recommender(settings.model_copy(update={"home": tmp_path}), served,
-                         load_ranker(settings, served), like.load_built(served),
-                         connect_graph=lambda: graph, llm=None) as rec:
-            assert rec.upsert_item(item).outcome == "created"
-            index = rec.artifacts.index
-            assert index.search(index.vector(item.id), 1)[0][0][0] == item.id
-            query = Query([("89", 5.0)], text=rec._text_vector(
-                "Prometheus, a 2012 science fiction horror film by Ridley Scott"))
-            ranked = rec.rank([query], [None])[0]
-            # In the top half of the 200 candidates, not the top 50: a one-item history is
-            # blended with the Markov source (for the worse shape, `scorer.SHORT_RULE`),
-            # which cannot score an item nobody has rated (list median): 61st on this build.
-            assert item.id in ranked.items[:100]
-            assert {"faiss", "kg_path"} & set(ranked.proposed_by[ranked.items.index(item.id)])
-            facts = graph.candidate_facts([item.id], {"89": 5.0})[item.id]
-            assert any(f.entity_id == RIDLEY_SCOTT for f in facts)
-            assert rec.upsert_item(item).outcome == "unchanged"
+        assert rec.upsert_item(item).outcome == "created"
+        index = rec.artifacts.index
+        assert index.search(index.vector(item.id), 1)[0][0][0] == item.id
+        query = Query([("89", 5.0)], text=rec._text_vector(
+            "Prometheus, a 2012 science fiction horror film by Ridley Scott"))
+        ranked = rec.rank([query], [None])[0]
+        # In the top half of the 200 candidates, not the top 50: a one-item history is
+        # blended with the Markov source (for the worse shape, `scorer.SHORT_RULE`),
+        # which cannot score an item nobody has rated (list median): 61st on this build.
+        assert item.id in ranked.items[:100]
+        assert {"faiss", "kg_path"} & set(ranked.proposed_by[ranked.items.index(item.id)])
+        facts = graph.candidate_facts([item.id], {"89": 5.0})[item.id]
+        assert any(f.entity_id == RIDLEY_SCOTT for f in facts)
+        assert rec.upsert_item(item).outcome == "unchanged"
     finally:
+        rec.live.close()  # not rec.close(): the graph is the session's fixture
         graph.query("delete_item", item_id=item.id)
