@@ -24,7 +24,8 @@ import pytest
 from test_api import TOKEN, Service, _free_port
 
 from rag_rec.errors import GraphUnavailable
-from rag_rec.graph import QUERIES, BundledNeo4j, GraphClient
+from rag_rec.graph import QUERIES, GraphClient
+from rag_rec.graph_server import BundledNeo4j
 from rag_rec.models import Recommendations
 from rag_rec.settings import PROJECT_ROOT, ApiSettings, Settings
 

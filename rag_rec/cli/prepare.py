@@ -114,7 +114,7 @@ def data_export(folder: Annotated[Path, typer.Argument(help="Folder to write.")]
 @handle_errors
 def graph_start() -> None:
     """Build (first time) and start the bundled Neo4j on 127.0.0.1."""
-    from rag_rec.graph import BundledNeo4j
+    from rag_rec.graph_server import BundledNeo4j
 
     s = get_settings()
     if s.graph.uri:
@@ -129,7 +129,7 @@ def graph_start() -> None:
 @handle_errors
 def graph_stop() -> None:
     """Stop the bundled Neo4j."""
-    from rag_rec.graph import BundledNeo4j
+    from rag_rec.graph_server import BundledNeo4j
 
     s = get_settings()
     stopped = BundledNeo4j(s.graph, s.home).stop()
