@@ -191,19 +191,27 @@ def _in_file_order(problems: list[str]) -> list[str]:
     return [p for *_, p in sorted(keyed)]
 
 
+def _first_time(path: Path, lineno: int, column: str, value: str, first: dict[str, int],
+                cat: Catalogue) -> bool:
+    """Whether `value` is a new, non-empty id (recorded in `first`); else the problem."""
+    if not value:
+        cat.problems.append(f"{path}:{lineno}: empty {column}")
+        return False
+    if value in first:
+        cat.problems.append(f"{path}:{lineno}: duplicate {column} {value!r} "
+                            f"(first at line {first[value]})")
+        return False
+    first[value] = lineno
+    return True
+
+
 def _read_items(path: Path, cat: Catalogue) -> dict[str, int]:
     _, rows = _records(path, cat, *COLUMNS[ITEMS])
     first: dict[str, int] = {}
     for lineno, r in rows:
         item_id, title = r["item_id"], r["title"]
-        if not item_id:
-            cat.problems.append(f"{path}:{lineno}: empty item_id")
+        if not _first_time(path, lineno, "item_id", item_id, first, cat):
             continue
-        if item_id in first:
-            cat.problems.append(f"{path}:{lineno}: duplicate item_id {item_id!r} "
-                                f"(first at line {first[item_id]})")
-            continue
-        first[item_id] = lineno
         if not title:
             cat.problems.append(f"{path}:{lineno}: empty title for item {item_id!r}")
         year = None
@@ -288,14 +296,8 @@ def _read_users(path: Path, cat: Catalogue) -> None:
     first: dict[str, int] = {}
     for lineno, r in rows:
         user = r["user_id"]
-        if not user:
-            cat.problems.append(f"{path}:{lineno}: empty user_id")
+        if not _first_time(path, lineno, "user_id", user, first, cat):
             continue
-        if user in first:
-            cat.problems.append(f"{path}:{lineno}: duplicate user_id {user!r} "
-                                f"(first at line {first[user]})")
-            continue
-        first[user] = lineno
         age = None
         if r.get("age"):
             if r["age"].isdigit():
