@@ -29,10 +29,9 @@ class InteractionWrite(_Strict):
     """Unix seconds; None: now for a new interaction, unchanged for a repeated one."""
 
 
-class ItemWrite(_Strict):
-    """An item to add, or the new state of one (a repeated write changes nothing)."""
+class ItemBody(_Strict):
+    """`PUT /v1/items/{id}`'s body: an `ItemWrite` without the id (it is in the path)."""
 
-    id: Id
     title: str = Field(min_length=1, max_length=500)
     year: int | None = Field(None, ge=0, le=9999)
     text: str | None = Field(None, max_length=20_000)
@@ -44,14 +43,10 @@ class ItemWrite(_Strict):
     entities the graph holds (an unknown name is refused, naming it)."""
 
 
-class ItemBody(_Strict):
-    """`PUT /v1/items/{id}`'s body: an `ItemWrite` without the id (it is in the path)."""
+class ItemWrite(ItemBody):
+    """An item to add, or the new state of one (a repeated write changes nothing)."""
 
-    title: str = Field(min_length=1, max_length=500)
-    year: int | None = Field(None, ge=0, le=9999)
-    text: str | None = Field(None, max_length=20_000)
-    categories: tuple[str, ...] = Field((), max_length=50)
-    facts: tuple[tuple[str, str], ...] = Field((), max_length=500)
+    id: Id
 
 
 Outcome = Literal["created", "updated", "unchanged"]

@@ -129,8 +129,7 @@ class LiveWrites:
         vector, text_vec = self._item_vector(model, links)
         with self.live.lock:
             self.check_graph()
-            self.graph.write("upsert_item", item=_graph_item(model), links=[
-                {"type": rel.upper(), "entity_id": e} for rel, e in links])
+            self.graph.write("upsert_item", **_graph_item(model, links))
             self._journal("item", write.model_dump(mode="json"))
             notes += self._apply_item(model, links, vector, text_vec)
         return self._result("created" if old is None else "updated", "item", write.id,
@@ -286,15 +285,16 @@ class LiveWrites:
                 graph.write("record_interaction", **data, now=int(entry["ts"]))
             elif kind == "item":
                 model, links, _ = self._resolve(ItemWrite.model_validate(data))
-                graph.write("upsert_item", item=_graph_item(model), links=[
-                    {"type": rel.upper(), "entity_id": e} for rel, e in links])
+                graph.write("upsert_item", **_graph_item(model, links))
             else:
                 graph.write("hide_item", item_id=data["item_id"], hidden=kind == "hide")
 
 
-def _graph_item(item: Item) -> dict[str, Any]:
-    return {"id": item.id, "title": item.title, "year": item.year,
-            "genres": list(item.genres), "abstract": item.abstract}
+def _graph_item(item: Item, links: list[tuple[str, str]]) -> dict[str, Any]:
+    """The `upsert_item` query's parameters."""
+    return {"item": {"id": item.id, "title": item.title, "year": item.year,
+                     "genres": list(item.genres), "abstract": item.abstract},
+            "links": [{"type": rel.upper(), "entity_id": e} for rel, e in links]}
 
 
 def _aliases(title: str) -> list[str]:
