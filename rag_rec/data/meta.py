@@ -74,7 +74,7 @@ def rating_marks(scale: tuple[float, float] | None) -> tuple[float, float, float
     """(lowest rating a path may pass through, liked, top) on a rating scale: 3, 4 and 5
     on MovieLens' 1-5 stars (the default), the same places on any other scale."""
     lo, hi = scale or (1.0, 5.0)
-    return lo + 0.5 * (hi - lo), lo + 0.75 * (hi - lo), hi
+    return lo + 0.5 * (hi - lo), default_like_threshold((lo, hi)), hi
 
 
 # --------------------------------------------------------------------------- dataset.toml
