@@ -37,11 +37,6 @@ class InMemoryGraph:
         self.links: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for item_id, relation, entity_id in ds.triples.itertuples(index=False):
             self.links[item_id].append((relation, entity_id))
-        # Entity-to-entity facts (triples.csv), held as the Neo4j ingest holds them; no
-        # query of the protocol walks them yet.
-        self.entity_links: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for head, relation, tail in ds.entity_triples.itertuples(index=False):
-            self.entity_links[head].append((relation, tail))
         self.ratings = (ds.interactions if interactions is None else interactions
                         ).sort_values(["timestamp", "item_id"])
         self.items = {i: {"title": r.title, "year": r.year, "genres": list(r.genres)}

@@ -16,6 +16,7 @@ RIDLEY_SCOTT = "http://dbpedia.org/resource/Ridley_Scott"
 def expected_counts(ds: Dataset, interactions: int | None = None) -> dict[str, int]:
     return {"users": ds.interactions.user_id.nunique(), "items": len(ds.items),
             "entities": len(ds.entities), "triples": len(ds.triples),
+            "entity_facts": len(ds.entity_triples),
             "interactions": len(ds.interactions) if interactions is None else interactions}
 
 
@@ -24,6 +25,20 @@ def test_counts_equal_the_dataset(graph: GraphClient, dataset: Dataset) -> None:
     meta = graph.meta()
     assert meta["complete"] is True and meta["split"] == "full"
     assert meta["fingerprint"] == dataset.fingerprint
+
+
+def test_entity_facts_are_merged_once(graph: GraphClient, dataset: Dataset) -> None:
+    # ML-100K has no entity-to-entity facts: write one between two of its entities, the
+    # way a triples.csv catalogue's ingest does, twice (MERGE: one relationship).
+    head, tail = dataset.triples.entity_id.iloc[0], dataset.triples.entity_id.iloc[-1]
+    row = {"head_id": head, "type": "TEST_BASED_IN", "tail_id": tail}
+    try:
+        for _ in range(2):
+            graph.query("ingest_entity_triples", rows=[row])
+            assert graph.counts()["entity_facts"] == 1
+    finally:  # the session's graph must stay the dataset's (test_counts_equal_the_dataset)
+        graph.driver.execute_query("MATCH (:Entity)-[r:TEST_BASED_IN]->(:Entity) DELETE r")
+    assert graph.counts() == expected_counts(dataset)
 
 
 def test_second_ingest_changes_nothing(graph: GraphClient, dataset: Dataset) -> None:

@@ -4,4 +4,5 @@ RETURN
   COUNT { (:Item) } AS items,
   COUNT { (:Entity) } AS entities,
   COUNT { ()-[:RATED]->() } AS interactions,
-  COUNT { (:Item)-[]->(:Entity) } AS triples
+  COUNT { (:Item)-[]->(:Entity) } AS triples,
+  COUNT { (:Entity)-[]->(:Entity) } AS entity_facts
