@@ -310,7 +310,8 @@ def test_neo4j_down_killed_ingest_and_rerun(throwaway, dataset, tmp_path: Path) 
             assert graph.counts() == {"users": stats["users"], "items": stats["items"],
                                       "entities": stats["entities"],
                                       "interactions": stats["interactions"],
-                                      "triples": report.triples}
+                                      "triples": report.triples,
+                                      "entity_facts": len(dataset.entity_triples)}
             assert graph.meta()["complete"] is True
         assert httpx.get(f"{svc.url}/healthz", timeout=60).status_code == 200
         answer = svc.post({"user_id": "42", "k": 2, "explain": False})
