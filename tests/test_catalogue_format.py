@@ -80,8 +80,8 @@ def test_leave_last_out_is_refused_without_timestamps() -> None:
 
 FAULTS = {
     "dataset_toml": 'name = "broken"\ncolour = "red"\n',
-    "items_csv": "item_id,title,year,colour\ni1,One,2001,red\ni2,Two,20x1,blue\n"
-                 "i1,One again,2002,red\n",
+    "items_csv": "item_id,title,year,colour,hidden\ni1,One,2001,red,TRUE\n"
+                 "i2,Two,20x1,blue,maybe\ni1,One again,2002,red,\n",
     "users_csv": "user_id,age\nu1,31\nu1,32\n",
     "interactions_csv": "user_id,item_id,timestamp,rating\n"
                         "u1,i1,1600000000,4\nu1,i9,1600000001,5\nu2,i2,yesterday,3\n"
@@ -100,6 +100,7 @@ def test_every_planted_fault_is_reported_with_its_line(tmp_path: Path) -> None:
     expected = [
         "dataset.toml: unknown key 'colour'",
         "items.csv:3: bad year '20x1'",
+        "items.csv:3: bad hidden 'maybe'",
         "items.csv:4: duplicate item_id 'i1' (first at line 2)",
         "users.csv:3: duplicate user_id 'u1' (first at line 2)",
         "interactions.csv:3: unknown item 'i9'",

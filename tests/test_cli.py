@@ -4,6 +4,7 @@ terminal only with -v)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +57,33 @@ def test_data_stats_is_short_and_quiet(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "interactions" in proc.stdout and proc.stderr == ""
     assert len(_lines(proc)) <= 20
+
+
+def test_data_export_with_writes_folds_the_journal(tmp_path: Path, monkeypatch) -> None:
+    from rag_rec.data import load_dataset
+    from rag_rec.live import Journal, journal_path
+    from rag_rec.settings import DataSettings
+
+    tiny = Path(__file__).parent / "data" / "tiny"
+    for name, value in {"HOME": tmp_path, "DATA__SOURCE": tiny,
+                        "DATA__KG_DIR": tiny / "kg"}.items():
+        monkeypatch.setenv(f"RAG_REC_{name}", str(value))
+    ds = load_dataset(DataSettings(source=tiny, kg_dir=tiny / "kg"), tmp_path)
+    item = ds.items.index[0]
+    journal = Journal(journal_path(tmp_path, "full", ds.fingerprint))
+    journal.append("interaction", {"user_id": "new-user", "item_id": item, "rating": 4.0,
+                                   "timestamp": 1_700_000_000})
+    journal.append("hide", {"item_id": item})
+    journal.close()
+    out = tmp_path / "out"
+    proc = _run(["-m", "rag_rec.cli", "data", "export", str(out), "--with-writes",
+                 "--json"], tmp_path / "log")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["folded.interaction"], report["folded.hide"]) == (1, 1)
+    assert f"new-user,{item},4,1700000000" in (out / "interactions.csv").read_text()
+    first = (out / "items.csv").read_text().splitlines()[1]
+    assert first.startswith(f"{item},") and first.endswith(",true")
 
 
 def test_recommend_is_short_headed_and_logs_libraries(artifacts, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ so no write leaks into the shared `tiny_recommender`."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -31,10 +32,13 @@ from rag_rec.errors import (
     UnknownName,
     WriteNotRecorded,
 )
+from rag_rec.data import load_dataset
+from rag_rec.data.export import export_generic
 from rag_rec.live import ItemWrite
+from rag_rec.live.fold import fold_writes
 from rag_rec.memory_graph import InMemoryGraph
 from rag_rec.recommender import Recommender
-from rag_rec.settings import PROJECT_ROOT, Settings
+from rag_rec.settings import PROJECT_ROOT, DataSettings, Settings
 
 USER = "7"
 TOKEN = "live-test-token"
@@ -126,6 +130,47 @@ def test_a_hidden_item_is_never_recommended(rec: Recommender) -> None:
     assert all(i != top for i, _ in rec.similar_items(_top(rec)[0], k=39))
     assert rec.unhide_item(top).outcome == "updated"
     assert _top(rec)[0] == top
+
+
+def test_writes_folded_into_the_data_for_the_next_build(rec: Recommender,
+                                                          tmp_path: Path) -> None:
+    """`rag-rec data export --with-writes`: the journal's writes become a generic
+    catalogue the next build reads (a new fingerprint, so its journal starts empty)."""
+    ds = rec.artifacts.ds
+    person = ds.entities.query("kind == 'dbpedia'").iloc[0]["name"]
+    seen = ds.interactions.iloc[0]
+    new_rating = 1.0 if seen.rating != 1 else 2.0
+    rec.upsert_item(_new_item(facts=(("directed_by", person),)))
+    rec.record_interaction("brand-new", "live-1", rating=4)
+    rec.record_interaction(seen.user_id, seen.item_id, rating=new_rating)
+    hidden = _top(rec)[0]
+    rec.hide_item(hidden)
+    folded, counts = fold_writes(ds, rec.live.journal.entries())
+    assert counts == {"item": 1, "interaction": 2, "hide": 1}
+    export_generic(folded, tmp_path / "folded")
+    again = load_dataset(DataSettings(source=tmp_path / "folded"), tmp_path)
+    assert again.fingerprint != ds.fingerprint and again.hidden == {hidden}
+    ratings = {(u, i): r for u, i, r in
+               again.interactions[["user_id", "item_id", "rating"]].itertuples(index=False)}
+    assert len(ratings) == len(ds.interactions) + 1
+    assert ratings["brand-new", "live-1"] == 4 and ratings[seen.user_id, seen.item_id] == \
+        new_rating
+    assert again.item("live-1").title == "Star Voyage"
+    facts = again.triples.query("item_id == 'live-1'").merge(
+        again.entities, left_on="entity_id", right_index=True)
+    assert set(zip(facts["relation"], facts["name"])) == {
+        ("directed_by", person), ("has_genre", "Sci-Fi"), ("released_in_decade", "1990s")}
+
+
+def test_items_hidden_in_the_data_are_never_recommended(live_settings: Settings,
+                                                        tiny_build, monkeypatch) -> None:
+    with _serve(live_settings, tiny_build) as first:
+        top = _top(first)[0]
+    monkeypatch.setattr(tiny_build, "ds", dataclasses.replace(tiny_build.ds,
+                                                              hidden=frozenset({top})))
+    with _serve(live_settings, tiny_build) as rec:
+        assert top not in _top(rec, k=40)
+        assert rec.unhide_item(top).outcome == "updated"  # live writes still override
 
 
 def test_a_restart_loses_nothing(live_settings: Settings, tiny_build) -> None:

@@ -102,12 +102,24 @@ def data_import(folder: FolderArg, as_json: JsonFlag = False) -> None:
 @data_app.command("export")
 @handle_errors
 def data_export(folder: Annotated[Path, typer.Argument(help="Folder to write.")],
+                with_writes: Annotated[bool, typer.Option(
+                    "--with-writes", help="Fold in the live writes journalled against "
+                    "this data (docs/live.md), for the next build.")] = False,
                 as_json: JsonFlag = False) -> None:
     """Write the configured dataset (e.g. MovieLens-100K through its adapter) in the
     generic format: interactions.csv, items.csv, users.csv, triples.csv, dataset.toml."""
     from rag_rec.data.export import export_generic
 
-    print_mapping(f"exported to {folder}", export_generic(_dataset(), folder), as_json)
+    ds, folded = _dataset(), {}
+    if with_writes:
+        from rag_rec.live import Journal, journal_path
+        from rag_rec.live.fold import fold_writes
+
+        journal = Journal(journal_path(get_settings().home, "full", ds.fingerprint))
+        ds, folded = fold_writes(ds, journal.entries())
+        folded = {"journal": str(journal.path)} | {
+            f"folded.{kind}": count for kind, count in sorted(folded.items())}
+    print_mapping(f"exported to {folder}", export_generic(ds, folder) | folded, as_json)
 
 
 @graph_app.command("start")

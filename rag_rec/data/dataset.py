@@ -71,6 +71,8 @@ class Dataset:
     MovieLens."""
     doubtful_links: tuple[DoubtfulLink, ...] = ()
     """DBpedia links dropped by the entity-link check (rag_rec/data/links.py)."""
+    hidden: frozenset[str] = frozenset()
+    """Items never recommended (items.csv `hidden`); live writes hide more while serving."""
 
     @cached_property
     def user_ids(self) -> list[str]:
@@ -229,7 +231,7 @@ def _from_catalogue(cat: generic.Catalogue) -> Dataset:
     return Dataset(name=cat.name, interactions=interactions, items=items, users=users,
                    entities=entities, triples=triples.drop_duplicates(ignore_index=True),
                    fingerprint=digest.hexdigest()[:16], meta=meta,
-                   entity_triples=entity_triples)
+                   entity_triples=entity_triples, hidden=frozenset(cat.hidden))
 
 
 def _check_rows(inter_path: Path, item_path: Path, inter_rows: list[tuple],

@@ -47,9 +47,14 @@ def export_generic(ds: Dataset, folder: Path) -> dict[str, int]:
               [u, i, f"{r:g}", *([str(t)] if meta.has_timestamps else [])]
               for u, i, r, t in inter[["user_id", "item_id", "rating", "timestamp"]]
               .itertuples(index=False)])
-    write("items.csv", ["item_id", "title", "year", "categories", "text"], [
-        [item_id, r.title, "" if pd.isna(r.year) else int(r.year), "|".join(r.genres),
-         r.abstract or ""] for item_id, r in ds.items.iterrows()])
+    header = ["item_id", "title", "year", "categories", "text"]
+    rows = [[item_id, r.title, "" if pd.isna(r.year) else int(r.year), "|".join(r.genres),
+             r.abstract or ""] for item_id, r in ds.items.iterrows()]
+    if ds.hidden:  # the column only where some item is hidden
+        header.append("hidden")
+        for row in rows:
+            row.append("true" if row[0] in ds.hidden else "")
+    write("items.csv", header, rows)
     if len(ds.users):
         write("users.csv", ["user_id", "age", "gender", "occupation"], [
             [uid, "" if pd.isna(r.age) else int(r.age), r.gender or "", r.occupation or ""]

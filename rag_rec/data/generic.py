@@ -27,7 +27,7 @@ INTERACTIONS, ITEMS, USERS, TRIPLES, META = (
     "interactions.csv", "items.csv", "users.csv", "triples.csv", "dataset.toml")
 COLUMNS = {
     INTERACTIONS: (("user_id", "item_id"), ("timestamp", "rating", "weight")),
-    ITEMS: (("item_id", "title"), ("year", "text", "categories")),
+    ITEMS: (("item_id", "title"), ("year", "text", "categories", "hidden")),
     USERS: (("user_id",), ("age", "gender", "occupation")),
     TRIPLES: (("head", "relation", "tail"), ("tail_kind",)),
 }
@@ -37,6 +37,8 @@ RELATION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ENTITY_PREFIX = "entity:"
 """Entity ids of triples.csv tails: the prefix and the readable name."""
 DEFAULT_TAIL_KIND = "entity"
+TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
+"""items.csv `hidden` values (case-insensitive)."""
 
 
 @dataclass
@@ -51,6 +53,9 @@ class Catalogue:
     where the column is absent."""
     items: list[tuple] = field(default_factory=list)
     """(item_id, title, year, categories tuple, text or None, line)."""
+    hidden: set[str] = field(default_factory=set)
+    """Items never recommended (`hidden` true): kept in histories, e.g. withdrawn from
+    sale, or hidden by a live write before `rag-rec data export --with-writes`."""
     users: list[tuple] = field(default_factory=list)
     """(user_id, age, gender, occupation); None where absent."""
     item_facts: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -222,6 +227,12 @@ def _read_items(path: Path, cat: Catalogue) -> dict[str, int]:
                 cat.problems.append(f"{path}:{lineno}: bad year {r['year']!r} (an integer)")
         categories = tuple(dict.fromkeys(
             c.strip() for c in r.get("categories", "").split("|") if c.strip()))
+        flag = r.get("hidden", "").strip().lower()
+        if flag in TRUE:
+            cat.hidden.add(item_id)
+        elif flag not in FALSE:
+            cat.problems.append(f"{path}:{lineno}: bad hidden {r['hidden']!r} (true or "
+                                "false, or empty)")
         cat.items.append((item_id, title, year, categories, r.get("text") or None, lineno))
     return first
 

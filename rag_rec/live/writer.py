@@ -42,6 +42,9 @@ from rag_rec.live.models import (
 from rag_rec.models import Item
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from rag_rec.chat.names import NameIndex
     from rag_rec.graph import Graph
     from rag_rec.recommender import Recommender
 
@@ -62,7 +65,7 @@ class LiveState:
         """Held while memory changes (an item's index row, source columns, names) and
         while ranking or searching reads them: FAISS and the sources' column maps are
         not safe to change under a concurrent read."""
-        self.hidden: set[str] = set()
+        self.hidden: set[str] = set(artifacts.ds.hidden)
         self.journal = Journal(journal_path(rec.settings.home, artifacts.split_name,
                                             artifacts.ds.fingerprint))
         self.count = 0
@@ -185,21 +188,7 @@ class LiveWrites:
                  ) -> tuple[Item, list[tuple[str, str]], list[str]]:
         """The item model, its links as sorted (relation, entity id), and notes."""
         entities = self.artifacts.ds.entities
-        kinds = list(entities["kind"].unique())
-        links, notes, unknown = set(), [], []
-        for relation, name in write.facts:
-            if not RELATION.match(relation):
-                raise InvalidRequest(f"facts: relation {relation!r} must be lower-case "
-                                     "letters, digits and _ (e.g. directed_by)")
-            found = [name] if name in entities.index else self.names.exact(name, kinds)
-            if not found:
-                unknown.append(name)
-            else:
-                links.add((relation, sorted(found)[0]))
-        if unknown:
-            raise UnknownName(f"facts name entities the graph does not hold: "
-                              f"{', '.join(map(repr, unknown[:10]))} (live writes link "
-                              "to known entities; new ones come with a build)", unknown[:10])
+        links, notes = resolve_facts(write.facts, entities, self.names), []
         decade = f"decade:{write.year // 10 * 10}s" if write.year is not None else None
         if decade in entities.index:  # as the build's side KG links every dated item
             links.add(("released_in_decade", decade))
@@ -288,6 +277,28 @@ class LiveWrites:
                 graph.write("upsert_item", **_graph_item(model, links))
             else:
                 graph.write("hide_item", item_id=data["item_id"], hidden=kind == "hide")
+
+
+def resolve_facts(facts: Iterable[tuple[str, str]], entities: pd.DataFrame,
+                  names: NameIndex) -> set[tuple[str, str]]:
+    """An item write's facts as (relation, entity id): each names an entity the data
+    holds, by id or by name (`UnknownName` lists those it does not)."""
+    kinds = list(entities["kind"].unique())
+    links, unknown = set(), []
+    for relation, name in facts:
+        if not RELATION.match(relation):
+            raise InvalidRequest(f"facts: relation {relation!r} must be lower-case "
+                                 "letters, digits and _ (e.g. directed_by)")
+        found = [name] if name in entities.index else names.exact(name, kinds)
+        if not found:
+            unknown.append(name)
+        else:
+            links.add((relation, sorted(found)[0]))
+    if unknown:
+        raise UnknownName(f"facts name entities the graph does not hold: "
+                          f"{', '.join(map(repr, unknown[:10]))} (live writes link "
+                          "to known entities; new ones come with a build)", unknown[:10])
+    return links
 
 
 def _graph_item(item: Item, links: list[tuple[str, str]]) -> dict[str, Any]:
