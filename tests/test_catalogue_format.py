@@ -114,6 +114,7 @@ def test_every_planted_fault_is_reported_with_its_line(tmp_path: Path) -> None:
     for line in expected:
         assert line in text, f"{line!r} not reported in:\n{text}"
     assert len(checked.problems) == len(expected)
+    assert checked.stats["hidden_items"] == 1  # i1's TRUE; i2's "maybe" is a problem
     assert "items.csv:1: column 'colour' is ignored" in "\n".join(checked.warnings)
     # Loading refuses the folder, naming its problems.
     with pytest.raises(DataError, match="unknown item 'i9'"):

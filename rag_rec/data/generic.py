@@ -75,6 +75,7 @@ class Catalogue:
             "item_facts": len(self.item_facts), "entity_facts": len(self.entity_facts),
             "relations": len({f[1] for f in self.item_facts + self.entity_facts}),
             "items_with_text": sum(1 for r in self.items if r[4]),
+            "hidden_items": len(self.hidden),
             "ratings": self.meta.has_ratings, "weights": self.meta.has_weights,
             "timestamps": self.meta.has_timestamps,
             "problems": len(self.problems), "warnings": len(self.warnings),

@@ -16,7 +16,8 @@ shape, not ML-1M's explicit ratings.
 
 `--interactions` is CoLaKG's `data/ml-1m/` folder; `--movies` a folder with ML-1M's
 `movies.dat` and `users.dat` (in many public repositories, 171 KB and 134 KB; GroupLens
-ships them in ml-1m.zip); `--facts` an ML-100K catalogue in the generic format
+ships them in ml-1m.zip, in Latin-1; some copies were re-saved as UTF-8 with accented
+letters lost, e.g. KEHANG/Film-Recommender's, where 49 titles hold U+FFFD); `--facts` an ML-100K catalogue in the generic format
 (`rag-rec data export DIR` writes it from the bundled MovieLens-100K and DBpedia KG):
 the movies ML-1M shares with ML-100K (same title and year) get ML-100K's checked DBpedia
 facts and abstract. Out, in `--out` (keep it outside the repository: MovieLens' licence
