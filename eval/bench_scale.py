@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -201,6 +202,10 @@ def plot(results: list[dict], path: Path) -> str:
             secs = np.array([r["steps"].get(step, {}).get("seconds", 0.0) for r in builds])
             axes[0].bar(x, secs, bottom=bottom, label=step)
             bottom += secs
+        # Builds timed before the blend step was: its time is outside every step.
+        rest = np.array([r["build_seconds"] for r in builds]) - bottom
+        axes[0].bar(x, np.clip(rest, 0, None), bottom=bottom, label="outside the steps",
+                    color="lightgrey", hatch="//")
         axes[0].set_xticks(x, [f"{r['interactions']:,} int.\n{r['items']:,} items"
                                for r in builds], fontsize=8)
         axes[0].set_ylabel("build seconds")
@@ -273,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --dataset PATH or the three --synthetic-* sizes")
     if shapes and args.steps != "sources":
         ap.error("synthetic data has no titles or KG: measure it with --steps sources")
+    # Settings a build takes from the environment (its children inherit it): recorded,
+    # since they change what the figures are of.
+    overrides = {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAG_REC_")}
     scratch = Path(tempfile.mkdtemp(prefix="bench-scale-data-"))
     try:
         sources: list[dict] = [] if args.samples_only else [
@@ -286,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in sources:
             if args.steps == "all":
                 jobs.append({"job": "build", **s, "quick": args.quick,
-                             "queries": args.queries, "seed": args.seed})
+                             "queries": args.queries, "seed": args.seed,
+                             "settings_from_env": overrides})
             else:
                 jobs += [{"job": "sources", **s, "model": m, "seed": args.seed,
                           "queries": args.queries} for m in args.models.split(",")]

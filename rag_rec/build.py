@@ -276,11 +276,12 @@ def load_or_fit_ranker(settings: Settings, artifacts: Artifacts, *,
         checked = serving if chosen_on == "validation" else _sources_in(
             folder / "holdout", settings, artifacts, base, warm=tuning[0],
             progress=progress)[0]
-        lists = blend_lists(artifacts, settings, scorer, checked, base, valid,
-                            progress=progress)
-        short = short_lists(artifacts, settings, scorer, checked, base, valid,
-                            progress=progress)
-        scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained,
-                                 settings.scorer.blend_short_history, chosen_on, short)
-        scorer.save(scorer_folder)
+        with timed(scorer_folder.parent, "blend"):
+            lists = blend_lists(artifacts, settings, scorer, checked, base, valid,
+                                progress=progress)
+            short = short_lists(artifacts, settings, scorer, checked, base, valid,
+                                progress=progress)
+            scorer.blend = Blend.fit(scorer.model, lists, names, scorer.feat.trained,
+                                     settings.scorer.blend_short_history, chosen_on, short)
+            scorer.save(scorer_folder)
     return Ranker(serving, report, scorer)

@@ -31,6 +31,6 @@ def test_a_failed_step_records_nothing(tmp_path) -> None:
 
 def test_the_tiny_build_times_every_step(tiny_settings, tiny_build) -> None:
     timings = json.loads((tiny_settings.home / "builds" / "full" / TIMINGS).read_text())
-    assert {"text", "kg", "index", "sources/tuning", "sources/serving", "scorer",
+    assert {"text", "kg", "index", "sources/tuning", "sources/serving", "scorer", "blend",
             "like"} <= set(timings)
     assert all(t["seconds"] >= 0 and t["peak_rss_mb"] > 0 for t in timings.values())
