@@ -28,7 +28,8 @@ from rag_rec.live.writer import resolve_facts
 def fold_writes(ds: Dataset, entries: Iterable[dict[str, Any]]
                 ) -> tuple[Dataset, dict[str, int]]:
     """`ds` with the journal's `entries` (oldest first) applied, and the entries folded
-    per kind."""
+    per kind. It keeps `ds`'s fingerprint (the journal's data): it is for
+    `export_generic`, and a build reads the exported folder, fingerprinted anew."""
     recorded: dict[tuple[str, str], tuple[float, int]] = {}
     written: dict[str, ItemWrite] = {}
     hidden = set(ds.hidden)
