@@ -6,7 +6,8 @@ recommend latency against interactions and items; EASE against its neighbours fa
     python -m eval.bench_scale --synthetic-users 6040 --synthetic-items 3706 \\
         --synthetic-interactions 1000000 --steps sources
 
-`--steps all` (default) builds each dataset (a MovieLens folder or any format
+`--reuse-home DIR` builds in DIR instead and keeps it (a finished build is only timed
+again: recommend latency after a serving change). `--steps all` (default) builds each dataset (a MovieLens folder or any format
 `rag_rec.data` reads) from scratch in a fresh home, in its own process so its peak
 memory is its own, without the graph (no Neo4j), then serves it with the in-memory graph
 and no LLM and times `recommend(explain=False)`. `--quick` cuts every training short
@@ -49,8 +50,10 @@ QUICK = {"embed": {"kg_epochs": 3, "kg_eval_triples": 50},
 # --------------------------------------------------------------------------- children
 
 
-def child_build(source: str, quick: bool, n_queries: int, seed: int) -> dict:
-    """Build `source` from scratch in a fresh home, then time recommend without
+def child_build(source: str, quick: bool, n_queries: int, seed: int,
+                reuse: str | None = None) -> dict:
+    """Build `source` from scratch in a fresh home (or finish the build in `reuse`, kept
+    after: its steps' times are those it recorded), then time recommend without
     explanations (in-memory graph, no LLM)."""
     from rag_rec import like
     from rag_rec.build import build, load_ranker
@@ -58,14 +61,16 @@ def child_build(source: str, quick: bool, n_queries: int, seed: int) -> dict:
     from rag_rec.recommender import Recommender
     from rag_rec.settings import Settings
 
-    home = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    home = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         settings = Settings(home=home, data={"source": source}, **(QUICK if quick else {}))
+        builds = home / "builds" / "full"
+        # A reused build's steps as it recorded them (a cached step re-times itself).
+        before = json.loads((builds / TIMINGS).read_text()) if reuse else None
         start = time.perf_counter()
         artifacts = build(settings, None, progress=False, ingest=False)
         total = time.perf_counter() - start
-        builds = home / "builds" / "full"
-        steps = json.loads((builds / TIMINGS).read_text())
+        steps = before or json.loads((builds / TIMINGS).read_text())
         size = sum(f.stat().st_size for f in builds.rglob("*") if f.is_file())
         ds = artifacts.ds
         graph = InMemoryGraph(ds)
@@ -82,15 +87,20 @@ def child_build(source: str, quick: bool, n_queries: int, seed: int) -> dict:
                 rec.recommend(user, k=10, explain=False)
                 wall.append(time.perf_counter() - t0)
         stats = ds.stats()
+        peak = peak_rss_mb()
+        if reuse:  # the build ran before: its total and peak are what its steps recorded
+            total = sum(step["seconds"] for step in steps.values())
+            peak = max(step["peak_rss_mb"] for step in steps.values())
         return {"users": stats["users"], "items": stats["items"],
                 "interactions": stats["interactions"], "build_seconds": round(total, 1),
                 "steps": {k: {"seconds": round(v["seconds"], 2), "peak_rss_mb": v["peak_rss_mb"],
                               "peak_rss_rise_mb": v["peak_rss_rise_mb"]}
                           for k, v in steps.items()},
-                "peak_rss_mb": peak_rss_mb(), "artifact_mb": round(size / 2**20, 1),
+                "peak_rss_mb": peak, "artifact_mb": round(size / 2**20, 1),
                 "recommend_no_explain": latency_summary(wall)}
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if not reuse:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def child_sources(source: str | None, shape: list[int] | None, model: str, seed: int,
@@ -244,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="ease,fallback",
                     help="--steps sources: which item-item models to fit")
     ap.add_argument("--quick", action="store_true", help="cut every training short")
+    ap.add_argument("--reuse-home", type=Path,
+                    help="build in this home (finished steps are kept and skipped) instead "
+                         "of a fresh one; its timings.json gives the steps' times")
     ap.add_argument("--queries", type=int, default=100, help="recommend calls timed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="scale", help="results file eval/results/NAME.json")
@@ -263,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         job = json.loads(args.child)
         if job["job"] == "build":
-            out = child_build(job["source"], job["quick"], job["queries"], job["seed"])
+            out = child_build(job["source"], job["quick"], job["queries"], job["seed"],
+                              job.get("reuse_home"))
         else:
             out = child_sources(job.get("source"), job.get("shape"), job["model"],
                                 job["seed"], job["queries"])
@@ -295,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.steps == "all":
                 jobs.append({"job": "build", **s, "quick": args.quick,
                              "queries": args.queries, "seed": args.seed,
-                             "settings_from_env": overrides})
+                             "settings_from_env": overrides,
+                             "reuse_home": str(args.reuse_home) if args.reuse_home else None})
             else:
                 jobs += [{"job": "sources", **s, "model": m, "seed": args.seed,
                           "queries": args.queries} for m in args.models.split(",")]
