@@ -266,7 +266,8 @@ def served_effect(trials: int) -> dict:
     base = get_settings()
     artifacts = load_artifacts(base)
     ds = artifacts.ds
-    sources = [u for u in ds.user_ids if len(ds.history(u)) >= SEEDED_HISTORY][:trials]
+    sizes = ds.interactions["user_id"].value_counts()
+    sources = [u for u in ds.user_ids if sizes.get(u, 0) >= SEEDED_HISTORY][:trials]
     scratch = [f"bench-live-served-{n}" for n in range(len(sources))]
     with tempfile.TemporaryDirectory(prefix="bench-live-") as home:
         settings = base.model_copy(update={"home": Path(home), "api": base.api.model_copy(

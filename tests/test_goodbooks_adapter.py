@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rag_rec.data.export import write_csv
+
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("goodbooks_adapter",
                                                ROOT / "scripts" / "adapters" / "goodbooks.py")
@@ -26,33 +28,25 @@ BOOKS = [  # book_id, goodreads_book_id, authors, year, original_title, title, l
 TAGS = ["to-read", "memoir", "memoirs", "bio", "fiction", "japan", "owned", "fantasy"]
 
 
-def _write(path: Path, header: list[str], rows: list) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
 @pytest.fixture
 def raw(tmp_path: Path) -> tuple[Path, list[Path]]:
     """Meta files and two slices: users 1-3 rate books 1-3 (user 1 in both slices, the
     shared rows agreeing), user 4 rates only book 4 and 1 (too few), book 4 is rated once."""
     meta = tmp_path / "meta"
-    _write(meta / "books.csv", ["book_id", "goodreads_book_id", "authors",
+    write_csv(meta / "books.csv", ["book_id", "goodreads_book_id", "authors",
                                 "original_publication_year", "original_title", "title",
                                 "language_code"], BOOKS)
-    _write(meta / "tags.csv", ["tag_id", "tag_name"], list(enumerate(TAGS)))
+    write_csv(meta / "tags.csv", ["tag_id", "tag_name"], list(enumerate(TAGS)))
     a, b = tmp_path / "a", tmp_path / "b"
-    _write(a / "ratings.csv", ["user_id", "book_id", "rating"],
+    write_csv(a / "ratings.csv", ["user_id", "book_id", "rating"],
            [(1, 1, 5), (1, 2, 4), (2, 1, 3), (2, 2, 2), (2, 3, 5), (4, 4, 5), (4, 1, 4)])
-    _write(b / "ratings.csv", ["user_id", "book_id", "rating"],
+    write_csv(b / "ratings.csv", ["user_id", "book_id", "rating"],
            [(1, 2, 4), (1, 3, 1), (3, 1, 4), (3, 2, 5), (3, 3, 3)])
     # Book 101: to-read dominates but is no genre; memoir variants sum to one genre.
-    _write(a / "book_tags.csv", ["goodreads_book_id", "tag_id", "count"],
+    write_csv(a / "book_tags.csv", ["goodreads_book_id", "tag_id", "count"],
            [(101, 0, 9000), (101, 1, 30), (101, 2, 30), (101, 3, 30), (101, 4, 50),
             (101, 6, 800), (103, 4, 100), (103, 5, 40), (103, 7, 1)])
-    _write(b / "book_tags.csv", ["goodreads_book_id", "tag_id", "count"],
+    write_csv(b / "book_tags.csv", ["goodreads_book_id", "tag_id", "count"],
            [(102, 4, 40), (102, 7, 500)])
     return meta, [a, b]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rag_rec.data.export import write_csv
 from rag_rec.data.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,14 +23,6 @@ _spec.loader.exec_module(ml1m)
 def _lines(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _csv(path: Path, header: list[str], rows: list[list]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 @pytest.fixture
@@ -48,10 +41,10 @@ def raw(tmp_path: Path) -> dict[str, Path]:
     _lines(movies / "users.dat", ["10::F::25::3::12345", "20::M::35::7::54321",
                                   "40::M::18::1::00000"])
     facts = tmp_path / "ml100k"
-    _csv(facts / "items.csv", ["item_id", "title", "year", "text"],
+    write_csv(facts / "items.csv", ["item_id", "title", "year", "text"],
          [["7", "The Alpha", "1995", "Alpha is a 1995 drama."],
           ["8", "Beta", "2006", "Another Beta."]])
-    _csv(facts / "triples.csv", ["head", "relation", "tail", "tail_kind"],
+    write_csv(facts / "triples.csv", ["head", "relation", "tail", "tail_kind"],
          [["7", "directed_by", "Ann Director", "entity"], ["8", "starring", "Bo", "entity"]])
     return {"interactions": colakg, "movies": movies, "facts": facts,
             "out": tmp_path / "out"}

@@ -110,16 +110,16 @@ def data_export(folder: Annotated[Path, typer.Argument(help="Folder to write.")]
     generic format: interactions.csv, items.csv, users.csv, triples.csv, dataset.toml."""
     from rag_rec.data.export import export_generic
 
-    ds, folded = _dataset(), {}
+    ds, report = _dataset(), {}
     if with_writes:
         from rag_rec.live import Journal, journal_path
         from rag_rec.live.fold import fold_writes
 
         journal = Journal(journal_path(get_settings().home, "full", ds.fingerprint))
         ds, folded = fold_writes(ds, journal.entries())
-        folded = {"journal": str(journal.path)} | {
+        report = {"journal": str(journal.path)} | {
             f"folded.{kind}": count for kind, count in sorted(folded.items())}
-    print_mapping(f"exported to {folder}", export_generic(ds, folder) | folded, as_json)
+    print_mapping(f"exported to {folder}", export_generic(ds, folder) | report, as_json)
 
 
 @graph_app.command("start")

@@ -25,6 +25,17 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def write_csv(path: Path, header: list[str], rows: list[list]) -> int:
+    """One CSV file as the generic format has it (UTF-8, a header row), its folder made
+    if missing; returns the rows written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(header)
+        out.writerows(rows)
+    return len(rows)
+
+
 def export_generic(ds: Dataset, folder: Path) -> dict[str, int]:
     """Write `ds` into `folder` (created; existing files replaced); returns rows written
     per file."""
@@ -33,11 +44,7 @@ def export_generic(ds: Dataset, folder: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
 
     def write(name: str, header: list[str], rows: list[list]) -> None:
-        with open(folder / name, "w", newline="", encoding="utf-8") as fh:
-            out = csv.writer(fh)
-            out.writerow(header)
-            out.writerows(rows)
-        counts[name] = len(rows)
+        counts[name] = write_csv(folder / name, header, rows)
 
     inter = ds.interactions
     columns = ["user_id", "item_id"] + (["rating"] if meta.has_ratings else []) + (

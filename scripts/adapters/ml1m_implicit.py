@@ -34,6 +34,7 @@ import re
 import sys
 from pathlib import Path
 
+from rag_rec.data.export import write_csv
 from rag_rec.data.links import title_variants
 
 _TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
@@ -58,14 +59,6 @@ def _dat_rows(path: Path) -> list[list[str]]:
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> int:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(header)
-        out.writerows(rows)
-    return len(rows)
 
 
 def interactions(folder: Path) -> list[list[str]]:
@@ -143,18 +136,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     counts = {
-        "interactions.csv": _write_csv(args.out / "interactions.csv", ["user_id", "item_id"],
+        "interactions.csv": write_csv(args.out / "interactions.csv", ["user_id", "item_id"],
                                        pairs),
-        "items.csv": _write_csv(
+        "items.csv": write_csv(
             args.out / "items.csv", ["item_id", "title", "year", "categories", "text"],
             [[movie, title, "" if year is None else year, categories[movie],
               texts.get(movie, "")]
              for movie, (title, year) in sorted(movies.items(), key=lambda kv: int(kv[0]))]),
-        "users.csv": _write_csv(
+        "users.csv": write_csv(
             args.out / "users.csv", ["user_id", "gender", "age"],
             [[user, gender, age] for user, gender, age, *_ in
              _dat_rows(args.movies / "users.dat") if user in active]),
-        "triples.csv": _write_csv(args.out / "triples.csv",
+        "triples.csv": write_csv(args.out / "triples.csv",
                                   ["head", "relation", "tail", "tail_kind"], triples),
     }
     (args.out / "dataset.toml").write_text(
