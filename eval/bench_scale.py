@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.common import RESULTS, latency_summary, print_table, write_results
+from eval.common import (RESULTS, latency_summary, print_table, settings_from_env,
+                         write_results)
 from eval.scale_data import sample_users, synthetic
 from rag_rec.steps import TIMINGS, peak_rss_mb
 
@@ -65,12 +65,13 @@ def child_build(source: str, quick: bool, n_queries: int, seed: int,
     try:
         settings = Settings(home=home, data={"source": source}, **(QUICK if quick else {}))
         builds = home / "builds" / "full"
-        # A reused build's steps as it recorded them (a cached step re-times itself).
-        before = json.loads((builds / TIMINGS).read_text()) if reuse else None
+        # A reused build's steps as it recorded them: a cached step re-times its loading.
+        before = (json.loads((builds / TIMINGS).read_text())
+                  if (builds / TIMINGS).exists() else {})
         start = time.perf_counter()
         artifacts = build(settings, None, progress=False, ingest=False)
         total = time.perf_counter() - start
-        steps = before or json.loads((builds / TIMINGS).read_text())
+        steps = json.loads((builds / TIMINGS).read_text()) | before
         size = sum(f.stat().st_size for f in builds.rglob("*") if f.is_file())
         ds = artifacts.ds
         graph = InMemoryGraph(ds)
@@ -88,7 +89,7 @@ def child_build(source: str, quick: bool, n_queries: int, seed: int,
                 wall.append(time.perf_counter() - t0)
         stats = ds.stats()
         peak = peak_rss_mb()
-        if reuse:  # the build ran before: its total and peak are what its steps recorded
+        if before:  # the build ran before: its total and peak are what its steps recorded
             total = sum(step["seconds"] for step in steps.values())
             peak = max(step["peak_rss_mb"] for step in steps.values())
         return {"users": stats["users"], "items": stats["items"],
@@ -216,11 +217,11 @@ def plot(results: list[dict], path: Path) -> str:
         rest = np.array([r["build_seconds"] for r in builds]) - bottom
         axes[0].bar(x, np.clip(rest, 0, None), bottom=bottom, label="outside the steps",
                     color="lightgrey", hatch="//")
-        axes[0].set_xticks(x, [f"{r['interactions']:,} int.\n{r['items']:,} items"
+        axes[0].set_xticks(x, [f"{r['interactions']:,} int.\n{r['items']:,} items\n"
+                               + ("--quick" if r.get("quick") else "full training")
                                for r in builds], fontsize=8)
         axes[0].set_ylabel("build seconds")
-        axes[0].set_title("Build time per step" + (" (--quick)" if builds[0].get("quick")
-                                                   else ""))
+        axes[0].set_title("Build time per step")
         axes[0].legend(fontsize=7)
     for model, marker in (("ease", "o"), ("fallback", "s")) if fits else ():
         rows = sorted((r for r in fits if r["model"] == model), key=lambda r: r["items"])
@@ -292,9 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --dataset PATH or the three --synthetic-* sizes")
     if shapes and args.steps != "sources":
         ap.error("synthetic data has no titles or KG: measure it with --steps sources")
-    # Settings a build takes from the environment (its children inherit it): recorded,
-    # since they change what the figures are of.
-    overrides = {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAG_REC_")}
+    overrides = settings_from_env()
     scratch = Path(tempfile.mkdtemp(prefix="bench-scale-data-"))
     try:
         sources: list[dict] = [] if args.samples_only else [

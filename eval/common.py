@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -13,6 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def settings_from_env() -> dict[str, str]:
+    """The `RAG_REC_*` settings taken from the environment: recorded beside a figure,
+    since they change what it is of (a child process inherits them)."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAG_REC_")}
 
 
 def latency_summary(seconds: list[float]) -> dict[str, float]:

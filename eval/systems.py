@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.baselines import implicit_scores, popularity, recbole_scores
+from eval.common import settings_from_env
 from eval.protocol import Protocol, calibration, rank_rows
 from rag_rec.build import build
 from rag_rec.data import Dataset, SplitProtocol, split_protocol
@@ -160,6 +161,7 @@ def run_rag_rec(settings: Settings, proto: Protocol, seed: int) -> dict:
             out["systems"][f"rag_rec+tail_boost={boost}"] = proto.metrics(boosted)
     out["timings"] = timings
     out["measured_at"] = time.strftime("%Y-%m-%d")
+    out["settings_from_env"] = settings_from_env()
     return out
 
 

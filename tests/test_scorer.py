@@ -5,6 +5,7 @@ build they belong to, and NaN never reaches a score."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,28 @@ def test_cross_fitting_folds_join_into_one_training_set() -> None:
     _, hist, _, _ = joined.inputs(torch.arange(9))
     assert hist[:, 0].tolist() == [10, 10, 11, 11, 11, 20, 20, 20, 20]
     assert joined.n_pos.tolist() == [2, 3, 4]
+
+
+def test_list_ndcg_ranks_each_list_alone_ties_in_row_order() -> None:
+    """Lists are cut apart by owner and ranked by their own logits; the ideal counts every
+    positive of the list, retrieved or not; equal logits keep their row order."""
+    import torch
+
+    from rag_rec.scorer import Lists, list_ndcg
+
+    owner = [0, 0, 0, 1, 1, 1, 1, 2, 2]
+    label = [0, 1, 0, 1, 0, 0, 1, 0, 1]
+    rows = len(owner)
+    lists = Lists(["a", "b", "c"], torch.zeros(3, 2), torch.zeros(3, 2), torch.tensor(owner),
+                  torch.arange(rows), torch.zeros(rows, 1), torch.tensor(label, dtype=torch.float32),
+                  torch.zeros(rows), np.array([1, 3, 1]))
+    logits = np.array([0.9, 0.5, 0.1, 1.0, 1.0, 1.0, 1.0, 0.3, 0.2])
+    d = 1 / np.log2(np.arange(2, 12))
+    expected = {0: d[1] / d[0],  # its positive second
+                1: (d[0] + d[3]) / d[:3].sum(),  # a tie: row order; 3 positives, 2 retrieved
+                2: d[1] / d[0]}
+    assert math.isclose(list_ndcg(logits, lists, np.arange(rows)), np.mean(list(expected.values())))
+    # Only the rows given count, whichever lists they leave out.
+    some = np.array([0, 1, 2, 7, 8])
+    assert math.isclose(list_ndcg(logits[some], lists, some), (expected[0] + expected[2]) / 2)
+    assert math.isclose(list_ndcg(logits[:3], lists, np.arange(3), k=1), 0.0)

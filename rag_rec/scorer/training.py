@@ -113,18 +113,21 @@ def predict(model: AttentionScorer, lists: Lists, rows: np.ndarray,
 
 
 def list_ndcg(logits: np.ndarray, lists: Lists, rows: np.ndarray, k: int = 10) -> float:
-    """Mean NDCG@k of the lists that `rows` cover, ranked by `logits`; the ideal counts
-    every slice item, retrieved or not (the same number a full ranking would give)."""
+    """Mean NDCG@k of the lists that `rows` cover, ranked by `logits` (ties in row order);
+    the ideal counts every slice item, retrieved or not (the same number a full ranking
+    would give). One sort for all lists: a mask per list made the blend's grid quadratic
+    in users (ML-1M: 25 of its 28 minutes)."""
     owner = lists.owner.numpy()[rows]
-    labels = lists.label.numpy()[rows]
+    order = np.lexsort((-logits, owner))  # by list, then best first; stable on ties
+    owner, labels = owner[order], lists.label.numpy()[rows][order]
+    list_nos, starts = np.unique(owner, return_index=True)
+    place = np.arange(len(owner)) - np.repeat(starts, np.diff(np.append(starts, len(owner))))
     discount = 1.0 / np.log2(np.arange(2, k + 2))
-    out = []
-    for list_no in np.unique(owner):
-        mine = owner == list_no
-        top = np.argsort(-logits[mine], kind="stable")[:k]
-        ideal = discount[:min(lists.n_pos[list_no], k)].sum()
-        out.append((labels[mine][top] * discount[:len(top)]).sum() / ideal)
-    return float(np.mean(out))
+    top = place < k
+    gains = np.bincount(np.searchsorted(list_nos, owner[top]),
+                        weights=labels[top] * discount[place[top]], minlength=len(list_nos))
+    ideal = np.cumsum(discount)[np.minimum(lists.n_pos[list_nos], k) - 1]
+    return float(np.mean(gains / ideal))
 
 
 def sources_alone(lists: Lists, sources: list[str], rows: np.ndarray) -> dict[str, float]:

@@ -172,6 +172,12 @@ class SASRecSettings(BaseModel):
     crops the tuning curve still creeps up past epoch 60 (loo seed 42: 0.1585 at 59,
     0.1632 at 80, 0.1633 at 92); 90 keeps the README's main command near 20 minutes
     (20 min 9 s on a fresh clone with two members)."""
+    max_steps: int = Field(5000, ge=1)
+    """Upper bound on the early-stopped member's gradient steps: its epoch cap becomes
+    `max_steps` over the steps an epoch takes, when that is below `epochs`. An epoch
+    grows with the data (MovieLens-100K: 27 steps of `batch`, so 90 epochs are 2,430
+    steps and this never binds; goodbooks: 58; ML-1M: 225, so 22 epochs at ~0.24 s a
+    step on two CPU cores, where 90 would take 80 min per member)."""
     patience: int = Field(5, ge=1)
     """Validation checks (every `eval_every` epochs) without improvement: crops
     make the curve noisier (with 3, the crop baseline stopped at epoch 27 on loo seed 42,

@@ -156,7 +156,7 @@ class SASRec(BaseSource):
                     warm.best_epoch * self.settings.refit_share))
             else:
                 start_from = None
-                epochs = self.settings.epochs if k == 0 else self.best_epoch
+                epochs = self._epoch_cap(seqs, windows) if k == 0 else self.best_epoch
             reports.append(self._fit_member(k, histories, seqs, windows, start_from, epochs,
                                             tune if k == 0 and warm is None else None,
                                             progress))
@@ -164,6 +164,14 @@ class SASRec(BaseSource):
                 self.best_epoch = reports[0]["best_epoch"]
         return {**reports[0], "members": reports[1:],
                 "seconds": round(time.perf_counter() - start, 1)}
+
+    def _epoch_cap(self, seqs: list[list[int]], windows: torch.Tensor) -> int:
+        """`epochs`, or fewer where an epoch's steps would pass `max_steps` (a large
+        catalogue's epochs are many times a small one's)."""
+        crops = sum(len(seq) >= self.settings.crop_keep + self.settings.crop + 2
+                    for seq in seqs) if self.settings.crop else 0
+        steps = math.ceil((len(windows) + crops) / self.settings.batch)
+        return max(1, min(self.settings.epochs, self.settings.max_steps // steps))
 
     def _fit_member(self, k: int, histories: dict, seqs: list[list[int]],
                     windows: torch.Tensor, start_from: _SASRecNet | None, epochs: int,
@@ -221,7 +229,8 @@ class SASRec(BaseSource):
         if best_state is not None:
             net.load_state_dict(best_state)
         net.cpu().eval()
-        return {"epochs_run": epoch, "best_epoch": best_epoch, "tuning_curve": curve,
+        return {"epochs_run": epoch, "epoch_cap": epochs, "best_epoch": best_epoch,
+                "tuning_curve": curve,
                 "windows": len(windows), "device": device.type}
 
     @torch.no_grad()
