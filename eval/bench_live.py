@@ -237,7 +237,7 @@ def neo4j_writes(n: int) -> dict:
                 graph.write("upsert_item", item={
                     "id": f"bench-live-item-{k}", "title": f"Bench {k}", "year": 1995,
                     "genres": ["Drama"], "abstract": "A bench item."},
-                    links=[{"type": "HAS_GENRE", "entity_id": "genre:Drama"}])
+                    links=[{"type": "HAS_GENRE", "entity_id": "genre:Drama"}], entities=[])
                 item_s.append(time.perf_counter() - t0)
         finally:
             graph.query("delete_user", user_id=user)

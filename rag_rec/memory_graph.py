@@ -115,6 +115,7 @@ class InMemoryGraph:
             return self._record_interaction(**params)
         if name == "upsert_item":
             item = params["item"]
+            self.ds.add_entities((e["id"], e["name"], e["kind"]) for e in params["entities"])
             self.titles[item["id"]] = item["title"]
             self.items[item["id"]] = {k: item[k] for k in ("title", "year", "genres")}
             self.links[item["id"]] = [(link["type"].lower(), link["entity_id"])

@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import SecretStr
 from fastapi.testclient import TestClient
@@ -45,9 +46,12 @@ TOKEN = "live-test-token"
 
 
 def _serve(settings: Settings, tiny_build, graph: InMemoryGraph | None = None) -> Recommender:
+    # Entities a write creates join the dataset's table in place: each recommender gets
+    # its own table, so none leaks into the shared tiny build.
+    ds = dataclasses.replace(tiny_build.ds, entities=tiny_build.ds.entities.copy())
     artifacts = load_artifacts(settings.model_copy(update={"home": tiny_build.home}),
-                               ds=tiny_build.ds, text=dict(tiny_build.text))
-    graph = graph or InMemoryGraph(tiny_build.ds)
+                               ds=ds, text=dict(tiny_build.text))
+    graph = graph or InMemoryGraph(ds)
     return Recommender(settings, artifacts, load_ranker(settings, artifacts),
                        like.load_built(artifacts), connect_graph=lambda: graph, llm=None,
                        llm_error="no LLM in the fast tier")
@@ -120,6 +124,60 @@ def test_a_new_item_is_retrievable_and_scored_at_once(rec: Recommender) -> None:
     with pytest.raises(UnknownName, match="Nobody Anybody"):
         rec.upsert_item(_new_item(facts=(("directed_by", "Nobody Anybody"),)))
     assert "not a genre" in rec.upsert_item(_new_item(categories=("Cosy",))).notes[0]
+
+
+def test_an_updated_items_new_links_lead_its_kg_paths_at_once(rec: Recommender) -> None:
+    """A built item written again with other facts: the KG-path source drops its built
+    links for the written ones, so paths from it follow them on the next request."""
+    from rag_rec.sources import Query
+
+    ds, kg_paths = rec.artifacts.ds, rec.sources["kg_path"]
+    built = rec.artifacts.items[ds.triples.item_id.iloc[0]]
+    own = set(ds.triples.entity_id[ds.triples.item_id == built.id])
+    person = next(e for e in ds.entities.query("kind == 'dbpedia'").index if e not in own)
+    sharing = set(ds.triples.item_id[ds.triples.entity_id == person]) - {built.id}
+    write = ItemWrite(id=built.id, title=built.title, year=built.year,
+                      categories=built.genres, text=built.abstract,
+                      facts=(("directed_by", person),))
+    written = {e for _, e in rec._resolve(write)[1]}
+    assert own - written  # some built links are not in the write
+
+    def paths() -> tuple[np.ndarray, set[str]]:
+        row = kg_paths.item_entity[kg_paths.column[built.id]].indices
+        linked = {e for e, c in kg_paths.entity_column.items() if c in set(row)}
+        return kg_paths.scores([Query([(built.id, 5.0)])])[0], linked
+
+    before, linked = paths()
+    assert linked <= own
+    rec.upsert_item(write)
+    after, linked = paths()
+    assert linked == written & set(kg_paths.entity_column)  # the built ones gone
+    assert sharing and all(after[kg_paths.column[i]] > before[kg_paths.column[i]]
+                           for i in sharing)
+
+
+def test_a_write_creates_the_entities_it_is_told_to(rec: Recommender, live_settings: Settings,
+                                                   tiny_build) -> None:
+    from rag_rec.sources import Query
+
+    studio = "Nova Pictures"
+    with pytest.raises(UnknownName, match=studio):  # a misspelling stays an error
+        rec.upsert_item(_new_item(facts=(("produced_by", studio),)))
+    result = rec.upsert_item(_new_item(facts=(("produced_by", studio),), new_entities=True))
+    assert result.outcome == "created" and result.notes == [
+        f"new entity {studio!r} (entity:{studio})"]
+    assert studio in {f.entity_name for f in rec.item_detail("live-1").facts}
+    # Known from now on: another item names it plainly, and KG paths join the two.
+    rec.upsert_item(ItemWrite(id="live-2", title="Nova Two", facts=(("produced_by", studio),)))
+    kg_paths = rec.sources["kg_path"]
+    assert kg_paths.scores([Query([("live-1", 5.0)])])[0, kg_paths.column["live-2"]] > 0
+    assert studio not in set(tiny_build.ds.entities.name)  # the build's data untouched
+    with _serve(live_settings, tiny_build) as again:  # the journal brings it back
+        assert studio in {f.entity_name for f in again.item_detail("live-2").facts}
+    folded, _ = fold_writes(tiny_build.ds, rec.live.journal.entries())
+    linked = folded.triples[folded.triples.entity_id == f"entity:{studio}"]
+    assert set(linked.item_id) == {"live-1", "live-2"}
+    assert folded.entities.loc[f"entity:{studio}", "name"] == studio
 
 
 def test_a_hidden_item_is_never_recommended(rec: Recommender) -> None:

@@ -40,17 +40,25 @@ def test_record_interaction_is_idempotent_and_creates_the_user(graph: GraphClien
 
 def test_upsert_item_replaces_its_links_and_keeps_degrees(graph: GraphClient) -> None:
     genre, other = "genre:Sci-Fi", "genre:Horror"
+    studio = {"id": "entity:Live Test Studio", "name": "Live Test Studio", "kind": "entity"}
     before = {e: _degree(graph, e) for e in (genre, other)}
+    entities = graph.query("counts")[0]["entities"]
     item = {"id": "live-test-item", "title": "Star Voyage", "year": 1996,
             "genres": ["Sci-Fi"], "abstract": "A space adventure."}
     try:
-        graph.write("upsert_item", item=item, links=[{"type": "HAS_GENRE", "entity_id": genre}])
+        graph.write("upsert_item", item=item, links=[{"type": "HAS_GENRE", "entity_id": genre}],
+                    entities=[])
         assert _degree(graph, genre) == before[genre] + 1
+        # The second write also creates an entity and links to it.
         graph.write("upsert_item", item={**item, "title": "Star Voyage II"},
-                    links=[{"type": "HAS_GENRE", "entity_id": other}])
+                    links=[{"type": "HAS_GENRE", "entity_id": other},
+                           {"type": "PRODUCED_BY", "entity_id": studio["id"]}],
+                    entities=[studio])
         facts = graph.item_facts("live-test-item")
         assert facts[0]["title"] == "Star Voyage II"
-        assert {f["entity_id"] for f in facts} == {other}
+        assert {(f["entity_id"], f["entity_name"], f["entity_kind"]) for f in facts} == {
+            (other, "Horror", "genre"), (studio["id"], studio["name"], studio["kind"])}
+        assert _degree(graph, studio["id"]) == 1
         assert {e: _degree(graph, e) for e in (genre, other)} == {
             genre: before[genre], other: before[other] + 1}
         assert graph.write("hide_item", item_id="live-test-item", hidden=True) == [
@@ -61,6 +69,7 @@ def test_upsert_item_replaces_its_links_and_keeps_degrees(graph: GraphClient) ->
     finally:
         graph.query("delete_item", item_id="live-test-item")
     assert {e: _degree(graph, e) for e in (genre, other)} == before
+    assert graph.query("counts")[0]["entities"] == entities  # the studio went with its item
 
 
 def test_only_write_queries_go_through_write(graph: GraphClient) -> None:

@@ -7,6 +7,7 @@ seed."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,37 @@ def test_ease_past_its_limit_fits_neighbours_and_says_so(world, caplog) -> None:
     top = [np.argsort(-s.scores(queries), axis=1)[:, :5] for s in (source, dense)]
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(*top)])
     assert overlap > 5 / N_ITEMS * 2
+
+
+def test_sasrec_epochs_are_bounded_by_gradient_steps(world) -> None:
+    """A large catalogue's epochs are many small ones': `max_steps` caps the early-stopped
+    member's epochs at the steps it allows, and never raises `epochs`."""
+    catalogue, train, tune, _ = world
+    cfg = SETTINGS.sasrec
+    lengths = train.groupby("user_id").size()
+    span = cfg.max_len + 1
+    windows = sum(math.ceil((n - 1) / (span - 1)) for n in lengths)
+    crops = sum(n >= cfg.crop_keep + cfg.crop + 2 for n in lengths)
+    steps = math.ceil((windows + crops) / cfg.batch)
+    for max_steps, cap in [(3 * steps + 1, 3), (1, 1), (10**6, 20)]:
+        settings = updated(SETTINGS, {"sasrec": {"epochs": 20, "patience": 100,
+                                                 "max_steps": max_steps, "members": 1}})
+        report = _make("sasrec", catalogue, settings).fit(train, tune)
+        assert (report["epoch_cap"], report["epochs_run"]) == (cap, cap), max_steps
+
+
+def test_kg_paths_follow_a_known_items_new_links(world) -> None:
+    """An item written again with other links (a live update) leaves its built links: paths
+    from it lead where its new entities lead, at once."""
+    catalogue, _, _, _ = world
+    source = _fit("kg_path", world)
+    query = [Query([("i0", 5.0)])]  # i0: genre:0 and person:0, built
+    col = source.column
+    shares_genre0 = [col[f"i{n}"] for n in range(5, N_ITEMS, 5)]
+    shares_genre1 = [col[f"i{n}"] for n in range(1, N_ITEMS, 5)]
+    assert (source.scores(query)[0, shares_genre0] > 0).all()
+    source.add_item("i0", ["genre:1"])
+    after = source.scores(query)[0]
+    assert (after[shares_genre1] > 0).all()
+    assert (after[[c for c in shares_genre0 if c % 7]] == 0).all()  # nor via person:0
+    assert len(source.column) == N_ITEMS  # known: no new column

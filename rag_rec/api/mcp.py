@@ -164,11 +164,15 @@ async def upsert_item(
         categories: list[str] | None = None,
         facts: Annotated[list[tuple[str, str]] | None, Field(description=(
             "(relation, entity name) pairs, e.g. [\"directed_by\", \"Ridley Scott\"]."))
-        ] = None) -> dict[str, Any]:
+        ] = None,
+        new_entities: Annotated[bool, Field(description=(
+            "Create the entities facts name that the catalogue does not hold (else they "
+            "are refused)."))] = False) -> dict[str, Any]:
     """Add an item or update one: recommendable at once, from its text and facts."""
     try:
         write = ItemWrite(id=id, title=title, year=year, text=text,
-                          categories=tuple(categories or ()), facts=tuple(facts or ()))
+                          categories=tuple(categories or ()), facts=tuple(facts or ()),
+                          new_entities=new_entities)
         rec = await _ready()
         result = await asyncio.to_thread(rec.upsert_item, write)
     except (ValidationError, RagRecError) as exc:

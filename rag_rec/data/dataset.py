@@ -13,6 +13,7 @@ files read that every artifact built from it carries.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -103,6 +104,14 @@ class Dataset:
     def entity(self, entity_id: str) -> Entity:
         row = self.entities.loc[entity_id]
         return Entity(id=entity_id, name=row["name"], kind=row["kind"])
+
+    def add_entities(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Entities created after the load (a live item write), as (id, name, kind): those
+        not held yet join `entities` in place, the table lookups, explanations and the
+        in-memory graph read."""
+        for entity_id, name, kind in rows:
+            if entity_id not in self.entities.index:
+                self.entities.loc[entity_id] = {"name": name, "kind": kind}
 
     def history(self, user_id: str) -> list[Interaction]:
         """A user's interactions, oldest first."""

@@ -22,7 +22,7 @@ from rag_rec.chat.names import NameIndex
 from rag_rec.data.dataset import Dataset
 from rag_rec.data.kg import side_kg
 from rag_rec.live.models import ItemWrite
-from rag_rec.live.writer import resolve_facts
+from rag_rec.live.writer import LIVE_ENTITY_KIND, resolve_facts
 
 
 def fold_writes(ds: Dataset, entries: Iterable[dict[str, Any]]
@@ -78,7 +78,8 @@ def _fold_items(ds: Dataset, written: dict[str, ItemWrite]
     categories and year, as the build makes them."""
     if not written:
         return ds.items, ds.triples, ds.entities
-    names = NameIndex(ds.entities[["name", "kind"]].itertuples(), {})
+    entities = ds.entities.copy()  # grows with the entities the writes created
+    names = NameIndex(entities[["name", "kind"]].itertuples(), {})
     items = ds.items.reindex([*ds.items.index, *(i for i in written if i not in ds.items.index)])
     facts = []
     for item_id, write in written.items():
@@ -86,12 +87,16 @@ def _fold_items(ds: Dataset, written: dict[str, ItemWrite]
         items.at[item_id, "year"] = pd.NA if write.year is None else write.year
         items.at[item_id, "genres"] = tuple(write.categories)
         items.at[item_id, "abstract"] = write.text
-        facts += [(item_id, relation, entity_id) for relation, entity_id in
-                  sorted(resolve_facts(write.facts, ds.entities, names))]
+        links, created = resolve_facts(write.facts, entities, names,
+                                       create=write.new_entities)
+        for entity_id, name in created.items():
+            entities.loc[entity_id] = {"name": name, "kind": LIVE_ENTITY_KIND}
+            names.add_entity(entity_id, name, LIVE_ENTITY_KIND)
+        facts += [(item_id, relation, entity_id) for relation, entity_id in sorted(links)]
     side_entities, side_triples = side_kg(items.loc[list(written)])
     kept = ds.triples[~ds.triples["item_id"].isin(written.keys())]
     triples = pd.concat([kept, pd.DataFrame(facts + side_triples, columns=kept.columns)],
                         ignore_index=True).drop_duplicates(ignore_index=True)
-    new = pd.DataFrame([e for e in side_entities if e[0] not in ds.entities.index],
+    new = pd.DataFrame([e for e in side_entities if e[0] not in entities.index],
                        columns=["entity_id", "name", "kind"]).set_index("entity_id")
-    return items, triples, pd.concat([ds.entities, new])
+    return items, triples, pd.concat([entities, new])

@@ -40,7 +40,12 @@ class ItemBody(_Strict):
     """Genres or categories; those the graph knows become links (MovieLens genres)."""
     facts: tuple[tuple[str, str], ...] = Field((), max_length=500)
     """(relation, entity name or id), e.g. ("directed_by", "Ridley Scott"): links to
-    entities the graph holds (an unknown name is refused, naming it)."""
+    entities the graph holds (an unknown name is refused, naming it, unless
+    `new_entities`)."""
+    new_entities: bool = False
+    """Create the entities `facts` name that the graph does not hold (a new brand, a new
+    author) instead of refusing them: off by default, so a misspelt name is an error, not
+    a new entity."""
 
 
 class ItemWrite(ItemBody):

@@ -4,7 +4,8 @@ point (Python, HTTP, MCP) calls these methods and adds nothing.
 
 Each write runs, under one writer lock (concurrent writes are serialised, none lost):
 
-    validate (ids, scale, names -> entity ids, the item's text vector)
+    validate (ids, scale, names -> entity ids or, when asked, new entities; the item's
+              text vector)
       -> graph: one transaction with the named query (graph/queries/record_interaction,
          upsert_item, hide_item); Neo4j down -> `GraphUnavailable` (503), nothing written
       -> journal: one fsync'd JSON line (rag_rec/live/journal.py); a disk error -> the
@@ -26,10 +27,11 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from rag_rec.data.generic import DEFAULT_TAIL_KIND, entity_id
 from rag_rec.errors import InvalidRequest, UnknownItem, UnknownName, WriteNotRecorded
 from rag_rec.live.journal import Journal, journal_path
 from rag_rec.live.models import (
@@ -52,6 +54,9 @@ log = logging.getLogger("rag_rec.live")
 
 RELATION = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 GENRE_PREFIX = "genre:"
+LIVE_ENTITY_KIND = DEFAULT_TAIL_KIND
+"""The kind of an entity an item write creates: a triples.csv tail's without a
+`tail_kind`, so an export folds it back in unchanged."""
 
 
 class LiveState:
@@ -125,16 +130,17 @@ class LiveWrites:
         entities the graph holds, by name or id (`UnknownName` otherwise); categories
         that match a genre become links, others stay on the item only (noted)."""
         write = item if isinstance(item, ItemWrite) else ItemWrite.model_validate(item)
-        model, links, notes = self._resolve(write)
+        resolved = self._resolve(write)
+        model, links, notes = resolved.item, resolved.links, resolved.notes
         old = self.artifacts.items.get(write.id)
         if old == model and sorted(self.catalogue.links.get(write.id, [])) == links:
             return self._result("unchanged", "item", write.id, notes)
-        vector, text_vec = self._item_vector(model, links)
+        vectors = self._item_vector(resolved)
         with self.live.lock:
             self.check_graph()
-            self.graph.write("upsert_item", **_graph_item(model, links))
+            self.graph.write("upsert_item", **_graph_item(resolved))
             self._journal("item", write.model_dump(mode="json"))
-            notes += self._apply_item(model, links, vector, text_vec)
+            notes += self._apply_item(resolved, *vectors)
         return self._result("created" if old is None else "updated", "item", write.id,
                             notes)
 
@@ -184,11 +190,11 @@ class LiveWrites:
         return WriteResult(outcome=outcome, kind=kind, id=ident,
                            writes_since_build=self.live.count, notes=list(notes))
 
-    def _resolve(self: Recommender, write: ItemWrite
-                 ) -> tuple[Item, list[tuple[str, str]], list[str]]:
-        """The item model, its links as sorted (relation, entity id), and notes."""
+    def _resolve(self: Recommender, write: ItemWrite) -> ResolvedItem:
         entities = self.artifacts.ds.entities
-        links, notes = resolve_facts(write.facts, entities, self.names), []
+        links, created = resolve_facts(write.facts, entities, self.names,
+                                       create=write.new_entities)
+        notes = [f"new entity {name!r} ({ident})" for ident, name in created.items()]
         decade = f"decade:{write.year // 10 * 10}s" if write.year is not None else None
         if decade in entities.index:  # as the build's side KG links every dated item
             links.add(("released_in_decade", decade))
@@ -201,27 +207,34 @@ class LiveWrites:
                              "on the item, not linked")
         model = Item(id=write.id, title=write.title, year=write.year,
                      genres=tuple(write.categories), abstract=write.text)
-        return model, sorted(links), notes
+        return ResolvedItem(model, sorted(links), created, notes)
 
-    def _item_vector(self: Recommender, item: Item, links: list[tuple[str, str]]
+    def _item_vector(self: Recommender, resolved: ResolvedItem
                      ) -> tuple[np.ndarray, np.ndarray]:
         """The item's index vector (text + KG from its links) and its text vector."""
         from rag_rec.embed import fuse, item_text, new_item_kg_vector
 
         artifacts = self.artifacts
-        names = [artifacts.ds.entities.loc[e, "name"] for rel, e in links
-                 if rel not in ("has_genre", "released_in_decade")]
-        text_vec = self._text_vector(item_text(item, names))
-        kg_vec = new_item_kg_vector(artifacts.kg, artifacts.ds.triples, [e for _, e in links],
+        entities = artifacts.ds.entities
+        names = [resolved.created.get(e) or entities.loc[e, "name"]
+                 for rel, e in resolved.links if rel not in ("has_genre", "released_in_decade")]
+        text_vec = self._text_vector(item_text(resolved.item, names))
+        # An entity created by the write has no KG vector: the others speak for the item.
+        kg_vec = new_item_kg_vector(artifacts.kg, artifacts.ds.triples,
+                                    [e for _, e in resolved.links],
                                     self.settings.retrieval.max_entity_degree)
         return fuse(text_vec, kg_vec), text_vec
 
-    def _apply_item(self: Recommender, item: Item, links: list[tuple[str, str]],
-                    vector: np.ndarray, text_vec: np.ndarray) -> list[str]:
+    def _apply_item(self: Recommender, resolved: ResolvedItem, vector: np.ndarray,
+                    text_vec: np.ndarray) -> list[str]:
         """The write's effect in memory (cannot fail on valid input: it runs after the
         graph and the journal took the write)."""
         with self.live.memory:
-            return self._apply_item_locked(item, links, vector, text_vec)
+            rows = [(e, name, LIVE_ENTITY_KIND) for e, name in resolved.created.items()]
+            self.artifacts.ds.add_entities(rows)
+            for row in rows:
+                self.names.add_entity(*row)
+            return self._apply_item_locked(resolved.item, resolved.links, vector, text_vec)
 
     def _apply_item_locked(self: Recommender, item: Item, links: list[tuple[str, str]],
                            vector: np.ndarray, text_vec: np.ndarray) -> list[str]:
@@ -230,9 +243,6 @@ class LiveWrites:
         if old is None:
             artifacts.index.add([item.id], vector[None, :])
             artifacts.popularity[item.id] = 0
-            for source in self.sources.values():
-                source.add_item(item.id, [e for _, e in links])
-            self.retriever.refresh_tail()
         else:
             if not artifacts.index.replace(item.id, vector):
                 notes.append("the approximate (HNSW) index keeps the item's old vector "
@@ -241,6 +251,11 @@ class LiveWrites:
                 ids = self.names.by_title.get(key, [])
                 if item.id in ids:
                     ids.remove(item.id)
+        # A new item gets its column; the KG-path source follows a known one's new links.
+        for source in self.sources.values():
+            source.add_item(item.id, [e for _, e in links])
+        if old is None:
+            self.retriever.refresh_tail()
         artifacts.items[item.id] = item
         artifacts.text[item.id] = text_vec
         self.names.add_title(item.id, item.title)
@@ -257,8 +272,8 @@ class LiveWrites:
             self.live.count += 1
             self.live.replayed.append(entry)
             if kind == "item":
-                model, links, _ = self._resolve(ItemWrite.model_validate(data))
-                self._apply_item(model, links, *self._item_vector(model, links))
+                resolved = self._resolve(ItemWrite.model_validate(data))
+                self._apply_item(resolved, *self._item_vector(resolved))
             elif kind in ("hide", "unhide"):
                 (self.live.hidden.add if kind == "hide" else self.live.hidden.discard)(
                     data["item_id"])
@@ -273,39 +288,60 @@ class LiveWrites:
             if kind == "interaction":
                 graph.write("record_interaction", **data, now=int(entry["ts"]))
             elif kind == "item":
-                model, links, _ = self._resolve(ItemWrite.model_validate(data))
-                graph.write("upsert_item", **_graph_item(model, links))
+                graph.write("upsert_item",
+                            **_graph_item(self._resolve(ItemWrite.model_validate(data))))
             else:
                 graph.write("hide_item", item_id=data["item_id"], hidden=kind == "hide")
 
 
+class ResolvedItem(NamedTuple):
+    """An item write checked against the catalogue (`LiveWrites._resolve`)."""
+
+    item: Item
+    links: list[tuple[str, str]]
+    """(relation, entity id), sorted: its facts, its genres and its decade."""
+    created: dict[str, str]
+    """Entity id -> name: entities its facts name that the graph does not hold yet,
+    created by this write (`ItemWrite.new_entities`)."""
+    notes: list[str]
+
+
 def resolve_facts(facts: Iterable[tuple[str, str]], entities: pd.DataFrame,
-                  names: NameIndex) -> set[tuple[str, str]]:
-    """An item write's facts as (relation, entity id): each names an entity the data
-    holds, by id or by name (`UnknownName` lists those it does not)."""
+                  names: NameIndex, *, create: bool = False
+                  ) -> tuple[set[tuple[str, str]], dict[str, str]]:
+    """An item write's facts as (relation, entity id), each naming an entity the data
+    holds, by id or by name, and the entities to create (id -> name): with `create`, a
+    name nobody holds becomes a new entity (kind `LIVE_ENTITY_KIND`, the id a
+    triples.csv tail of that name would get); without, `UnknownName` lists them."""
     kinds = list(entities["kind"].unique())
-    links, unknown = set(), []
+    links, unknown, created = set(), [], {}
     for relation, name in facts:
         if not RELATION.match(relation):
             raise InvalidRequest(f"facts: relation {relation!r} must be lower-case "
                                  "letters, digits and _ (e.g. directed_by)")
         found = [name] if name in entities.index else names.exact(name, kinds)
-        if not found:
-            unknown.append(name)
-        else:
+        if found:
             links.add((relation, sorted(found)[0]))
+        elif create and name.strip():
+            created[entity_id(name.strip())] = name.strip()
+            links.add((relation, entity_id(name.strip())))
+        else:
+            unknown.append(name)
     if unknown:
         raise UnknownName(f"facts name entities the graph does not hold: "
-                          f"{', '.join(map(repr, unknown[:10]))} (live writes link "
-                          "to known entities; new ones come with a build)", unknown[:10])
-    return links
+                          f"{', '.join(map(repr, unknown[:10]))} (check the names, or "
+                          "write the item with new_entities to create them)", unknown[:10])
+    return links, created
 
 
-def _graph_item(item: Item, links: list[tuple[str, str]]) -> dict[str, Any]:
+def _graph_item(resolved: ResolvedItem) -> dict[str, Any]:
     """The `upsert_item` query's parameters."""
+    item = resolved.item
     return {"item": {"id": item.id, "title": item.title, "year": item.year,
                      "genres": list(item.genres), "abstract": item.abstract},
-            "links": [{"type": rel.upper(), "entity_id": e} for rel, e in links]}
+            "links": [{"type": rel.upper(), "entity_id": e} for rel, e in resolved.links],
+            "entities": [{"id": e, "name": name, "kind": LIVE_ENTITY_KIND}
+                         for e, name in resolved.created.items()]}
 
 
 def _aliases(title: str) -> list[str]:

@@ -161,9 +161,11 @@ class BaseSource:
             [scores, np.full((len(scores), missing), -np.inf, np.float32)], axis=1)
 
     def add_item(self, item_id: str, entity_ids: Sequence[str]) -> None:
-        """An item joined the catalogue (the index) after the fit; a source that cannot
-        score it pads its column with -inf."""
-        self.column[item_id] = len(self.column)
+        """An item joined the catalogue (the index) after the fit, or a known one was
+        written again with these links; a source that cannot score a new one pads its
+        column with -inf."""
+        if item_id not in self.column:
+            self.column[item_id] = len(self.column)
 
     def save(self, folder: Path) -> None:
         pass

@@ -3,8 +3,9 @@
 In: a `Catalogue` with the KG's (item, relation, entity) triples, the largest entity
 degree a path may go through (`retrieval.max_entity_degree`: hubs are skipped); nothing
 to fit. Out: scores (queries x catalogue), the graph's `kg_path_candidates` as a sparse
-product in memory (~1 ms instead of a Bolt round trip), items added after the build
-scored from the entities they were added with; `-inf` where no path leads.
+product in memory (~1 ms instead of a Bolt round trip); an item written after the build
+(new, or with new links) scored from the entities it was written with; `-inf` where no
+path leads.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class KGPath(BaseSource):
                      "max_entity_degree"].default) -> None:
         super().__init__(catalogue)
         self.max_entity_degree = max_entity_degree
-        self.added_links: list[tuple[str, str]] = []
-        """(item, entity) links of items added after the build (not in the triples)."""
+        self.live_links: dict[str, list[str]] = {}
+        """Item -> its entities, for items written after the build: they replace the
+        item's links in the triples (a new item has none there)."""
 
     @classmethod
     def from_settings(cls, catalogue: Catalogue, settings: SourceSettings,
@@ -48,7 +50,7 @@ class KGPath(BaseSource):
 
     def add_item(self, item_id: str, entity_ids: Sequence[str]) -> None:
         super().add_item(item_id, entity_ids)
-        self.added_links += [(item_id, e) for e in entity_ids]
+        self.live_links[item_id] = list(entity_ids)
         self._links()
 
     def _links(self) -> None:
@@ -56,9 +58,10 @@ class KGPath(BaseSource):
         # and an item linked to an entity by two relations makes two paths through it.
         if self.catalogue.triples is None:
             raise SourceUnavailable("kg_path: the catalogue has no KG triples")
-        t = pd.concat([self.catalogue.triples[TRIPLE_COLUMNS],
-                       pd.DataFrame([(i, "added", e) for i, e in self.added_links],
-                                    columns=TRIPLE_COLUMNS)])
+        built = self.catalogue.triples[TRIPLE_COLUMNS]
+        t = pd.concat([built[~built.item_id.isin(self.live_links)],
+                       pd.DataFrame([(i, "live", e) for i, entities in self.live_links.items()
+                                     for e in entities], columns=TRIPLE_COLUMNS)])
         t = t[t.item_id.isin(self.column)].drop_duplicates()
         degree = t.groupby("entity_id").item_id.size()
         keep = degree[degree <= self.max_entity_degree]
