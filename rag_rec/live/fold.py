@@ -22,7 +22,7 @@ from rag_rec.chat.names import NameIndex
 from rag_rec.data.dataset import Dataset
 from rag_rec.data.kg import side_kg
 from rag_rec.live.models import ItemWrite
-from rag_rec.live.writer import LIVE_ENTITY_KIND, resolve_facts
+from rag_rec.live.writer import add_created, resolve_facts
 
 
 def fold_writes(ds: Dataset, entries: Iterable[dict[str, Any]]
@@ -78,7 +78,9 @@ def _fold_items(ds: Dataset, written: dict[str, ItemWrite]
     categories and year, as the build makes them."""
     if not written:
         return ds.items, ds.triples, ds.entities
-    entities = ds.entities.copy()  # grows with the entities the writes created
+    # A copy whose entity table grows with the entities the writes created.
+    grown = dataclasses.replace(ds, entities=ds.entities.copy())
+    entities = grown.entities
     names = NameIndex(entities[["name", "kind"]].itertuples(), {})
     items = ds.items.reindex([*ds.items.index, *(i for i in written if i not in ds.items.index)])
     facts = []
@@ -89,9 +91,7 @@ def _fold_items(ds: Dataset, written: dict[str, ItemWrite]
         items.at[item_id, "abstract"] = write.text
         links, created = resolve_facts(write.facts, entities, names,
                                        create=write.new_entities)
-        for entity_id, name in created.items():
-            entities.loc[entity_id] = {"name": name, "kind": LIVE_ENTITY_KIND}
-            names.add_entity(entity_id, name, LIVE_ENTITY_KIND)
+        add_created(grown, names, created)
         facts += [(item_id, relation, entity_id) for relation, entity_id in sorted(links)]
     side_entities, side_triples = side_kg(items.loc[list(written)])
     kept = ds.triples[~ds.triples["item_id"].isin(written.keys())]

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from rag_rec.chat.names import NameIndex
+    from rag_rec.data import Dataset
     from rag_rec.graph import Graph
     from rag_rec.recommender import Recommender
 
@@ -230,10 +231,7 @@ class LiveWrites:
         """The write's effect in memory (cannot fail on valid input: it runs after the
         graph and the journal took the write)."""
         with self.live.memory:
-            rows = [(e, name, LIVE_ENTITY_KIND) for e, name in resolved.created.items()]
-            self.artifacts.ds.add_entities(rows)
-            for row in rows:
-                self.names.add_entity(*row)
+            add_created(self.artifacts.ds, self.names, resolved.created)
             return self._apply_item_locked(resolved.item, resolved.links, vector, text_vec)
 
     def _apply_item_locked(self: Recommender, item: Item, links: list[tuple[str, str]],
@@ -320,11 +318,12 @@ def resolve_facts(facts: Iterable[tuple[str, str]], entities: pd.DataFrame,
             raise InvalidRequest(f"facts: relation {relation!r} must be lower-case "
                                  "letters, digits and _ (e.g. directed_by)")
         found = [name] if name in entities.index else names.exact(name, kinds)
+        new_name = name.strip() if create else ""
         if found:
             links.add((relation, sorted(found)[0]))
-        elif create and name.strip():
-            created[entity_id(name.strip())] = name.strip()
-            links.add((relation, entity_id(name.strip())))
+        elif new_name:
+            created[entity_id(new_name)] = new_name
+            links.add((relation, entity_id(new_name)))
         else:
             unknown.append(name)
     if unknown:
@@ -332,6 +331,15 @@ def resolve_facts(facts: Iterable[tuple[str, str]], entities: pd.DataFrame,
                           f"{', '.join(map(repr, unknown[:10]))} (check the names, or "
                           "write the item with new_entities to create them)", unknown[:10])
     return links, created
+
+
+def add_created(ds: Dataset, names: NameIndex, created: dict[str, str]) -> None:
+    """Entities a write created (id -> name) into the dataset's table and the name index,
+    where lookups, explanations and later writes find them."""
+    rows = [(e, name, LIVE_ENTITY_KIND) for e, name in created.items()]
+    ds.add_entities(rows)
+    for row in rows:
+        names.add_entity(*row)
 
 
 def _graph_item(resolved: ResolvedItem) -> dict[str, Any]:

@@ -131,7 +131,7 @@ class SASRec(BaseSource):
         span = self.settings.max_len + 1
         rows = []
         for seq in seqs:
-            if len(seq) < keep + tail + 2:
+            if not self._croppable(seq):
                 continue
             cut = int(torch.randint(keep + 1, len(seq) - tail + 1, (1,), generator=gen))
             part = (seq[:keep] + seq[cut:cut + tail])[-span:]
@@ -165,11 +165,14 @@ class SASRec(BaseSource):
         return {**reports[0], "members": reports[1:],
                 "seconds": round(time.perf_counter() - start, 1)}
 
+    def _croppable(self, seq: list[int]) -> bool:
+        """Long enough for a crop: its first items, a gap and a later stretch."""
+        return len(seq) >= self.settings.crop_keep + self.settings.crop + 2
+
     def _epoch_cap(self, seqs: list[list[int]], windows: torch.Tensor) -> int:
         """`epochs`, or fewer where an epoch's steps would pass `max_steps` (a large
         catalogue's epochs are many times a small one's)."""
-        crops = sum(len(seq) >= self.settings.crop_keep + self.settings.crop + 2
-                    for seq in seqs) if self.settings.crop else 0
+        crops = sum(map(self._croppable, seqs)) if self.settings.crop else 0
         steps = math.ceil((len(windows) + crops) / self.settings.batch)
         return max(1, min(self.settings.epochs, self.settings.max_steps // steps))
 
