@@ -49,6 +49,32 @@ def test_table_rows_come_from_the_figures():
     assert "kfold0 |" not in table  # folds are summarised in the k-fold row only
 
 
+def test_other_datasets_are_indexed_beside_the_movielens_splits(tmp_path):
+    """offline_eval.json's `other_datasets` comes from each dataset's own figures file,
+    and the README's table gives each of its splits a row naming the dataset."""
+    books = {"measured_at": "2030-02-03T00:00:00", "dataset": "books",
+             "refused": {"loo": "no timestamps"},
+             "splits": {"kfold0": {"systems": {"rag_rec": {"users": 1200.0, "ndcg@10": 0.37},
+                                               "iALS": {"users": 1200.0, "ndcg@10": 0.34}},
+                                   "best_baseline": "iALS",
+                                   "rag_rec_vs_best": {"diff": 0.03, "ci95": [0.02, 0.04],
+                                                       "ratio": 1.09}}}}
+    (tmp_path / "offline_eval-books.json").write_text(json.dumps(books))
+    (tmp_path / "offline_eval.json").write_text(json.dumps(FIGURES))  # not indexed itself
+
+    index = report.other_datasets(tmp_path)
+
+    assert list(index) == ["books"]
+    assert index["books"]["refused"] == ["loo"]
+    assert index["books"]["splits"]["kfold0"]["measured_at"] == "2030-02-03"
+    table = report.readme_table(FIGURES | {"other_datasets": index})
+    assert ("| books: k-fold, fold 0 only (1,200 users) | **0.3700** | iALS 0.3400 | "
+            "+0.0300 (+0.0200 … +0.0400) | 1.090 |") in table
+    text = report.report_text({"splits": {}, "other_datasets": index})
+    assert "- **books** ([report](offline_eval-books.md)" in text
+    assert "refused: loo" in text
+
+
 def test_only_the_marked_block_is_replaced():
     readme = f"intro\n{report.START}\nold table\n{report.END}\nrest\n"
     new = report.with_readme_table(readme, FIGURES)
