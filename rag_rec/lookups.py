@@ -27,10 +27,10 @@ from rag_rec.models import Health, HistoryEntry, Item, ItemDetail, ItemFact
 if TYPE_CHECKING:
     from rag_rec.recommender import Recommender
 
-SearchKind = Literal["item", "genre", "dbpedia", "category", "decade"]
+SearchKind = Literal["item", "genre", "dbpedia", "category", "entity", "decade"]
 """What a lookup searches: item titles, or graph names of a kind (`dbpedia`: people and
-companies)."""
-SEARCH_KINDS: tuple[str, ...] = get_args(SearchKind)[:4]
+companies; `entity`: a catalogue's own, whatever triples.csv's `tail_kind` calls them)."""
+SEARCH_KINDS: tuple[str, ...] = get_args(SearchKind)[:5]
 """The kinds searched when none are named (decades have their own filter)."""
 
 
@@ -117,8 +117,8 @@ class Lookups:
 
     def search(self: Recommender, query: str, k: int = 10,
                kinds: Sequence[str] = SEARCH_KINDS) -> list[Match]:
-        """Items by title and graph entities (genres, people and companies, categories)
-        by name, best first: how an assistant turns "Toy Story" into an item id, or
+        """Items by title and graph entities (genres, people and companies, categories, a
+        catalogue's own entities) by name, best first: how an assistant turns "Toy Story" into an item id, or
         checks a name before filtering on it."""
         check_k(k)
         query = query.strip()

@@ -291,6 +291,16 @@ def test_the_shop_filters_by_its_own_entities_and_categories(shop) -> None:
     assert both.items and all({"kitchen", "gifts"} <= set(r.item.genres) for r in both.items)
 
 
+def test_the_shop_finds_its_own_entities_by_name(shop) -> None:
+    """A catalogue's own kinds (brand, material) are searched by default and by `entity`;
+    MovieLens' kinds alone do not find them."""
+    assert shop.search("forgehose", k=1)[0].id == "entity:Forgehouse"  # a typo
+    material = shop.search("cast iron", k=3, kinds=["entity"])
+    assert material[0].name == "cast iron" and material[0].kind == "material"
+    assert "entity:Forgehouse" not in {m.id for m in shop.search(
+        "forgehouse", k=3, kinds=["genre", "dbpedia", "category"])}
+
+
 def test_the_shop_records_a_purchase_live_but_refuses_a_rating(shop) -> None:
     shown = [r.item.id for r in shop.recommend("u02", k=3).items]
     with pytest.raises(InvalidRequest, match="has no ratings"):

@@ -348,8 +348,9 @@ def create_app(settings: Settings | None = None,
                      k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
                      kinds: Annotated[list[SearchKind] | None, Query()] = None
                      ) -> list[dict[str, Any]]:
-        """Items by title and graph names (genres, people and companies, categories),
-        best first: to turn "Toy Story" into an item id, or check a name."""
+        """Items by title and graph names (genres, people and companies, categories, a
+        catalogue's own entities), best first: to turn "Toy Story" into an item id, or
+        check a name."""
         hits = await asyncio.to_thread(rec.search, q, k, kinds or list(SEARCH_KINDS))
         return [asdict(hit) for hit in hits]
 

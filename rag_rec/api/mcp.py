@@ -95,7 +95,8 @@ async def search(query: Annotated[str, Field(min_length=1, max_length=200, descr
                  k: K = 5,
                  kinds: Annotated[list[SearchKind] | None, Field(description=(
                      "What to search: item (titles), genre, dbpedia (people and "
-                     "companies), category, decade. Default: all but decade."))] = None
+                     "companies), category, entity (the catalogue's own: authors, "
+                     "brands), decade. Default: all but decade."))] = None
                  ) -> dict[str, Any]:
     """Items by title and knowledge-graph names by name, best first, with their ids: use
     it before filtering on a name or liking a title."""

@@ -26,6 +26,9 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 """Which graph entity kinds each name filter matches (`Filters` fields); `entities` also
 matches any other kind a catalogue's triples.csv gives (`tail_kind`: brand, author)."""
+OWN_KINDS = "entity"
+"""The search kind standing for those other kinds: a catalogue's own entities (a tail
+with no `tail_kind` is of kind `entity` itself)."""
 ACCEPT = 90.0
 """rapidfuzz WRatio a near match needs to stand for a name (one typo in a short name)."""
 CLEAR_LEAD = 4.0
@@ -60,7 +63,7 @@ class Match:
     id: str
     name: str
     kind: str
-    """The entity kind (genre, dbpedia, category, decade), or `item`."""
+    """The entity kind (genre, dbpedia, category, decade, a catalogue's own), or `item`."""
     score: float
 
 
@@ -105,7 +108,7 @@ class NameIndex:
         the name); `UnknownName` with the nearest names when none or several differ."""
         kinds = KINDS[filter_kind]
         if filter_kind == "entities":  # whatever its kind: a catalogue's own (brand, author)
-            kinds = kinds + tuple(k for k in self._choices if k not in kinds)
+            kinds = kinds + self.own_kinds()
         if name in self.names and self.kinds[name] in kinds:  # an entity id
             return [name]
         found = self.exact(name, kinds)
@@ -120,6 +123,10 @@ class NameIndex:
             "is not in the knowledge graph"
         raise UnknownName(f"{filter_kind} name {name!r} {why}; nearest: {shown}",
                           nearest=[m.name for m in near])
+
+    def own_kinds(self) -> tuple[str, ...]:
+        """The kinds this catalogue's entities have beyond MovieLens' graph kinds."""
+        return tuple(k for k in self._choices if k not in KINDS["entities"])
 
     def near(self, name: str, kinds: Iterable[str], limit: int = 5) -> list[Match]:
         """The best distinct names of these kinds for `name`, best first."""
@@ -139,11 +146,14 @@ class NameIndex:
         return list(self.by_title.get(normalise(title), []))
 
     def search(self, query: str, *, kinds: Iterable[str] = ("item", "genre", "dbpedia",
-                                                              "category"),
+                                                              "category", OWN_KINDS),
                limit: int = 10) -> list[Match]:
-        """Items by title and entities by name for a lookup, best first."""
+        """Items by title and entities by name for a lookup, best first; the kind
+        `entity` searches all of the catalogue's own kinds (`own_kinds`)."""
         key = normalise(query)
         kinds = list(kinds)
+        if OWN_KINDS in kinds:
+            kinds += [k for k in self.own_kinds() if k not in kinds]
         hits: list[Match] = []
         if "item" in kinds:
             best: dict[str, Match] = {}
