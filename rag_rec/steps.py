@@ -25,8 +25,10 @@ what docs/scale.md reads to say which step dominates.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import resource
 import sys
 import time
@@ -148,20 +150,25 @@ def timed(split_folder: Path, name: str) -> Iterator[None]:
     """Record what runs inside as step `name` in `split_folder/timings.json`: its wall
     time, the process's peak RSS at its end, and how much it raised that peak (the
     step's own peak when it is the largest so far; 0 when an earlier step peaked
-    higher). Nothing is recorded when it raises."""
+    higher), and the process (a step run beside another has its own). Nothing is
+    recorded when it raises."""
     start, peak_before = time.perf_counter(), peak_rss_mb()
     yield
     peak = peak_rss_mb()
     record = {"seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": peak,
               "peak_rss_rise_mb": round(peak - peak_before, 1),
-              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid()}
     path = split_folder / TIMINGS
-    try:
-        timings = json.loads(path.read_text())
-    except (OSError, ValueError):
-        timings = {}
-    timings[name] = record
     split_folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(timings, indent=1, sort_keys=True))
-    tmp.replace(path)
+    # Locked: the build's holdout sources are timed in a process of their own, beside
+    # the serving ones (build.fit_beside), and neither may drop the other's record.
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            timings = json.loads(path.read_text())
+        except (OSError, ValueError):
+            timings = {}
+        timings[name] = record
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(timings, indent=1, sort_keys=True))
+        tmp.replace(path)

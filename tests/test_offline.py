@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from eval.offline import keep_earlier
@@ -66,6 +67,19 @@ def test_cached_text_vectors_open_without_the_model_package(
     assert all((again[i] == expected[i]).all() for i in list(expected)[:50])
     with pytest.raises(ImportError):
         make_text_encoder(settings.embed, settings.llm, settings.home).encode(["a new film"])
+
+
+def test_texts_encoded_together_are_each_as_encoded_alone(tiny_settings: Settings) -> None:
+    """The encoder batches texts longest first: each vector still lands on its text's
+    row, the same (to float noise) as the text encoded on its own."""
+    texts = ["A short one.", "A much longer text about a film, its director, its cast and "
+             "the year it came out, long enough to span several batches' worth of padding.",
+             "Medium length: a comedy of errors.", "x"]
+    encoder = make_text_encoder(tiny_settings.embed, tiny_settings.llm, tiny_settings.home)
+    encoder.batch_size = 2
+    together = encoder.encode(texts)
+    alone = np.concatenate([encoder.encode([text]) for text in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
 def test_each_dataset_keeps_its_own_figures() -> None:

@@ -5,6 +5,8 @@ records every step it ran."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 
 import pytest
 
@@ -31,6 +33,27 @@ def test_a_failed_step_records_nothing(tmp_path) -> None:
 
 def test_the_tiny_build_times_every_step(tiny_settings, tiny_build) -> None:
     timings = json.loads((tiny_settings.home / "builds" / "full" / TIMINGS).read_text())
-    assert {"text", "kg", "index", "sources/tuning", "sources/serving", "scorer", "blend",
-            "like"} <= set(timings)
+    assert {"text", "kg", "index", "sources/tuning", "sources/serving", "sources/holdout",
+            "scorer", "blend", "like"} <= set(timings)
     assert all(t["seconds"] >= 0 and t["peak_rss_mb"] > 0 for t in timings.values())
+    # The holdout sources were fit beside the serving ones, in a process of their own
+    # (build.fit_beside), and neither process's record dropped the other's.
+    assert timings["sources/serving"]["pid"] == timings["scorer"]["pid"] == os.getpid()
+    assert timings["sources/holdout"]["pid"] != os.getpid()
+
+
+def test_steps_timed_at_once_in_two_processes_keep_both(tmp_path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_time_steps, args=(tmp_path, f"p{k}")) for k in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    timings = json.loads((tmp_path / TIMINGS).read_text())
+    assert set(timings) == {f"p{k}/{n}" for k in range(2) for n in range(40)}
+
+
+def _time_steps(folder, prefix: str) -> None:
+    for n in range(40):
+        with timed(folder, f"{prefix}/{n}"):
+            pass
