@@ -192,7 +192,9 @@ def fit_beside(settings: Settings, artifacts: Artifacts, holdout: Path | None
     a child process, the body and the child on one thread each: two cores train two
     SASRecs ~1.4x faster side by side than one after the other on two threads each. A
     child that fails is logged, and `_sources_in` then fits them in this process."""
-    if holdout is None or (os.cpu_count() or 1) < 2 or _finished(holdout, artifacts):
+    # A daemonic process (a pool's worker) may not start one of its own.
+    if (holdout is None or (os.cpu_count() or 1) < 2
+            or multiprocessing.current_process().daemon or _finished(holdout, artifacts)):
         yield
         return
     child = multiprocessing.get_context("spawn").Process(
