@@ -35,8 +35,7 @@ import numpy as np
 
 from eval.common import RESULTS, write_results
 from eval.protocol import SPLITS, Protocol, rank_rows
-from eval.report import main as refresh_index
-from eval.report import write_report
+from eval.report import main as refresh_index, write_report
 from eval.summary import keep_earlier, paired_bootstrap, summarise
 from eval.systems import run_ablations, run_baselines, run_rag_rec, split_settings
 from rag_rec.data import SplitProtocol, load_dataset, make_split

@@ -118,8 +118,8 @@ class Lookups:
     def search(self: Recommender, query: str, k: int = 10,
                kinds: Sequence[str] = SEARCH_KINDS) -> list[Match]:
         """Items by title and graph entities (genres, people and companies, categories, a
-        catalogue's own entities) by name, best first: how an assistant turns "Toy Story" into an item id, or
-        checks a name before filtering on it."""
+        catalogue's own entities) by name, best first: how an assistant turns "Toy Story"
+        into an item id, or checks a name before filtering on it."""
         check_k(k)
         query = query.strip()
         if not query or len(query) > 200:

@@ -170,8 +170,8 @@ class SASRecSettings(BaseModel):
     """Upper bound; training stops when NDCG@10 on the tuning items stops improving
     (an epoch over MovieLens-100K takes ~2.7 s on two idle CPU cores with crops). With
     crops the tuning curve still creeps up past epoch 60 (loo seed 42: 0.1585 at 59,
-    0.1632 at 80, 0.1633 at 92); 90 keeps the README's main command near 20 minutes
-    (20 min 9 s on a fresh clone with two members)."""
+    0.1632 at 80, 0.1633 at 92); 90 keeps the README's main command under 20 minutes
+    (18:44 and 19:01 on a fresh clone with two members, docs/scale.md)."""
     max_steps: int = Field(5000, ge=1)
     """Upper bound on the early-stopped member's gradient steps: its epoch cap becomes
     `max_steps` over the steps an epoch takes, when that is below `epochs`. An epoch
